@@ -1,0 +1,187 @@
+"""Squeeze-excite, stochastic depth and the official initializers (V1 paper §4, Hu et al. 2018, Huang et al. 2016).
+
+Keras 3 only (keras.layers / keras.ops), so the layers also run under the JAX backend.
+"""
+
+import math
+
+import keras
+from keras import ops
+
+_PACKAGE = "efficientnet_tf"
+
+
+def _tensorflow_backend():
+    return keras.backend.backend() == "tensorflow"
+
+
+def _tf_swish(x):
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def swish_with_saved_sigmoid(x):
+        sigmoid = tf.sigmoid(x)
+        y = x * sigmoid
+
+        def gradient(upstream):
+            # d(x * s)/dx = s + x * s * (1 - s) = s + y - y * s: 4 passes over the tensor where
+            # tf.nn.silu's gradient recomputes the sigmoid and takes 6.
+            return upstream * (sigmoid + y - y * sigmoid)
+
+        return y, gradient
+
+    return swish_with_saved_sigmoid(x)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+def swish(x):
+    """x * sigmoid(x). On TensorFlow its gradient reuses the forward sigmoid (faster on CPU)."""
+    if _tensorflow_backend():
+        return _tf_swish(x)
+    return ops.silu(x)
+
+
+def get_activation(name):
+    """The activation function called `name`; 'swish'/'silu' give the fast swish above."""
+    if name in ("swish", "silu"):
+        return swish
+    return keras.activations.get(name)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class BatchNorm(keras.layers.BatchNormalization):
+    """keras BatchNormalization with TensorFlow's fused kernel where it applies.
+
+    On the TensorFlow backend, for 4-D channels-last inputs (no mask, renorm or synchronization),
+    one FusedBatchNormV3 and its gradient kernel replace about ten elementwise passes, and
+    bfloat16/float16 inputs are not upcast to float32. Other cases take Keras's portable path.
+    The moving variance then follows the unbiased batch variance, as TF1 and the official code
+    did; Keras's own path uses the biased one (a factor n/(n-1), n = batch * height * width).
+    """
+
+    def _fused(self, inputs, mask):
+        return (_tensorflow_backend() and mask is None and not self.synchronized
+                and not self.renorm and self.center and self.scale
+                and len(inputs.shape) == 4 and self.axis in (-1, 3))
+
+    def call(self, inputs, training=None, mask=None):
+        if not self._fused(inputs, mask):
+            return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+
+        if training and self.trainable:
+            outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+                inputs, self.gamma, self.beta, mean=self.moving_mean,
+                variance=self.moving_variance, epsilon=self.epsilon, is_training=True,
+                exponential_avg_factor=1.0 - self.momentum)
+            self.moving_mean.assign(mean)
+            self.moving_variance.assign(variance)
+        else:
+            outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
+                inputs, self.gamma, self.beta, mean=self.moving_mean,
+                variance=self.moving_variance, epsilon=self.epsilon, is_training=False)
+        return ops.cast(outputs, self.compute_dtype)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ConvKernelInitializer(keras.initializers.Initializer):
+    """normal(0, sqrt(2 / fan_out)) with fan_out = kh * kw * out, as the official conv init.
+
+    For a depthwise kernel (kh, kw, channels, 1) that is kh * kw, as in the official code.
+    """
+
+    def __init__(self, seed=None):
+        self.seed = seed
+
+    def __call__(self, shape, dtype=None):
+        kernel_height, kernel_width, _, out_filters = shape
+        stddev = math.sqrt(2.0 / (kernel_height * kernel_width * out_filters))
+        return keras.random.normal(shape, stddev=stddev, dtype=dtype, seed=self.seed)
+
+    def get_config(self):
+        return {"seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class DenseKernelInitializer(keras.initializers.Initializer):
+    """uniform(-1/sqrt(units), 1/sqrt(units)) for a (inputs, units) kernel, as the official dense init."""
+
+    def __init__(self, seed=None):
+        self.seed = seed
+
+    def __call__(self, shape, dtype=None):
+        limit = 1.0 / math.sqrt(shape[1])
+        return keras.random.uniform(shape, -limit, limit, dtype=dtype, seed=self.seed)
+
+    def get_config(self):
+        return {"seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class StochasticDepth(keras.layers.Layer):
+    """Drops the whole residual branch of an example with probability 1 - survival_prob.
+
+    Kept branches are scaled by 1 / survival_prob so inference needs no rescaling.
+    """
+
+    def __init__(self, survival_prob, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 < survival_prob <= 1.0:
+            raise ValueError(f"survival_prob must be in (0, 1], got {survival_prob!r}")
+        self.survival_prob = float(survival_prob)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed) if survival_prob < 1.0 else None
+
+    def call(self, inputs, training=None):
+        if not training or self.seed_generator is None:
+            return inputs
+        batch = ops.shape(inputs)[0]
+        noise = keras.random.uniform((batch, 1, 1, 1), seed=self.seed_generator, dtype=inputs.dtype)
+        keep = ops.floor(self.survival_prob + noise)
+        return inputs * keep / ops.cast(self.survival_prob, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "survival_prob": self.survival_prob, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class SqueezeExcite(keras.layers.Layer):
+    """Channel gating: global mean -> 1x1 reduce + activation -> 1x1 expand -> sigmoid -> scale.
+
+    `reduced_filters` is max(1, int(block input filters * se_ratio)): the ratio is relative to the
+    block's input, not to its expanded width (official code, REFERENCE.md §2).
+    """
+
+    def __init__(self, filters, reduced_filters, activation="swish", **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.reduced_filters = reduced_filters
+        self.activation = activation
+        self.reduce = keras.layers.Conv2D(
+            reduced_filters, 1, activation=get_activation(activation), use_bias=True,
+            kernel_initializer=ConvKernelInitializer(), name=f"{self.name}_reduce",
+            dtype=self.dtype_policy)
+        self.expand = keras.layers.Conv2D(
+            filters, 1, activation="sigmoid", use_bias=True,
+            kernel_initializer=ConvKernelInitializer(), name=f"{self.name}_expand",
+            dtype=self.dtype_policy)
+
+    def build(self, input_shape):
+        pooled_shape = (input_shape[0], 1, 1, input_shape[-1])
+        self.reduce.build(pooled_shape)
+        self.expand.build(self.reduce.compute_output_shape(pooled_shape))
+
+    def call(self, inputs):
+        gate = ops.mean(inputs, axis=(1, 2), keepdims=True)
+        gate = self.expand(self.reduce(gate))
+        return inputs * gate
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters,
+                "reduced_filters": self.reduced_filters, "activation": self.activation}
