@@ -24,8 +24,9 @@ from absl import logging
 
 CLASSIFIER = "predictions"
 HEAD_LAYERS = {"conv2d": "top_conv", "batch_normalization": "top_bn", "dense": CLASSIFIER}
-# keras.applications layers that our model folds into its constant `normalize` layer.
-_IGNORED = ("normalization",)
+# keras.applications' input Normalization layer (auto-named, so `normalization_3` in a session
+# that built several models): our model folds it into its constant `normalize` layer.
+_IGNORED = re.compile(r"normalization(_\d+)?")
 
 
 @dataclasses.dataclass
@@ -120,8 +121,7 @@ def _read_keras3(h5file, model):
     arrays = collections.OrderedDict()
     for class_name, indexed in entries.items():
         indexed.sort(key=lambda item: item[0])
-        if class_name in _IGNORED:
-            arrays[class_name] = indexed[0][1]
+        if _IGNORED.fullmatch(class_name):
             continue
         names = names_by_class.get(class_name, [])
         if len(indexed) > len(names):
@@ -153,7 +153,7 @@ def load_keras_applications_weights(model, path):
     ours = {layer.name: layer for layer in weighted_layers(model)}
     assignments, skipped = [], []
     for keras_name, values in arrays.items():
-        if keras_name in _IGNORED:
+        if _IGNORED.fullmatch(keras_name):
             continue  # our normalization is a constant of the family, not a weight
         name = _our_name(keras_name)
         layer = ours.get(name)

@@ -26,7 +26,12 @@ SIZE = 64
 
 
 def keras_model(name, include_top=True, seed=0):
-    """A keras.applications model with random weights, BN statistics and ImageNet normalization."""
+    """A keras.applications model with random weights, BN statistics and ImageNet normalization.
+
+    Residual branches get small BN scales (as zero-init residuals do) so that activations stay
+    in range through the 79 blocks of V2-L: with exploding activations float32 round-off alone
+    would make the two models disagree.
+    """
     keras.utils.set_random_seed(seed)
     model = getattr(keras.applications, KERAS_APPLICATIONS[name])(
         weights=None, include_top=include_top, input_shape=(SIZE, SIZE, 3),
@@ -35,7 +40,8 @@ def keras_model(name, include_top=True, seed=0):
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             gamma, beta, mean, variance = layer.get_weights()
-            layer.set_weights([rng.uniform(0.8, 1.2, gamma.shape), rng.uniform(-0.1, 0.1, beta.shape),
+            scale = (0.05, 0.2) if layer.name.endswith("project_bn") else (0.8, 1.2)
+            layer.set_weights([rng.uniform(*scale, gamma.shape), rng.uniform(-0.1, 0.1, beta.shape),
                                rng.uniform(-0.1, 0.1, mean.shape), rng.uniform(0.8, 1.2, variance.shape)])
         if isinstance(layer, keras.layers.Normalization) and layer.weights:
             # What the published V1 files hold: ImageNet mean/std of images in [0, 1].
