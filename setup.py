@@ -18,6 +18,7 @@ setup(
         "tensorflow-datasets",
         "h5py",
         "numpy",
+        "tqdm",
     ],
     extras_require={
         "tpu": ["cloud-tpu-client"],

@@ -1,0 +1,171 @@
+"""The train and eval input pipelines: one per split and image size, shardable per host (REFERENCE.md §5).
+
+Train: files (shuffled, interleaved) -> [cache] -> shuffle -> repeat -> per-example seed ->
+decode + random crop + resize + flip (parallel) -> skip undecodable images -> label check,
+RandAugment / AutoAugment, cast -> batch (static shape) -> [mixup / cutmix] -> prefetch.
+Eval: files -> [cache] -> decode + center crop + resize -> skip undecodable -> label check ->
+pad to whole batches (label -1 marks padding) -> batch -> prefetch.
+
+Randomness comes from stateless ops fed one seed per example, so `seed` makes a pipeline
+reproducible (with `deterministic=True`); without a seed each run draws its own.
+"""
+
+import dataclasses
+import secrets
+from typing import Optional, Union
+
+import tensorflow as tf
+
+from efficientnet_tf.data import augment as augment_lib
+from efficientnet_tf.data import preprocess
+from efficientnet_tf.data.sources import EVAL, TRAIN
+
+AUTOTUNE = tf.data.AUTOTUNE
+PADDING_LABEL = -1
+
+
+class DecodeCounter:
+    """Counts images the pipeline tried to decode and those it could: the rest were skipped.
+
+    The two counts move together inside one map call, so `skipped` is exact once a pass ends and
+    off by at most the images being decoded at that moment while it runs.
+    """
+
+    def __init__(self):
+        with tf.init_scope(), tf.device("CPU:0"):
+            self.attempted = tf.Variable(0, dtype=tf.int64, trainable=False, name="attempted")
+            self.decoded = tf.Variable(0, dtype=tf.int64, trainable=False, name="decoded")
+
+    @property
+    def skipped(self):
+        return int(self.attempted.numpy() - self.decoded.numpy())
+
+    def counted(self, decode_fn):
+        """Wraps `decode_fn` so that every call counts an attempt, and a success once it decoded."""
+        def run(*args):
+            attempt = self.attempted.assign_add(1)
+            with tf.control_dependencies([attempt]):
+                image = decode_fn(*args)
+            with tf.control_dependencies([image]):
+                success = self.decoded.assign_add(1)
+            with tf.control_dependencies([success]):
+                return tf.identity(image)
+        return run
+
+
+@dataclasses.dataclass
+class TrainSettings:
+    """How training images are made; what a stage changes lives in augmenter/mixing variables."""
+
+    image_size: int
+    batch_size: int
+    num_classes: int
+    crop: preprocess.CropSettings = preprocess.V1_CROP
+    resize_method: str = "bilinear"
+    augmenter: Optional[Union[augment_lib.RandAugment, augment_lib.AutoAugment]] = None
+    mixing: Optional[augment_lib.Mixing] = None
+    dtype: tf.DType = tf.float32
+    shuffle_buffer: int = 10_000
+    cache: Union[bool, str] = False
+    seed: Optional[int] = None
+    deterministic: bool = False
+
+
+def _check_label(label, key, num_classes):
+    in_range = tf.logical_and(label >= 0, label < num_classes)
+    check = tf.debugging.Assert(in_range, [
+        f"label outside [0, {num_classes}) in", key, "label:", label], summarize=1)
+    with tf.control_dependencies([check]):
+        return tf.cast(tf.identity(label), tf.int32)
+
+
+def _cache(dataset, cache):
+    if cache is True:
+        return dataset.cache()
+    if cache:
+        return dataset.cache(cache)
+    return dataset
+
+
+def _options(deterministic):
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    options.experimental_optimization.map_parallelization = True
+    return options
+
+
+def train_dataset(source, settings, input_context=None, counter=None):
+    """Batches of (images [B, S, S, 3] in `settings.dtype`, one-hot labels [B, classes] float32)."""
+    if settings.mixing is not None and settings.dtype == tf.uint8:
+        raise ValueError("mixup/cutmix blend images: use a float dtype, not uint8")
+    counter = counter or DecodeCounter()
+    seed = settings.seed if settings.seed is not None else secrets.randbits(31)
+    dataset = source.dataset(TRAIN, input_context=input_context, shuffle_files=True, seed=seed,
+                             deterministic=settings.deterministic)
+    dataset = _cache(dataset, settings.cache)
+    dataset = dataset.shuffle(settings.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.repeat()
+    pipeline_id = input_context.input_pipeline_id if input_context else 0
+    per_example_seeds = tf.data.Dataset.counter().map(
+        lambda index: tf.stack([tf.cast(seed, tf.int64) + pipeline_id * 1_000_003, index]))
+
+    def decode(example, example_seed):
+        crop_seed, augment_seed = tf.unstack(tf.random.experimental.stateless_split(example_seed, 2))
+        image = counter.counted(lambda: preprocess.preprocess_train(
+            example["image"], settings.image_size, crop_seed, settings.crop,
+            settings.resize_method))()
+        return image, example["label"], example["key"], augment_seed
+
+    def finish(image, label, key, augment_seed):
+        label = _check_label(label, key, settings.num_classes)
+        if settings.augmenter is not None:
+            image = settings.augmenter(image, augment_seed)
+        image = tf.cast(image, settings.dtype)
+        image.set_shape([settings.image_size, settings.image_size, 3])
+        return image, tf.one_hot(label, settings.num_classes, dtype=tf.float32)
+
+    dataset = tf.data.Dataset.zip((dataset, per_example_seeds))
+    dataset = dataset.map(decode, num_parallel_calls=AUTOTUNE,
+                          deterministic=settings.deterministic).ignore_errors()
+    dataset = dataset.map(finish, num_parallel_calls=AUTOTUNE, deterministic=settings.deterministic)
+    dataset = dataset.batch(settings.batch_size, drop_remainder=True)
+    if settings.mixing is not None:
+        batch_seeds = tf.data.Dataset.counter().map(
+            lambda index: tf.stack([tf.cast(seed, tf.int64) + 7 + pipeline_id * 1_000_003, index]))
+
+        def mix(batch, batch_seed):
+            images, labels = batch
+            images, labels = settings.mixing(images, tf.argmax(labels, axis=-1), batch_seed)
+            return tf.cast(images, settings.dtype), labels
+
+        dataset = tf.data.Dataset.zip((dataset, batch_seeds)).map(mix, num_parallel_calls=AUTOTUNE)
+    return dataset.prefetch(AUTOTUNE).with_options(_options(settings.deterministic))
+
+
+def eval_dataset(source, image_size, batch_size, num_classes, input_context=None,
+                 resize_method="bilinear", dtype=tf.float32, cache=False, counter=None,
+                 split=EVAL):
+    """Batches of (images [B, S, S, 3], labels [B] int32); label -1 marks padding in the last one.
+
+    Every example of the split (of this host's shard) is seen once, in whole static-shape batches.
+    """
+    counter = counter or DecodeCounter()
+    dataset = _cache(source.dataset(split, input_context=input_context), cache)
+
+    def decode(example):
+        image = counter.counted(lambda: preprocess.preprocess_eval(
+            example["image"], image_size, resize_method))()
+        return image, example["label"], example["key"]
+
+    def finish(image, label, key):
+        image = tf.cast(image, dtype)
+        image.set_shape([image_size, image_size, 3])
+        return image, _check_label(label, key, num_classes)
+
+    dataset = dataset.map(decode, num_parallel_calls=AUTOTUNE).ignore_errors()
+    dataset = dataset.map(finish, num_parallel_calls=AUTOTUNE)
+    padding = tf.data.Dataset.from_tensors(
+        (tf.zeros([image_size, image_size, 3], dtype), tf.constant(PADDING_LABEL, tf.int32)))
+    dataset = dataset.concatenate(padding.repeat(batch_size - 1))
+    dataset = dataset.batch(batch_size, drop_remainder=True)
+    return dataset.prefetch(AUTOTUNE).with_options(_options(True))

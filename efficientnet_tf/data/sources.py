@@ -1,0 +1,200 @@
+"""Where images come from: ImageNet-format TFRecords, TFDS datasets and image folders (REFERENCE.md §5).
+
+Every source gives the same elements, still encoded, so that decoding and cropping happen once in
+the pipeline: {"image": encoded bytes, "label": int64 label in [0, num_classes) before the range
+check, "key": a string naming the file or record, for error messages}. Every path goes through
+tf.io.gfile, so `gs://` works.
+"""
+
+import dataclasses
+import zlib
+from typing import Dict, Optional, Sequence
+
+import tensorflow as tf
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
+TRAIN, EVAL = "train", "eval"
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def _check_split(split, available):
+    if split not in available:
+        raise ValueError(f"unknown split {split!r}; this source has {sorted(available)}")
+
+
+def _shard(dataset, input_context):
+    if input_context is None or input_context.num_input_pipelines <= 1:
+        return dataset
+    return dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+
+
+@dataclasses.dataclass
+class TFRecordSource:
+    """Sharded TFRecords in the ImageNet format of tensorflow/tpu's imagenet_to_gcs.py.
+
+    `file_patterns` maps a split ('train', 'eval') to a glob. Labels in the records are
+    `label_offset`-based (1 for ImageNet: 1..1000); the source subtracts the offset.
+    """
+
+    file_patterns: Dict[str, str]
+    num_classes: int
+    label_offset: int = 1
+    image_feature: str = "image/encoded"
+    label_feature: str = "image/class/label"
+    class_names: Optional[Sequence[str]] = None
+    cycle_length: int = 16
+
+    def files(self, split):
+        _check_split(split, self.file_patterns)
+        files = sorted(tf.io.gfile.glob(self.file_patterns[split]))
+        if not files:
+            raise ValueError(f"no TFRecord files match {self.file_patterns[split]!r} "
+                             f"(split {split!r})")
+        return files
+
+    def _parse(self, file_name, index, record):
+        features = tf.io.parse_single_example(record, {
+            self.image_feature: tf.io.FixedLenFeature([], tf.string),
+            self.label_feature: tf.io.FixedLenFeature([], tf.int64)})
+        key = tf.strings.join([file_name, tf.strings.as_string(index)], separator=":")
+        return {"image": features[self.image_feature],
+                "label": features[self.label_feature] - self.label_offset, "key": key}
+
+    def dataset(self, split, input_context=None, shuffle_files=False, seed=None,
+                deterministic=True):
+        files = self.files(split)
+        dataset = tf.data.Dataset.from_tensor_slices(files)
+        pipelines = input_context.num_input_pipelines if input_context else 1
+        if pipelines > 1 and len(files) >= pipelines:
+            dataset = _shard(dataset, input_context)  # whole files per host: no wasted reads
+        if shuffle_files:
+            dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.interleave(
+            lambda name: tf.data.TFRecordDataset(name).enumerate().map(
+                lambda index, record: (name, index, record)),
+            cycle_length=min(self.cycle_length, len(files)), num_parallel_calls=AUTOTUNE,
+            deterministic=deterministic)
+        if pipelines > 1 and len(files) < pipelines:
+            dataset = _shard(dataset, input_context)
+        return dataset.map(self._parse, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+
+
+@dataclasses.dataclass
+class TFDSSource:
+    """Any TFDS image-classification dataset by name, read from `data_dir` (nothing is downloaded)."""
+
+    name: str
+    splits: Dict[str, str] = dataclasses.field(
+        default_factory=lambda: {TRAIN: "train", EVAL: "validation"})
+    data_dir: Optional[str] = None
+    image_feature: str = "image"
+    label_feature: str = "label"
+
+    def __post_init__(self):
+        import tensorflow_datasets as tfds
+
+        self._builder = tfds.builder(self.name, data_dir=self.data_dir)
+        label = self._builder.info.features[self.label_feature]
+        self.num_classes = label.num_classes
+        self.class_names = list(label.names)
+
+    def files(self, split):
+        return None
+
+    def dataset(self, split, input_context=None, shuffle_files=False, seed=None,
+                deterministic=True):
+        import tensorflow_datasets as tfds
+
+        _check_split(split, self.splits)
+        read_config = tfds.ReadConfig(input_context=input_context, shuffle_seed=seed,
+                                      add_tfds_id=True)
+        read_config.options.deterministic = deterministic
+        dataset = self._builder.as_dataset(
+            split=self.splits[split], shuffle_files=shuffle_files, read_config=read_config,
+            decoders={self.image_feature: tfds.decode.SkipDecoding()})
+        return dataset.map(lambda example: {
+            "image": example[self.image_feature], "label": example[self.label_feature],
+            "key": example["tfds_id"]}, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+
+
+def list_image_folder(root):
+    """(class names, [(path, label)]) of a folder with one subfolder of images per class."""
+    if not tf.io.gfile.isdir(root):
+        raise ValueError(f"image folder {root!r} does not exist or is not a directory")
+    class_names = sorted(entry.rstrip("/") for entry in tf.io.gfile.listdir(root)
+                         if tf.io.gfile.isdir(f"{root.rstrip('/')}/{entry.rstrip('/')}"))
+    if not class_names:
+        raise ValueError(f"image folder {root!r} has no class subfolders (expected "
+                         f"{root}/CLASS_NAME/IMAGE.jpg)")
+    examples = []
+    for label, class_name in enumerate(class_names):
+        class_dir = f"{root.rstrip('/')}/{class_name}"
+        for directory, _, file_names in tf.io.gfile.walk(class_dir):
+            for file_name in sorted(file_names):
+                if file_name.lower().endswith(IMAGE_EXTENSIONS):
+                    examples.append((f"{directory.rstrip('/')}/{file_name}", label))
+    if not examples:
+        raise ValueError(f"image folder {root!r} has class folders but no images "
+                         f"({', '.join(IMAGE_EXTENSIONS)})")
+    return class_names, examples
+
+
+def holdout(relative_path, eval_percent):
+    """Whether an image belongs to the eval split: a stable hash of its path inside the folder
+    (CLASS/FILE), the same on every host and run, wherever the folder is."""
+    return zlib.crc32(relative_path.encode("utf-8")) % 100 < eval_percent
+
+
+@dataclasses.dataclass
+class ImageFolderSource:
+    """A folder with one subfolder per class; `eval_percent` of the files (by a stable hash of the
+    path) form the eval split, unless `eval_root` names a folder of its own for it."""
+
+    root: str
+    eval_root: Optional[str] = None
+    eval_percent: int = 10
+
+    def __post_init__(self):
+        self.class_names, examples = list_image_folder(self.root)
+        self.num_classes = len(self.class_names)
+        if self.eval_root:
+            eval_names, eval_examples = list_image_folder(self.eval_root)
+            if eval_names != self.class_names:
+                raise ValueError(f"eval folder {self.eval_root!r} has classes {eval_names}, the "
+                                 f"train folder {self.root!r} has {self.class_names}")
+            self._examples = {TRAIN: examples, EVAL: eval_examples}
+        else:
+            if not 0 < self.eval_percent < 100:
+                raise ValueError(f"eval_percent must be in (0, 100), got {self.eval_percent!r}")
+            prefix = len(self.root.rstrip("/")) + 1
+            held_out = [holdout(path[prefix:], self.eval_percent) for path, _ in examples]
+            self._examples = {
+                TRAIN: [e for e, held in zip(examples, held_out) if not held],
+                EVAL: [e for e, held in zip(examples, held_out) if held]}
+
+    def examples(self, split):
+        """[(path, label)] of the split."""
+        _check_split(split, self._examples)
+        return list(self._examples[split])
+
+    def num_examples(self, split):
+        return len(self.examples(split))
+
+    def files(self, split):
+        return None
+
+    def dataset(self, split, input_context=None, shuffle_files=False, seed=None,
+                deterministic=True):
+        _check_split(split, self._examples)
+        examples = self._examples[split]
+        if not examples:
+            raise ValueError(f"split {split!r} of {self.root!r} is empty")
+        paths, labels = zip(*examples)
+        dataset = _shard(tf.data.Dataset.from_tensor_slices((list(paths), list(labels))),
+                         input_context)
+        if shuffle_files:
+            dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+        return dataset.map(
+            lambda path, label: {"image": tf.io.read_file(path),
+                                 "label": tf.cast(label, tf.int64), "key": path},
+            num_parallel_calls=AUTOTUNE, deterministic=deterministic)

@@ -1,0 +1,131 @@
+"""Writes an image folder as sharded TFRecords in the ImageNet format (tensorflow/tpu imagenet_to_gcs).
+
+Features per record: image/encoded (the file's bytes, unchanged), image/format, image/filename,
+image/height, image/width, image/class/label (label + offset, 1-based by default as ImageNet),
+image/class/text. Images that TensorFlow cannot decode are skipped and reported. A labels.txt
+with one class name per line goes beside the shards. All writes go through tf.io.gfile.
+"""
+
+import collections
+import dataclasses
+from typing import Dict, List, Tuple
+
+import tensorflow as tf
+
+from efficientnet_tf.data.sources import EVAL, TRAIN, ImageFolderSource
+
+LABELS_FILE = "labels.txt"
+
+
+@dataclasses.dataclass
+class WriteSummary:
+    """What a conversion wrote and what it skipped (path, reason)."""
+
+    written: Dict[str, int]
+    skipped: List[Tuple[str, str]]
+    files: Dict[str, List[str]]
+
+    def __str__(self):
+        lines = [f"{split}: {count} images in {len(self.files[split])} shards"
+                 for split, count in self.written.items()]
+        reasons = collections.Counter(reason for _, reason in self.skipped)
+        lines.append(f"skipped {len(self.skipped)} images" + (
+            ": " + ", ".join(f"{n} {reason}" for reason, n in reasons.items())
+            if self.skipped else ""))
+        lines.extend(f"  skipped {path}: {reason}" for path, reason in self.skipped[:20])
+        return "\n".join(lines)
+
+
+def _feature(value):
+    if isinstance(value, bytes):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+
+
+def _image_format(data):
+    if data[:3] == b"\xff\xd8\xff":
+        return b"JPEG"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return b"PNG"
+    if data[:4] in (b"GIF8",):
+        return b"GIF"
+    if data[:2] == b"BM":
+        return b"BMP"
+    return b"UNKNOWN"
+
+
+def _example(data, height, width, label, class_name, file_name):
+    return tf.train.Example(features=tf.train.Features(feature={
+        "image/encoded": _feature(data), "image/format": _feature(_image_format(data)),
+        "image/filename": _feature(file_name.encode("utf-8")),
+        "image/height": _feature(height), "image/width": _feature(width),
+        "image/class/label": _feature(label), "image/class/text": _feature(class_name.encode())}))
+
+
+def _checked_image(path):
+    """(bytes, height, width) of a decodable image, or a reason why it is skipped."""
+    try:
+        data = tf.io.gfile.GFile(path, "rb").read()
+    except tf.errors.OpError as error:
+        return None, f"unreadable ({error.message.splitlines()[0]})"
+    if not data:
+        return None, "empty file"
+    try:
+        shape = tf.io.decode_image(data, channels=3, expand_animations=False).shape
+    except tf.errors.InvalidArgumentError:
+        return None, "not a decodable image"
+    return (data, int(shape[0]), int(shape[1])), None
+
+
+def write_image_folder(source, output_dir, shards=None, label_offset=1, progress=None):
+    """Writes `source` (an ImageFolderSource) as `{split}-{i:05d}-of-{n:05d}.tfrecord` files.
+
+    `shards` maps split -> number of shards (default: about 1,000 images per shard).
+    `progress(total)` returns an object with update(n) and close(), e.g. tqdm.
+    """
+    tf.io.gfile.makedirs(output_dir)
+    with tf.io.gfile.GFile(f"{output_dir}/{LABELS_FILE}", "w") as labels_file:
+        labels_file.write("".join(f"{name}\n" for name in source.class_names))
+    prefix = len(source.root.rstrip("/")) + 1
+    written, skipped, files = {}, [], {}
+    for split in (TRAIN, EVAL):
+        examples = source.examples(split)
+        count = (shards or {}).get(split) or max(1, -(-len(examples) // 1000))
+        names = [f"{output_dir}/{split}-{i:05d}-of-{count:05d}.tfrecord" for i in range(count)]
+        writers = [tf.io.TFRecordWriter(name) for name in names]
+        bar = progress(len(examples)) if progress else None
+        written[split] = 0
+        for path, label in examples:
+            checked, reason = _checked_image(path)
+            if checked is None:
+                skipped.append((path, reason))
+            else:
+                data, height, width = checked
+                example = _example(data, height, width, label + label_offset,
+                                   source.class_names[label], path[prefix:])
+                writers[written[split] % count].write(example.SerializeToString())
+                written[split] += 1
+            if bar:
+                bar.update(1)
+        if bar:
+            bar.close()
+        for writer in writers:
+            writer.close()
+        files[split] = names
+    return WriteSummary(written=written, skipped=skipped, files=files)
+
+
+def read_labels(directory):
+    """The class names of labels.txt in `directory`, or None if there is none."""
+    path = f"{directory.rstrip('/')}/{LABELS_FILE}"
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as labels_file:
+        return [line.rstrip("\n") for line in labels_file if line.strip()]
+
+
+def folder_to_tfrecords(root, output_dir, eval_percent=10, shards=None, label_offset=1,
+                        progress=None):
+    """Lists `root` as an ImageFolderSource and writes it (see write_image_folder)."""
+    source = ImageFolderSource(root, eval_percent=eval_percent)
+    return write_image_folder(source, output_dir, shards, label_offset, progress)

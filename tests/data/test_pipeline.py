@@ -1,0 +1,198 @@
+"""Sources and pipelines end to end: folders, TFRecords (via make_tfrecords.py), TFDS, ram://."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from efficientnet_tf.data import augment, pipeline, sources, tfrecords
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def settings(**overrides):
+    values = dict(image_size=32, batch_size=4, num_classes=3, seed=1, deterministic=True,
+                  shuffle_buffer=64)
+    values.update(overrides)
+    return pipeline.TrainSettings(**values)
+
+
+def count_eval(dataset):
+    labels = np.concatenate([labels.numpy() for _, labels in dataset])
+    return labels[labels != pipeline.PADDING_LABEL]
+
+
+def test_messy_folder_goes_through_and_skips_are_counted(messy_folder):
+    source = sources.ImageFolderSource(str(messy_folder), eval_percent=50)
+    assert source.class_names == ["astronaut", "coffee"]
+    total = source.num_examples("train") + source.num_examples("eval")
+    assert total == 12  # notes.txt is not an image
+    counter = pipeline.DecodeCounter()
+    seen = np.concatenate([
+        count_eval(pipeline.eval_dataset(source, 32, 4, 2, counter=counter, split=split))
+        for split in ("train", "eval")])
+    assert len(seen) == 9 and counter.skipped == 3  # corrupt, empty and truncated
+    assert counter.attempted.numpy() == 12
+
+
+def test_training_batches_have_static_shapes_and_one_hot_labels(image_folder):
+    source = sources.ImageFolderSource(str(image_folder), eval_percent=20)
+    dataset = pipeline.train_dataset(source, settings(augmenter=augment.RandAugment(2, 15)))
+    image_spec, label_spec = dataset.element_spec
+    assert image_spec.shape == (4, 32, 32, 3) and image_spec.dtype == tf.float32
+    assert label_spec.shape == (4, 3) and label_spec.dtype == tf.float32
+    images, labels = next(iter(dataset))
+    assert 0.0 <= images.numpy().min() and images.numpy().max() <= 255.0
+    np.testing.assert_array_equal(labels.numpy().sum(axis=1), 1.0)
+
+
+def test_bfloat16_and_uint8_outputs(image_folder):
+    source = sources.ImageFolderSource(str(image_folder))
+    for dtype in (tf.bfloat16, tf.uint8):
+        images, _ = next(iter(pipeline.train_dataset(source, settings(dtype=dtype))))
+        assert images.dtype == dtype
+    with pytest.raises(ValueError, match="use a float dtype"):
+        pipeline.train_dataset(source, settings(dtype=tf.uint8, mixing=augment.Mixing(3, 0.2)))
+
+
+def test_seeded_pipelines_repeat_and_unseeded_differ(image_folder):
+    source = sources.ImageFolderSource(str(image_folder))
+
+    def first_batches(**overrides):
+        dataset = pipeline.train_dataset(source, settings(**overrides))
+        return [images.numpy() for images, _ in dataset.take(3)]
+
+    kwargs = dict(augmenter=augment.RandAugment(2, 10), mixing=augment.Mixing(3, 0.4, 0.4))
+    first, again = first_batches(**kwargs), first_batches(**kwargs)
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    other = first_batches(seed=2)
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other))
+
+
+def test_mixing_in_the_pipeline_gives_soft_labels(image_folder):
+    source = sources.ImageFolderSource(str(image_folder))
+    dataset = pipeline.train_dataset(source, settings(batch_size=8, mixing=augment.Mixing(3, 1.0)))
+    labels = np.concatenate([labels.numpy() for _, labels in dataset.take(4)])
+    np.testing.assert_allclose(labels.sum(axis=1), 1.0, rtol=1e-5)
+    assert ((labels > 0.01) & (labels < 0.99)).any()
+
+
+def test_eval_sees_every_example_once_in_padded_batches(image_folder):
+    source = sources.ImageFolderSource(str(image_folder), eval_percent=30)
+    dataset = pipeline.eval_dataset(source, 40, 4, 3)
+    assert dataset.element_spec[0].shape == (4, 40, 40, 3)
+    labels = count_eval(dataset)
+    expected = sorted(label for _, label in source.examples("eval"))
+    assert sorted(labels.tolist()) == expected
+
+
+def test_label_outside_the_classes_names_the_record(tmp_path, image_folder):
+    summary = tfrecords.folder_to_tfrecords(str(image_folder), str(tmp_path / "records"),
+                                            label_offset=1)
+    assert summary.written["train"] > 0
+    too_few = sources.TFRecordSource({"train": str(tmp_path / "records" / "train-*")},
+                                     num_classes=2)
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"label outside \[0, 2\) in.*train-00000-of-00001.tfrecord:\d+"):
+        for _ in pipeline.eval_dataset(too_few, 32, 4, 2, split="train"):
+            pass
+
+
+def test_make_tfrecords_script_round_trip(tmp_path, messy_folder):
+    output = tmp_path / "records"
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "scripts", "make_tfrecords.py"),
+         f"--input={messy_folder}", f"--output={output}", "--eval_percent=50",
+         "--train_shards=2", "--eval_shards=1"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "skipped 3 images" in result.stdout
+    assert "1 empty file" in result.stdout and "2 not a decodable image" in result.stdout
+    assert tfrecords.read_labels(str(output)) == ["astronaut", "coffee"]
+    folder = sources.ImageFolderSource(str(messy_folder), eval_percent=50)
+    records = sources.TFRecordSource({"train": str(output / "train-*"),
+                                      "eval": str(output / "eval-*")}, num_classes=2)
+    assert len(records.files("train")) == 2
+    for split in ("train", "eval"):
+        from_records = sorted(count_eval(pipeline.eval_dataset(records, 32, 4, 2, split=split)))
+        from_folder = count_eval(pipeline.eval_dataset(folder, 32, 4, 2, split=split))
+        assert from_records == sorted(from_folder)
+    # The images themselves survive the round trip byte for byte.
+    example = next(iter(records.dataset("train")))
+    key = example["key"].numpy().decode()
+    assert key.startswith(str(output / "train-0000")) and example["label"].numpy() in (0, 1)
+
+
+def test_tfrecord_shards_are_disjoint_per_host(tmp_path, image_folder):
+    tfrecords.folder_to_tfrecords(str(image_folder), str(tmp_path / "r"), eval_percent=40,
+                                  shards={"train": 4, "eval": 1})
+    source = sources.TFRecordSource({"train": str(tmp_path / "r" / "train-*"),
+                                     "eval": str(tmp_path / "r" / "eval-*")}, num_classes=3)
+    for split in ("train", "eval"):  # 4 files: whole files per host; 1 file: every other record
+        keys = []
+        for host in range(2):
+            context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=host)
+            keys.append({e["key"].numpy() for e in source.dataset(split, input_context=context)})
+        everything = {e["key"].numpy() for e in source.dataset(split)}
+        assert keys[0] and keys[1] and not keys[0] & keys[1]
+        assert keys[0] | keys[1] == everything
+
+
+def test_folder_shards_are_disjoint_per_host(image_folder):
+    source = sources.ImageFolderSource(str(image_folder))
+    keys = [{e["key"].numpy() for e in source.dataset(
+        "train", input_context=tf.distribute.InputContext(2, host))} for host in range(2)]
+    assert not keys[0] & keys[1] and len(keys[0] | keys[1]) == source.num_examples("train")
+
+
+def test_holdout_is_stable_and_folder_errors_are_clear(tmp_path, image_folder):
+    split = sources.ImageFolderSource(str(image_folder), eval_percent=30).examples("eval")
+    moved = tmp_path / "moved"
+    os.rename(image_folder, moved)
+    assert [os.path.relpath(p, moved) for p, _ in sources.ImageFolderSource(
+        str(moved), eval_percent=30).examples("eval")] == [
+        os.path.relpath(p, image_folder) for p, _ in split]
+    with pytest.raises(ValueError, match="does not exist"):
+        sources.ImageFolderSource(str(tmp_path / "nowhere"))
+    (tmp_path / "flat").mkdir()
+    (tmp_path / "flat" / "a.jpg").write_bytes(b"")
+    with pytest.raises(ValueError, match="has no class subfolders"):
+        sources.ImageFolderSource(str(tmp_path / "flat"))
+    with pytest.raises(ValueError, match="no TFRecord files match"):
+        sources.TFRecordSource({"train": str(tmp_path / "none-*")}, 3).files("train")
+    with pytest.raises(ValueError, match="unknown split 'test'"):
+        sources.ImageFolderSource(str(moved)).dataset("test")
+
+
+def test_a_ram_filesystem_dataset_works(image_folder):
+    """ram:// is a TensorFlow filesystem that open() and os.path cannot see: gs:// stands in."""
+    root = "ram://datasets/photos"
+    tfrecords.folder_to_tfrecords(str(image_folder), root + "-records", eval_percent=20)
+    for directory, _, files in os.walk(image_folder):
+        for name in files:
+            relative = os.path.relpath(os.path.join(directory, name), image_folder)
+            tf.io.gfile.makedirs(f"{root}/{os.path.dirname(relative)}")
+            tf.io.gfile.copy(os.path.join(directory, name), f"{root}/{relative}", overwrite=True)
+    folder = sources.ImageFolderSource(root, eval_percent=20)
+    records = sources.TFRecordSource({"train": root + "-records/train-*",
+                                      "eval": root + "-records/eval-*"}, num_classes=3)
+    assert tfrecords.read_labels(root + "-records") == folder.class_names
+    for source in (folder, records):
+        images, labels = next(iter(pipeline.train_dataset(source, settings())))
+        assert images.shape == (4, 32, 32, 3)
+        assert len(count_eval(pipeline.eval_dataset(source, 32, 4, 3))) == folder.num_examples("eval")
+
+
+def test_tfds_source_reads_mock_data():
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=12):
+        source = sources.TFDSSource("cifar10", splits={"train": "train", "eval": "test"})
+        assert source.num_classes == 10 and len(source.class_names) == 10
+        images, labels = next(iter(pipeline.train_dataset(
+            source, settings(num_classes=10, image_size=24))))
+        assert images.shape == (4, 24, 24, 3) and labels.shape == (4, 10)
+        assert len(count_eval(pipeline.eval_dataset(source, 24, 5, 10))) == 12
