@@ -19,6 +19,8 @@ setup(
         "h5py",
         "numpy",
         "tqdm",
+        "tensorboard",
+        "matplotlib",
     ],
     extras_require={
         "tpu": ["cloud-tpu-client"],

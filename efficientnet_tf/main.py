@@ -1,6 +1,8 @@
 """The `efficientnet-tf` command line: `efficientnet-tf COMMAND [--flags]`.
 
-Commands: info (parameters, GMACs and sizes of every variant; `--model=NAME` for its stages).
+  info     parameters, GMACs and sizes of every variant (`--model=NAME`: its stages)
+  train    --config=experiments/FILE.py[:ARG] --workdir=DIR [--config.a.b=value] [--tpu=...]
+  eval     --workdir=DIR [--config=...] [--continuous]: top-1/top-5 of the checkpoints
 """
 
 import os
@@ -8,9 +10,19 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
 
 flags.DEFINE_string("model", None, "Variant name, e.g. efficientnetv2-s (info: show its stages).")
+flags.DEFINE_string("workdir", None, "Run directory (local or gs://): config, checkpoints, "
+                    "summaries, plot, results.")
+flags.DEFINE_string("tpu", None, "TPU to train on: a TPU name, 'local' on a TPU VM, or "
+                    "grpc://IP:8470. Unset: GPUs, TF_CONFIG workers or the CPU.")
+flags.DEFINE_bool("continuous", False, "eval: evaluate every new checkpoint until the last.")
+flags.DEFINE_integer("eval_timeout", None, "eval --continuous: give up after this many seconds "
+                     "without a new checkpoint.")
+config_flags.DEFINE_config_file("config", None, "Experiment file, e.g. "
+                                "experiments/imagenet_v2.py:efficientnetv2-s", lock_config=True)
 FLAGS = flags.FLAGS
 
 
@@ -19,7 +31,39 @@ def _info(argv):
     info.run(FLAGS.model)
 
 
-COMMANDS = {"info": _info}
+def _require_workdir(command):
+    if not FLAGS.workdir:
+        raise ValueError(f"{command} needs --workdir=DIR")
+
+
+def _strategy():
+    from efficientnet_tf.train import distribute
+    strategy = distribute.resolve(FLAGS.tpu)
+    logging.info("strategy: %s", distribute.describe(strategy))
+    return strategy
+
+
+def _train(argv):
+    from efficientnet_tf.train import trainer
+    _require_workdir("train")
+    if FLAGS.config is None:
+        raise ValueError("train needs --config=experiments/FILE.py[:ARG]")
+    results = trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir, _strategy())
+    print(f"eval top-1 {100 * results['eval_top1']:.2f}% top-5 {100 * results['eval_top5']:.2f}% "
+          f"on {results['eval_examples']} images; workdir {FLAGS.workdir}")
+
+
+def _eval(argv):
+    from efficientnet_tf.train import checkpoints, trainer
+    _require_workdir("eval")
+    config = FLAGS.config or checkpoints.load_config(FLAGS.workdir)
+    results = trainer.evaluate_workdir(config, FLAGS.workdir, _strategy(),
+                                       continuous=FLAGS.continuous, timeout=FLAGS.eval_timeout)
+    print(f"{results['checkpoint']}: top-1 {100 * results['top1']:.2f}% "
+          f"top-5 {100 * results['top5']:.2f}% on {results['examples']} images")
+
+
+COMMANDS = {"info": _info, "train": _train, "eval": _eval}
 
 
 def main(argv):

@@ -1,11 +1,19 @@
 """Shared test setup: quiet TensorFlow, a `slow` marker, fresh Keras state per test."""
 
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tests/imagedata.py, trainutil.py
 
 import keras  # noqa: E402
 import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+# Two logical CPU devices, so that MirroredStrategy runs real replicas in the same process. This
+# must happen before TensorFlow initialises its devices, i.e. before any test touches a tensor.
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 
 
 def pytest_configure(config):

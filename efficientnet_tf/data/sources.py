@@ -42,7 +42,15 @@ class TFRecordSource:
     image_feature: str = "image/encoded"
     label_feature: str = "image/class/label"
     class_names: Optional[Sequence[str]] = None
+    examples: Optional[Dict[str, int]] = None  # examples per split, where known
     cycle_length: int = 16
+
+    def num_examples(self, split):
+        _check_split(split, self.file_patterns)
+        if not self.examples or not self.examples.get(split):
+            raise ValueError(f"the number of {split} examples of {self.file_patterns[split]!r} "
+                             "is not known; set data.num_train_examples / num_eval_examples")
+        return self.examples[split]
 
     def files(self, split):
         _check_split(split, self.file_patterns)
@@ -100,6 +108,10 @@ class TFDSSource:
 
     def files(self, split):
         return None
+
+    def num_examples(self, split):
+        _check_split(split, self.splits)
+        return self._builder.info.splits[self.splits[split]].num_examples
 
     def dataset(self, split, input_context=None, shuffle_files=False, seed=None,
                 deterministic=True):
@@ -198,3 +210,32 @@ class ImageFolderSource:
             lambda path, label: {"image": tf.io.read_file(path),
                                  "label": tf.cast(label, tf.int64), "key": path},
             num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+
+
+def from_config(data):
+    """The source a `data` config section describes (see efficientnet_tf/train/config.py)."""
+    if data.source == "folder":
+        return ImageFolderSource(data.root, eval_root=data.eval_root or None,
+                                 eval_percent=data.eval_percent)
+    if data.source == "tfrecord":
+        from efficientnet_tf.data import tfrecords
+
+        class_names = None
+        if data.labels_file:
+            with tf.io.gfile.GFile(data.labels_file) as stream:
+                class_names = [line.strip() for line in stream if line.strip()]
+        else:
+            class_names = tfrecords.read_labels(data.train_pattern.rsplit("/", 1)[0])
+        if class_names is not None and len(class_names) != data.num_classes:
+            raise ValueError(f"data.num_classes is {data.num_classes} but the labels file lists "
+                             f"{len(class_names)} classes")
+        return TFRecordSource({TRAIN: data.train_pattern, EVAL: data.eval_pattern},
+                              num_classes=data.num_classes, label_offset=data.label_offset,
+                              class_names=class_names,
+                              examples={TRAIN: data.num_train_examples,
+                                        EVAL: data.num_eval_examples})
+    if data.source == "tfds":
+        return TFDSSource(data.tfds_name, splits={TRAIN: data.tfds_train_split,
+                                                  EVAL: data.tfds_eval_split},
+                          data_dir=data.tfds_data_dir)
+    raise ValueError(f"unknown data source {data.source!r}; use folder, tfrecord or tfds")

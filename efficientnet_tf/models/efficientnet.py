@@ -104,7 +104,7 @@ def build(spec, num_classes=1000, include_top=True, input_shape=None, dropout_ra
     if include_top:
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
         # Kept at rate 0 too: progressive learning changes the rate stage by stage.
-        x = keras.layers.Dropout(dropout_rate, name="top_dropout")(x)
+        x = layers_lib.Dropout(dropout_rate, name="top_dropout")(x)
         # float32 logits under mixed precision: the softmax and loss need the range.
         x = keras.layers.Dense(num_classes, activation=classifier_activation,
                                kernel_initializer=layers_lib.DenseKernelInitializer(),

@@ -148,6 +148,21 @@ class StochasticDepth(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
+class Dropout(keras.layers.Dropout):
+    """keras Dropout that may be given a rate above 0 after it was built with 0.
+
+    Progressive learning changes the classifier's rate stage by stage; keras Dropout only owns a
+    seed generator when built with a positive rate, so this one always does.
+    """
+
+    def __init__(self, rate, **kwargs):
+        # Keras creates the generator only for a positive rate, and locks the layer's state at
+        # the end of __init__: construct with a positive rate, then set the real one.
+        super().__init__(rate if rate > 0 else 0.5, **kwargs)
+        self.rate = rate
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
 class SqueezeExcite(keras.layers.Layer):
     """Channel gating: global mean -> 1x1 reduce + activation -> 1x1 expand -> sigmoid -> scale.
 

@@ -8,7 +8,7 @@ from PIL import Image, ImageEnhance, ImageOps
 
 from efficientnet_tf.data import augment
 
-from conftest import photo
+from imagedata import photo
 
 IMAGE = photo("astronaut", (64, 48))  # uint8, 48 x 64 x 3
 SEED = tf.constant([3, 4], tf.int64)

@@ -9,7 +9,7 @@ from PIL import Image
 
 from efficientnet_tf.data import preprocess
 
-from conftest import photo
+from imagedata import photo
 
 
 def encode(image, image_format="JPEG"):

@@ -1,0 +1,108 @@
+"""The experiment settings: every key the trainer reads, with its default (REFERENCE.md §5 recipe).
+
+Experiment files (experiments/*.py) start from `base_config()` and change what their recipe needs;
+`--config.section.key=value` overrides any key, and a mistyped key is an error (the ConfigDict is
+locked). `placeholder` fields default to None, meaning "the variant's value" (its registry row).
+"""
+
+import ml_collections
+from ml_collections.config_dict import placeholder
+
+SOURCES = ("folder", "tfrecord", "tfds")
+AUGMENTS = ("none", "randaugment", "autoaugment")
+PROGRESSIVE = ("none", "paper", "official", "custom")
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+
+
+def base_config():
+    """The ImageNet recipe of the papers for EfficientNetV2-S; experiments change what differs."""
+    config = ml_collections.ConfigDict()
+    config.model = ml_collections.ConfigDict(dict(
+        name="efficientnetv2-s",
+        dropout_rate=placeholder(float),  # None: the row's; progressive learning ramps it
+        survival_prob=placeholder(float),  # None: the row's (0.8)
+        synchronized_bn=False,  # cross-replica BN statistics (large TPU slices)
+    ))
+    config.data = ml_collections.ConfigDict(dict(
+        source="tfrecord",
+        # folder: ROOT/CLASS/IMAGE; eval split = eval_root, or eval_percent of root by a hash
+        root="", eval_root="", eval_percent=10,
+        # tfrecord: ImageNet format (tensorflow/tpu imagenet_to_gcs); 1-based labels
+        train_pattern="", eval_pattern="", label_offset=1, num_classes=1000,
+        num_train_examples=1_281_167, num_eval_examples=50_000, labels_file="",
+        # tfds: any image-classification dataset already in data_dir
+        tfds_name="", tfds_data_dir=placeholder(str), tfds_train_split="train",
+        tfds_eval_split="validation",
+        crop="auto",  # auto: V1 crop for V1 models, V2 crop for V2 (preprocess.py)
+        resize_method="auto",  # auto: bicubic for V1 (official), bilinear for V2
+        cache=False, shuffle_buffer=10_000,
+        image_dtype="auto",  # auto: bfloat16 on TPU, float32 elsewhere
+        deterministic=False,
+    ))
+    config.augment = ml_collections.ConfigDict(dict(
+        kind="randaugment", randaug_layers=2, randaug_magnitude=15.0,
+        mixup_alpha=0.0, cutmix_alpha=0.0,
+    ))
+    config.train = ml_collections.ConfigDict(dict(
+        batch_size=4096, epochs=350.0,
+        steps=0,  # > 0: train this many steps instead of `epochs`
+        steps_per_loop=0,  # train steps per host loop; 0: 100 on TPU, 1 elsewhere
+        log_every_steps=100, checkpoint_every_steps=1000, keep_checkpoints=3,
+        eval_every_steps=0,  # 0: evaluate once, at the end
+        label_smoothing=0.1,
+        weight_decay=1e-5, weight_decay_mode="l2",  # l2: as a loss term (papers); or decoupled
+        grad_clip_norm=0.0,
+        precision="auto",  # auto: bfloat16 on TPU, float16 with loss scaling on GPU, else float32
+        jit_compile="auto",  # auto: XLA on TPU and GPU, never on CPU
+        ema_decay=0.9999,  # 0: no EMA
+        seed=placeholder(int),
+    ))
+    config.optimizer = ml_collections.ConfigDict(dict(
+        name="rmsprop", lr_per_256=0.016, warmup_epochs=5.0, schedule="exponential",
+        decay_rate=0.97, decay_epochs=2.4, min_lr=0.0, momentum=0.9, rmsprop_decay=0.9,
+        epsilon=1e-3, nesterov=False,
+    ))
+    config.progressive = ml_collections.ConfigDict(dict(
+        schedule="none",  # paper (V2 Table 6), official (google/automl), custom, none
+        num_stages=4, size_multiple=8,
+        # custom (min, max) per quantity; None: the variant's targets (registry)
+        image_size_min=placeholder(int), image_size_max=placeholder(int),
+        randaug_min=placeholder(float), randaug_max=placeholder(float),
+        mixup_min=placeholder(float), mixup_max=placeholder(float),
+        dropout_min=placeholder(float), dropout_max=placeholder(float),
+    ))
+    config.eval = ml_collections.ConfigDict(dict(
+        batch_size=256, image_size=placeholder(int), use_ema=True,
+    ))
+    config.init_from = ""  # a workdir/checkpoint of ours or a keras.applications .h5 file
+    config.lock()
+    return config
+
+
+def _one_of(value, allowed, key):
+    if value not in allowed:
+        raise ValueError(f"config.{key} is {value!r}; use one of {', '.join(map(repr, allowed))}")
+
+
+def validate(config):
+    """Checks the settings that do not fail on their own; returns `config`."""
+    _one_of(config.data.source, SOURCES, "data.source")
+    _one_of(config.augment.kind, AUGMENTS, "augment.kind")
+    _one_of(config.progressive.schedule, PROGRESSIVE, "progressive.schedule")
+    _one_of(config.train.precision, PRECISIONS, "train.precision")
+    _one_of(config.train.weight_decay_mode, ("l2", "decoupled"), "train.weight_decay_mode")
+    _one_of(str(config.train.jit_compile).lower(), ("auto", "true", "false"), "train.jit_compile")
+    for key in ("train.batch_size", "eval.batch_size", "train.log_every_steps",
+                "train.checkpoint_every_steps", "train.keep_checkpoints"):
+        section, name = key.split(".")
+        if config[section][name] <= 0:
+            raise ValueError(f"config.{key} must be > 0, got {config[section][name]!r}")
+    if config.train.steps <= 0 and config.train.epochs <= 0:
+        raise ValueError("set config.train.epochs or config.train.steps to a positive number")
+    source = config.data.source
+    needed = {"folder": ["root"], "tfrecord": ["train_pattern", "eval_pattern"],
+              "tfds": ["tfds_name"]}[source]
+    missing = [f"data.{key}" for key in needed if not config.data[key]]
+    if missing:
+        raise ValueError(f"data.source={source!r} needs {', '.join(missing)}")
+    return config

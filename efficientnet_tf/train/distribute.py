@@ -1,0 +1,120 @@
+"""The tf.distribute strategy from flags and environment (DESIGN.md: strategies).
+
+--tpu=NAME|local|grpc://HOST:PORT -> TPUStrategy (pods included); TF_CONFIG -> MultiWorkerMirrored;
+several GPUs -> Mirrored; else the default strategy. Also: which replica is the chief, and the
+precision and XLA settings that follow from the hardware.
+"""
+
+import json
+import os
+
+import tensorflow as tf
+from absl import logging
+
+
+class StrategyError(ValueError):
+    """A strategy that cannot be set up, in one line that says what was tried."""
+
+
+def _tpu_strategy(tpu):
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
+        if tpu not in ("local", ""):
+            tf.config.experimental_connect_to_cluster(resolver)
+        topology = tf.tpu.experimental.initialize_tpu_system(resolver)
+    except Exception as error:  # resolver, network and runtime failures all mean: no TPU here
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise StrategyError(
+            f"no TPU found for --tpu={tpu!r} (tried TPUClusterResolver(tpu={tpu!r}) and "
+            f"initialize_tpu_system): {first_line}. On a TPU VM use --tpu=local; for a TPU node "
+            "give its name or grpc://IP:8470; without a TPU leave --tpu unset") from None
+    strategy = tf.distribute.TPUStrategy(resolver)
+    logging.info("TPU topology: %d cores on %d hosts (mesh %s)",
+                 topology.num_tpus_per_task * topology.num_tasks, topology.num_tasks,
+                 list(topology.mesh_shape))
+    return strategy
+
+
+def resolve(tpu=None, num_gpus=None):
+    """The strategy for this process. `num_gpus` None uses every visible GPU."""
+    if tpu:
+        return _tpu_strategy(tpu)
+    if os.environ.get("TF_CONFIG"):
+        try:
+            cluster = json.loads(os.environ["TF_CONFIG"])
+        except json.JSONDecodeError as error:
+            raise StrategyError(f"TF_CONFIG is not valid JSON: {error}") from None
+        if len(cluster.get("cluster", {}).get("worker", [])) > 1 or "chief" in cluster.get(
+                "cluster", {}):
+            return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    if num_gpus is not None:
+        gpus = gpus[:num_gpus]
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy([gpu.name for gpu in gpus])
+    if len(gpus) == 1:
+        return tf.distribute.OneDeviceStrategy(gpus[0].name)
+    return tf.distribute.get_strategy()
+
+
+def num_hosts(strategy):
+    if is_tpu(strategy):
+        return strategy.extended.num_hosts
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        spec = strategy.cluster_resolver.cluster_spec().as_dict()
+        return len(spec.get("worker", [])) + len(spec.get("chief", []))
+    return 1
+
+
+def describe(strategy):
+    """One line: the strategy, its replicas and hosts."""
+    return (f"{type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s) on "
+            f"{num_hosts(strategy)} host(s)")
+
+
+def is_tpu(strategy):
+    return isinstance(strategy, (tf.distribute.TPUStrategy,))
+
+
+def is_chief(strategy):
+    """Whether this process writes checkpoints, summaries and exports."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    return task_type == "chief" or (task_type == "worker" and task_id == 0
+                                    and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def check_batch(global_batch, strategy):
+    """The per-replica batch, or a clear error when the global batch does not divide."""
+    replicas = strategy.num_replicas_in_sync
+    if global_batch % replicas:
+        raise StrategyError(
+            f"global batch {global_batch} does not divide by the {replicas} replicas; use a "
+            f"multiple of {replicas} (e.g. {max(replicas, global_batch // replicas * replicas)})")
+    return global_batch // replicas
+
+
+def precision_policy(setting, strategy):
+    """'auto' -> mixed_bfloat16 on TPU, mixed_float16 on GPU, float32 on CPU."""
+    if setting != "auto":
+        return setting
+    if is_tpu(strategy):
+        return "mixed_bfloat16"
+    if tf.config.list_logical_devices("GPU"):
+        return "mixed_float16"
+    return "float32"
+
+
+def use_xla(setting, strategy):
+    """XLA: always on TPU, never on CPU (several times slower for depthwise convolutions here),
+    on GPU as the setting says ('auto' = on)."""
+    if is_tpu(strategy):
+        return True
+    if not tf.config.list_logical_devices("GPU"):
+        if setting is True:
+            logging.warning("jit_compile requested on CPU: ignored, XLA is several times slower "
+                            "for depthwise convolutions on CPU")
+        return False
+    return setting in (True, "auto")

@@ -1,0 +1,190 @@
+"""Learning-rate schedules, optimizers and the weight EMA of the official recipes (REFERENCE.md §5).
+
+RMSProp(decay 0.9, momentum 0.9, epsilon 1e-3) with its mean-square slot started at ones as TF1's
+RMSPropOptimizer did; lr = base lr x global batch / 256, linear warmup, then staircase decay x0.97
+every 2.4 epochs (or cosine, or constant); EMA of weights and batch-norm statistics with decay
+min(d, (1 + t) / (10 + t)).
+"""
+
+import math
+
+import keras
+import tensorflow as tf
+
+SCHEDULES = ("exponential", "cosine", "constant")
+OPTIMIZERS = ("rmsprop", "sgd", "adamw")
+
+
+@keras.saving.register_keras_serializable(package="efficientnet_tf")
+class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warmup from 0 to `peak` over `warmup_steps`, then `kind` decay:
+
+    exponential: peak * decay_rate ** floor((step - warmup) / decay_steps) (staircase);
+    cosine: from peak to `minimum` over the remaining steps; constant: peak. Never below `minimum`.
+    """
+
+    def __init__(self, peak, total_steps, warmup_steps=0, kind="exponential", decay_rate=0.97,
+                 decay_steps=1, minimum=0.0):
+        if kind not in SCHEDULES:
+            raise ValueError(f"unknown learning-rate schedule {kind!r}; use one of {SCHEDULES}")
+        if decay_steps <= 0:
+            raise ValueError(f"decay_steps must be > 0, got {decay_steps!r}")
+        self.peak = float(peak)
+        self.total_steps = int(total_steps)
+        self.warmup_steps = int(warmup_steps)
+        self.kind = kind
+        self.decay_rate = float(decay_rate)
+        self.decay_steps = float(decay_steps)
+        self.minimum = float(minimum)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        warmup = tf.cast(self.warmup_steps, tf.float32)
+        after = tf.maximum(step - warmup, 0.0)
+        if self.kind == "exponential":
+            decayed = self.peak * self.decay_rate ** tf.floor(after / self.decay_steps)
+        elif self.kind == "cosine":
+            span = max(self.total_steps - self.warmup_steps, 1)
+            progress = tf.minimum(after / span, 1.0)
+            decayed = self.minimum + 0.5 * (self.peak - self.minimum) * (
+                1.0 + tf.cos(math.pi * progress))
+        else:
+            decayed = tf.constant(self.peak)
+        rate = tf.where(step < warmup, self.peak * step / tf.maximum(warmup, 1.0), decayed)
+        return tf.maximum(rate, self.minimum)
+
+    def get_config(self):
+        return {"peak": self.peak, "total_steps": self.total_steps,
+                "warmup_steps": self.warmup_steps, "kind": self.kind,
+                "decay_rate": self.decay_rate, "decay_steps": self.decay_steps,
+                "minimum": self.minimum}
+
+
+def schedule_from_config(optimizer_config, global_batch, steps_per_epoch, total_steps):
+    """The WarmupSchedule of an `optimizer` config section: lr scales with global batch / 256."""
+    return WarmupSchedule(
+        peak=optimizer_config.lr_per_256 * global_batch / 256.0, total_steps=total_steps,
+        warmup_steps=int(round(optimizer_config.warmup_epochs * steps_per_epoch)),
+        kind=optimizer_config.schedule, decay_rate=optimizer_config.decay_rate,
+        decay_steps=max(optimizer_config.decay_epochs * steps_per_epoch, 1e-9),
+        minimum=optimizer_config.min_lr)
+
+
+@keras.saving.register_keras_serializable(package="efficientnet_tf")
+class TF1RMSprop(keras.optimizers.RMSprop):
+    """keras RMSprop with the mean-square slot started at ones, as TF1's RMSPropOptimizer.
+
+    With zeros (Keras), the first steps divide by sqrt(epsilon) and take huge strides; the
+    official recipes were tuned with ones. The update itself is the same:
+    ms = rho ms + (1 - rho) g^2; mom = momentum mom + lr g / sqrt(ms + eps); w -= mom.
+    """
+
+    def build(self, var_list):
+        if self.built:
+            return
+        keras.optimizers.Optimizer.build(self, var_list)
+        self._velocities = self.add_optimizer_variables(var_list, "velocity", initializer="ones")
+        self._momentums = (self.add_optimizer_variables(var_list, "momentum")
+                           if self.momentum > 0 else [])
+        self._average_gradients = (self.add_optimizer_variables(var_list, "average_gradient")
+                                   if self.centered else [])
+
+
+# Biases and BN scale/offset are not decayed (google/automl efficientnetv2 hparams).
+NO_DECAY = ("bias", "gamma", "beta")
+
+
+def decays(variable):
+    """Whether weight decay applies to `variable`: kernels, not biases or BN parameters."""
+    name = variable.path if hasattr(variable, "path") else variable.name
+    return not any(part in name.split("/")[-1] for part in NO_DECAY)
+
+
+def optimizer_from_config(optimizer_config, learning_rate, weight_decay=0.0, decoupled=False):
+    """The optimizer of an `optimizer` config section; decoupled weight decay if asked."""
+    name = optimizer_config.name
+    decay = weight_decay if decoupled else None
+    if name == "rmsprop":
+        optimizer = TF1RMSprop(learning_rate, rho=optimizer_config.rmsprop_decay,
+                               momentum=optimizer_config.momentum,
+                               epsilon=optimizer_config.epsilon, weight_decay=decay)
+    elif name == "sgd":
+        optimizer = keras.optimizers.SGD(learning_rate, momentum=optimizer_config.momentum,
+                                         nesterov=optimizer_config.nesterov, weight_decay=decay)
+    elif name == "adamw":
+        optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay,
+                                           epsilon=optimizer_config.epsilon)
+    else:
+        raise ValueError(f"unknown optimizer {name!r}; use one of {OPTIMIZERS}")
+    if optimizer.weight_decay:
+        optimizer.exclude_from_weight_decay(var_names=list(NO_DECAY))
+    return optimizer
+
+
+def l2_penalty(variables, weight_decay):
+    """weight_decay * sum ||w||^2 / 2 over the kernels: the papers' weight decay as a loss term."""
+    kernels = [tf.cast(v, tf.float32) for v in variables if decays(v)]
+    if not kernels or not weight_decay:
+        return tf.constant(0.0)
+    return weight_decay * tf.add_n([tf.nn.l2_loss(kernel) for kernel in kernels])
+
+
+class ExponentialMovingAverage(tf.Module):
+    """Shadow copies of the model's weights AND batch-norm statistics, averaged every step.
+
+    decay_t = min(decay, (1 + t) / (10 + t)), t the number of updates so far, as TF1's
+    ExponentialMovingAverage(num_updates=global_step) in the official code. Evaluation and export
+    swap the averages in (`swapped`).
+    """
+
+    def __init__(self, model, decay=0.9999):
+        super().__init__(name="ema")
+        self.decay = float(decay)
+        self._model_variables = [v for v in model.weights]
+        self.averages = [tf.Variable(tf.convert_to_tensor(v), trainable=False,
+                                     name=f"ema_{i}") for i, v in enumerate(self._model_variables)]
+
+    def decay_at(self, step):
+        step = tf.cast(step, tf.float32)
+        return tf.minimum(self.decay, (1.0 + step) / (10.0 + step))
+
+    def update(self, step, strategy=None):
+        """One averaging step (call in cross-replica context, after the optimizer's update)."""
+        decay = self.decay_at(step)
+        strategy = strategy or tf.distribute.get_strategy()
+
+        def average(shadow, value):
+            return shadow.assign(decay * shadow + (1.0 - decay) * tf.cast(value, shadow.dtype))
+
+        for shadow, variable in zip(self.averages, self._model_variables):
+            value = variable.value if isinstance(variable, keras.Variable) else variable
+            strategy.extended.update(shadow, average, args=(value,), group=False)
+
+    def reset(self):
+        """Restarts the averages from the model's current weights."""
+        for shadow, variable in zip(self.averages, self._model_variables):
+            shadow.assign(tf.convert_to_tensor(variable))
+
+    def copy_to_model(self):
+        for shadow, variable in zip(self.averages, self._model_variables):
+            variable.assign(shadow)
+
+    def swapped(self):
+        """Context manager: the model holds the averages inside, its own weights after."""
+        return _Swap(self)
+
+
+class _Swap:
+    def __init__(self, ema):
+        self.ema = ema
+        self.saved = None
+
+    def __enter__(self):
+        self.saved = [tf.identity(v) for v in self.ema._model_variables]
+        self.ema.copy_to_model()
+        return self.ema
+
+    def __exit__(self, *exc_info):
+        for value, variable in zip(self.saved, self.ema._model_variables):
+            variable.assign(value)
+        return False

@@ -1,0 +1,141 @@
+"""Progressive learning: the stages of a run (V2 paper §4, Algorithm 1 and Table 6).
+
+Training is split into N stages; stage i trains at an image size, dropout rate, RandAugment
+magnitude and mixup alpha interpolated between (min, max). Pure functions of the config, the
+variant's row and the run's length, so that a resumed run finds the same stage at the same step.
+
+Schedules:
+  paper     stage i at min + (max - min) * i / (N - 1): the first stage at the minimum.
+  official  google/automl efficientnetv2: ratio (i + 1) / N, size int(min + (max - min) * ratio),
+            so the first stage is above the minimum; RandAugment, mixup and cutmix linspace(min,
+            max)[i]. automl computes a dropout schedule and then discards it; ours applies it.
+  custom    the paper's interpolation between the (min, max) given in the config.
+  none      one stage at the row's train size and the configured regularization.
+Every scheduled size is rounded to a multiple of `size_multiple` (default 8).
+"""
+
+import dataclasses
+from typing import Tuple
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """What a stage trains with, and the steps [start_step, end_step) it covers."""
+
+    index: int
+    start_step: int
+    end_step: int
+    image_size: int
+    dropout_rate: float
+    randaug_magnitude: float
+    mixup_alpha: float
+    cutmix_alpha: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Targets:
+    """(min, max) of each scheduled quantity."""
+
+    image_size: Tuple[int, int]
+    randaug_magnitude: Tuple[float, float]
+    mixup_alpha: Tuple[float, float]
+    cutmix_alpha: Tuple[float, float]
+    dropout_rate: Tuple[float, float]
+
+
+def round_size(size, multiple):
+    """Nearest multiple of `multiple` (at least one multiple)."""
+    return max(multiple, int(round(size / multiple)) * multiple)
+
+
+def targets(spec, config):
+    """(min, max) per quantity: the config's progressive values where given, else the row's
+    targets (for dropout: a fixed config.model.dropout_rate, if set, before the row's)."""
+    progressive = config.progressive
+    row = spec.progressive
+    augment = config.augment
+
+    def pick(low, high, default):
+        return (default[0] if low is None else low, default[1] if high is None else high)
+
+    if row is None and None in (progressive.image_size_min, progressive.image_size_max):
+        raise ValueError(f"{spec.name} has no progressive-learning targets (V1 rows have none); "
+                         "set config.progressive.image_size_min/max (and the others)")
+    size_default = row.image_size if row else (spec.train_size, spec.train_size)
+    randaug_default = row.randaug_magnitude if row else (augment.randaug_magnitude,) * 2
+    mixup_default = row.mixup_alpha if row else (augment.mixup_alpha,) * 2
+    # An explicit config.model.dropout_rate holds for every stage unless the progressive
+    # section ramps dropout itself.
+    dropout_default = row.dropout_rate if row else (spec.dropout_rate,) * 2
+    if config.model.dropout_rate is not None:
+        dropout_default = (config.model.dropout_rate,) * 2
+    return Targets(
+        image_size=pick(progressive.image_size_min, progressive.image_size_max, size_default),
+        randaug_magnitude=pick(progressive.randaug_min, progressive.randaug_max, randaug_default),
+        mixup_alpha=pick(progressive.mixup_min, progressive.mixup_max, mixup_default),
+        # cutmix ramps from 0 to the configured alpha (automl: linspace(0, cutmix)).
+        cutmix_alpha=(0.0, augment.cutmix_alpha),
+        dropout_rate=pick(progressive.dropout_min, progressive.dropout_max, dropout_default))
+
+
+def _lerp(bounds, fraction):
+    low, high = bounds
+    return low + (high - low) * fraction
+
+
+def stages(spec, config, total_steps):
+    """The stages of a run of `total_steps` steps of variant `spec` under `config`."""
+    schedule = config.progressive.schedule
+    count = config.progressive.num_stages
+    multiple = config.progressive.size_multiple
+    if multiple < 1:
+        raise ValueError(f"progressive.size_multiple must be >= 1, got {multiple!r}")
+    dropout = config.model.dropout_rate
+    dropout = spec.dropout_rate if dropout is None else dropout
+    if schedule == "none":
+        return [Stage(0, 0, total_steps, spec.train_size, dropout,
+                      config.augment.randaug_magnitude, config.augment.mixup_alpha,
+                      config.augment.cutmix_alpha)]
+    if count < 1:
+        raise ValueError(f"progressive.num_stages must be >= 1, got {count!r}")
+    if total_steps < count:
+        raise ValueError(f"a run of {total_steps} steps cannot have {count} stages")
+    bounds = targets(spec, config)
+    result = []
+    for index in range(count):
+        end = total_steps * (index + 1) // count
+        start = total_steps * index // count
+        ramp = index / (count - 1) if count > 1 else 1.0
+        if schedule == "official":
+            size = int(_lerp(bounds.image_size, (index + 1) / count))
+        elif schedule in ("paper", "custom"):
+            size = _lerp(bounds.image_size, ramp)
+        else:
+            raise ValueError(f"unknown progressive schedule {schedule!r}; use paper, official, "
+                             "custom or none")
+        result.append(Stage(
+            index=index, start_step=start, end_step=end,
+            image_size=round_size(size, multiple),
+            dropout_rate=round(_lerp(bounds.dropout_rate, ramp), 6),
+            randaug_magnitude=round(_lerp(bounds.randaug_magnitude, ramp), 6),
+            mixup_alpha=round(_lerp(bounds.mixup_alpha, ramp), 6),
+            cutmix_alpha=round(_lerp(bounds.cutmix_alpha, ramp), 6)))
+    return result
+
+
+def stage_at(stage_list, step):
+    """The stage that trains step `step` (the last one once training is over)."""
+    for stage in stage_list:
+        if stage.start_step <= step < stage.end_step:
+            return stage
+    return stage_list[-1]
+
+
+def table(stage_list):
+    """The stage table as text lines, for the start-of-run log."""
+    lines = ["stage  steps              size  dropout  randaug  mixup  cutmix"]
+    for s in stage_list:
+        lines.append(f"{s.index + 1:>5}  {s.start_step:>7}-{s.end_step:<9} {s.image_size:>5} "
+                     f"{s.dropout_rate:>8.3f} {s.randaug_magnitude:>8.2f} {s.mixup_alpha:>6.3f} "
+                     f"{s.cutmix_alpha:>7.3f}")
+    return lines

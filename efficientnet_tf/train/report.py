@@ -1,0 +1,148 @@
+"""What a user sees of a run: the progress line, TensorBoard summaries, the final plot and summary.
+
+Summaries are written under WORKDIR/train and WORKDIR/eval; the plot of loss, accuracy and learning
+rate is read back from those event files, so it covers every step of a resumed run too.
+"""
+
+import io
+import json
+import math
+import time
+
+import tensorflow as tf
+from absl import logging
+
+
+def duration(seconds):
+    """'1h02m', '3m05s', '42s'."""
+    if not math.isfinite(seconds) or seconds < 0:
+        return "?"
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds}s"
+
+
+class Progress:
+    """The periodic progress line and the train summaries.
+
+    images/s and the ETA exclude each stage's first host loop, which also traces the step.
+    """
+
+    def __init__(self, workdir, total_steps, steps_per_epoch, global_batch, write=True):
+        self.total_steps = total_steps
+        self.steps_per_epoch = steps_per_epoch
+        self.global_batch = global_batch
+        self.writer = tf.summary.create_file_writer(f"{workdir}/train") if write else None
+        self.print = write
+        self._window = {"loss": 0.0, "correct": 0.0, "examples": 0.0, "seconds": 0.0, "steps": 0}
+        self._rate = float("nan")
+        self.last = {}
+
+    def add(self, totals, steps, seconds, timed=True):
+        for key in ("loss", "correct", "examples"):
+            self._window[key] += float(totals[key])
+        if timed:
+            self._window["seconds"] += seconds
+            self._window["steps"] += steps
+
+    def emit(self, step, learning_rate, stage=None, extra=None):
+        window = self._window
+        examples = max(window["examples"], 1.0)
+        if window["steps"]:
+            self._rate = window["steps"] * self.global_batch / max(window["seconds"], 1e-9)
+        remaining = (self.total_steps - step) * self.global_batch / self._rate
+        self.last = {"step": step, "loss": window["loss"] / examples,
+                     "top1": window["correct"] / examples, "learning_rate": float(learning_rate),
+                     "images_per_second": self._rate, "epoch": step / self.steps_per_epoch}
+        line = (f"step {step}/{self.total_steps} epoch {self.last['epoch']:.2f} "
+                f"loss {self.last['loss']:.4f} top1 {100 * self.last['top1']:.1f}% "
+                f"lr {learning_rate:.3g} {self._rate:.1f} img/s ETA {duration(remaining)}")
+        if stage is not None:
+            line += f" [stage {stage.index + 1} size {stage.image_size}]"
+        if extra:
+            line += " " + extra
+        if self.print:
+            logging.info(line)
+        if self.writer is not None:
+            with self.writer.as_default(step=step):
+                for key in ("loss", "top1", "learning_rate", "images_per_second"):
+                    if math.isfinite(self.last[key]):
+                        tf.summary.scalar(key, self.last[key])
+                if stage is not None:
+                    tf.summary.scalar("image_size", stage.image_size)
+                    tf.summary.scalar("dropout_rate", stage.dropout_rate)
+                    tf.summary.scalar("randaug_magnitude", stage.randaug_magnitude)
+                    tf.summary.scalar("mixup_alpha", stage.mixup_alpha)
+            self.writer.flush()
+        self._window = {"loss": 0.0, "correct": 0.0, "examples": 0.0, "seconds": 0.0, "steps": 0}
+        return line
+
+
+def write_eval_summary(workdir, step, metrics):
+    writer = tf.summary.create_file_writer(f"{workdir}/eval")
+    with writer.as_default(step=step):
+        for key in ("loss", "top1", "top5"):
+            tf.summary.scalar(key, metrics[key])
+    writer.flush()
+
+
+def read_scalars(directory):
+    """{tag: [(step, value)]} from the TensorBoard event files in `directory`."""
+    series = {}
+    files = sorted(tf.io.gfile.glob(f"{directory}/events.out.tfevents.*"))
+    for file_name in files:
+        for record in tf.data.TFRecordDataset(file_name):
+            event = tf.compat.v1.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                number = (tf.make_ndarray(value.tensor).item() if value.HasField("tensor")
+                          else value.simple_value)
+                series.setdefault(value.tag, {})[event.step] = float(number)
+    return {tag: sorted(points.items()) for tag, points in series.items()}
+
+
+def write_plot(workdir):
+    """WORKDIR/training.png: loss, top-1 (train and eval) and learning rate over steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train, evaluation = read_scalars(f"{workdir}/train"), read_scalars(f"{workdir}/eval")
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for axis, tag, title in ((axes[0], "loss", "loss"), (axes[1], "top1", "top-1 accuracy")):
+        for series, label, style in ((train, "train", "-"), (evaluation, "eval", "o-")):
+            if series.get(tag):
+                steps, values = zip(*series[tag])
+                axis.plot(steps, values, style, label=label)
+        axis.set_title(title)
+        axis.set_xlabel("step")
+        axis.legend()
+    if train.get("learning_rate"):
+        steps, values = zip(*train["learning_rate"])
+        axes[2].plot(steps, values)
+    axes[2].set_title("learning rate")
+    axes[2].set_xlabel("step")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
+    plt.close(figure)
+    path = f"{workdir}/training.png"
+    with tf.io.gfile.GFile(path, "wb") as stream:
+        stream.write(buffer.getvalue())
+    return path
+
+
+def write_json(path, payload):
+    with tf.io.gfile.GFile(path, "w") as stream:
+        stream.write(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+class Timer:
+    def __init__(self):
+        self.start = time.perf_counter()
+
+    def elapsed(self):
+        return time.perf_counter() - self.start
