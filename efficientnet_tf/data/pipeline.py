@@ -25,32 +25,50 @@ PADDING_LABEL = -1
 
 
 class DecodeCounter:
-    """Counts images the pipeline tried to decode and those it could: the rest were skipped.
+    """Counts the images the pipeline finished trying to decode, and those it could.
 
-    The two counts move together inside one map call, so `skipped` is exact once a pass ends and
-    off by at most the images being decoded at that moment while it runs.
+    `skipped` = tried - decoded is exact at any moment: both are counted downstream of
+    decode_skipping_bad, one after the other for each image.
     """
 
     def __init__(self):
         with tf.init_scope(), tf.device("CPU:0"):
-            self.attempted = tf.Variable(0, dtype=tf.int64, trainable=False, name="attempted")
+            self.tried = tf.Variable(0, dtype=tf.int64, trainable=False, name="tried")
             self.decoded = tf.Variable(0, dtype=tf.int64, trainable=False, name="decoded")
 
     @property
     def skipped(self):
-        return int(self.attempted.numpy() - self.decoded.numpy())
+        return int(self.tried.numpy() - self.decoded.numpy())
 
-    def counted(self, decode_fn):
-        """Wraps `decode_fn` so that every call counts an attempt, and a success once it decoded."""
-        def run(*args):
-            attempt = self.attempted.assign_add(1)
-            with tf.control_dependencies([attempt]):
-                image = decode_fn(*args)
-            with tf.control_dependencies([image]):
-                success = self.decoded.assign_add(1)
-            with tf.control_dependencies([success]):
-                return tf.identity(image)
-        return run
+
+def _placeholder(spec):
+    if spec.dtype == tf.string:
+        return tf.fill(spec.shape, "")
+    return tf.zeros(spec.shape, spec.dtype)
+
+
+def decode_skipping_bad(dataset, decode_fn, counter, deterministic):
+    """dataset.map(decode_fn), where an element whose decoding fails is dropped and counted.
+
+    Each element becomes a tiny dataset: its decoded form if decode_fn succeeds (ignore_errors
+    drops it otherwise), then a marker. Counting markers and decoded elements downstream, in
+    order, gives exact counts; the inner datasets run in parallel through interleave.
+    """
+    def attempt(*element):
+        decoded = tf.data.Dataset.from_tensors(element).map(decode_fn).ignore_errors()
+        marker = tf.nest.map_structure(_placeholder, decoded.element_spec)
+        return decoded.map(lambda *item: (item, True)).concatenate(
+            tf.data.Dataset.from_tensors((marker, False)))
+
+    def count(item, is_image):
+        with tf.control_dependencies([tf.cond(is_image, lambda: counter.decoded.assign_add(1),
+                                               lambda: counter.tried.assign_add(1))]):
+            return item, tf.identity(is_image)
+
+    dataset = dataset.interleave(attempt, cycle_length=AUTOTUNE, block_length=1,
+                                 num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    dataset = dataset.map(count).filter(lambda item, is_image: is_image)
+    return dataset.map(lambda item, is_image: item)
 
 
 @dataclasses.dataclass
@@ -62,6 +80,7 @@ class TrainSettings:
     num_classes: int
     crop: preprocess.CropSettings = preprocess.V1_CROP
     resize_method: str = "bilinear"
+    random_flip: bool = True
     augmenter: Optional[Union[augment_lib.RandAugment, augment_lib.AutoAugment]] = None
     mixing: Optional[augment_lib.Mixing] = None
     dtype: tf.DType = tf.float32
@@ -111,9 +130,9 @@ def train_dataset(source, settings, input_context=None, counter=None):
 
     def decode(example, example_seed):
         crop_seed, augment_seed = tf.unstack(tf.random.experimental.stateless_split(example_seed, 2))
-        image = counter.counted(lambda: preprocess.preprocess_train(
+        image = preprocess.preprocess_train(
             example["image"], settings.image_size, crop_seed, settings.crop,
-            settings.resize_method))()
+            settings.resize_method, settings.random_flip)
         return image, example["label"], example["key"], augment_seed
 
     def finish(image, label, key, augment_seed):
@@ -125,8 +144,7 @@ def train_dataset(source, settings, input_context=None, counter=None):
         return image, tf.one_hot(label, settings.num_classes, dtype=tf.float32)
 
     dataset = tf.data.Dataset.zip((dataset, per_example_seeds))
-    dataset = dataset.map(decode, num_parallel_calls=AUTOTUNE,
-                          deterministic=settings.deterministic).ignore_errors()
+    dataset = decode_skipping_bad(dataset, decode, counter, settings.deterministic)
     dataset = dataset.map(finish, num_parallel_calls=AUTOTUNE, deterministic=settings.deterministic)
     dataset = dataset.batch(settings.batch_size, drop_remainder=True)
     if settings.mixing is not None:
@@ -144,7 +162,7 @@ def train_dataset(source, settings, input_context=None, counter=None):
 
 def eval_dataset(source, image_size, batch_size, num_classes, input_context=None,
                  resize_method="bilinear", dtype=tf.float32, cache=False, counter=None,
-                 split=EVAL):
+                 split=EVAL, crop_fraction=None):
     """Batches of (images [B, S, S, 3], labels [B] int32); label -1 marks padding in the last one.
 
     Every example of the split (of this host's shard) is seen once, in whole static-shape batches.
@@ -153,8 +171,8 @@ def eval_dataset(source, image_size, batch_size, num_classes, input_context=None
     dataset = _cache(source.dataset(split, input_context=input_context), cache)
 
     def decode(example):
-        image = counter.counted(lambda: preprocess.preprocess_eval(
-            example["image"], image_size, resize_method))()
+        image = preprocess.preprocess_eval(example["image"], image_size, resize_method,
+                                           crop_fraction)
         return image, example["label"], example["key"]
 
     def finish(image, label, key):
@@ -162,7 +180,7 @@ def eval_dataset(source, image_size, batch_size, num_classes, input_context=None
         image.set_shape([image_size, image_size, 3])
         return image, _check_label(label, key, num_classes)
 
-    dataset = dataset.map(decode, num_parallel_calls=AUTOTUNE).ignore_errors()
+    dataset = decode_skipping_bad(dataset, decode, counter, deterministic=True)
     dataset = dataset.map(finish, num_parallel_calls=AUTOTUNE)
     padding = tf.data.Dataset.from_tensors(
         (tf.zeros([image_size, image_size, 3], dtype), tf.constant(PADDING_LABEL, tf.int32)))

@@ -34,13 +34,18 @@ def base_config():
         tfds_name="", tfds_data_dir=placeholder(str), tfds_train_split="train",
         tfds_eval_split="validation",
         crop="auto",  # auto: V1 crop for V1 models, V2 crop for V2 (preprocess.py)
+        crop_area_min=placeholder(float),  # overrides the crop's smallest area (small images)
+        random_flip=True,  # off for data where left and right differ (digits, text)
         resize_method="auto",  # auto: bicubic for V1 (official), bilinear for V2
         cache=False, shuffle_buffer=10_000,
         image_dtype="auto",  # auto: bfloat16 on TPU, float32 elsewhere
         deterministic=False,
     ))
+    # Under a progressive schedule the stages set the RandAugment magnitude and mixup alpha
+    # (progressive section, else the variant's targets); these values hold for schedule "none".
     config.augment = ml_collections.ConfigDict(dict(
         kind="randaugment", randaug_layers=2, randaug_magnitude=15.0,
+        randaug_ops="",  # comma-separated subset of the 16 ops; empty: all of them
         mixup_alpha=0.0, cutmix_alpha=0.0,
     ))
     config.train = ml_collections.ConfigDict(dict(
@@ -73,6 +78,7 @@ def base_config():
     ))
     config.eval = ml_collections.ConfigDict(dict(
         batch_size=256, image_size=placeholder(int), use_ema=True,
+        crop_fraction=placeholder(float),  # None: size / (size + 32), 0.875 at 224
     ))
     config.init_from = ""  # a workdir/checkpoint of ours or a keras.applications .h5 file
     config.lock()
@@ -90,6 +96,8 @@ def validate(config):
     _one_of(config.augment.kind, AUGMENTS, "augment.kind")
     _one_of(config.progressive.schedule, PROGRESSIVE, "progressive.schedule")
     _one_of(config.train.precision, PRECISIONS, "train.precision")
+    _one_of(config.data.image_dtype, ("auto", "float32", "bfloat16", "float16"),
+            "data.image_dtype")
     _one_of(config.train.weight_decay_mode, ("l2", "decoupled"), "train.weight_decay_mode")
     _one_of(str(config.train.jit_compile).lower(), ("auto", "true", "false"), "train.jit_compile")
     for key in ("train.batch_size", "eval.batch_size", "train.log_every_steps",

@@ -43,9 +43,13 @@ class Targets:
     dropout_rate: Tuple[float, float]
 
 
-def round_size(size, multiple):
-    """Nearest multiple of `multiple` (at least one multiple)."""
-    return max(multiple, int(round(size / multiple)) * multiple)
+def round_size(size, multiple, ceiling=None):
+    """Nearest multiple of `multiple` (at least one), and not above `ceiling` (the largest size
+    the schedule allows) when one is given: S's 300 becomes 296 with multiple 8, not 304."""
+    rounded = max(multiple, int(round(size / multiple)) * multiple)
+    if ceiling is not None and rounded > ceiling:
+        rounded = max(multiple, int(ceiling) // multiple * multiple)
+    return rounded
 
 
 def targets(spec, config):
@@ -115,7 +119,7 @@ def stages(spec, config, total_steps):
                              "custom or none")
         result.append(Stage(
             index=index, start_step=start, end_step=end,
-            image_size=round_size(size, multiple),
+            image_size=round_size(size, multiple, ceiling=bounds.image_size[1]),
             dropout_rate=round(_lerp(bounds.dropout_rate, ramp), 6),
             randaug_magnitude=round(_lerp(bounds.randaug_magnitude, ramp), 6),
             mixup_alpha=round(_lerp(bounds.mixup_alpha, ramp), 6),

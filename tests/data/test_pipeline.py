@@ -35,7 +35,7 @@ def test_messy_folder_goes_through_and_skips_are_counted(messy_folder):
         count_eval(pipeline.eval_dataset(source, 32, 4, 2, counter=counter, split=split))
         for split in ("train", "eval")])
     assert len(seen) == 9 and counter.skipped == 3  # corrupt, empty and truncated
-    assert counter.attempted.numpy() == 12
+    assert counter.tried.numpy() == 12
 
 
 def test_training_batches_have_static_shapes_and_one_hot_labels(image_folder):
