@@ -16,7 +16,8 @@ class _Block(keras.layers.Layer):
 
     def __init__(self, input_filters, output_filters, kernel_size=3, strides=1, expand_ratio=1,
                  se_ratio=0.0, id_skip=True, survival_prob=1.0, activation="swish",
-                 bn_momentum=0.99, bn_epsilon=1e-3, synchronized_bn=False, **kwargs):
+                 bn_momentum=0.99, bn_epsilon=1e-3, synchronized_bn=False, fold_batch_norm=False,
+                 **kwargs):
         super().__init__(**kwargs)
         if strides not in (1, 2):
             raise ValueError(f"{self.name}: strides must be 1 or 2, got {strides!r}")
@@ -32,22 +33,30 @@ class _Block(keras.layers.Layer):
         self.bn_momentum = bn_momentum
         self.bn_epsilon = bn_epsilon
         self.synchronized_bn = synchronized_bn
+        # Serving form: each BN folded into its convolution's kernel and bias (models/fold.py).
+        self.fold_batch_norm = fold_batch_norm
         self.expanded_filters = input_filters * expand_ratio
         self.has_residual = id_skip and strides == 1 and input_filters == output_filters
 
     def _conv(self, filters, kernel_size, strides, suffix):
         return keras.layers.Conv2D(
-            filters, kernel_size, strides=strides, padding="same", use_bias=False,
-            kernel_initializer=layers_lib.ConvKernelInitializer(), name=f"{self.name}_{suffix}",
-            dtype=self.dtype_policy)
+            filters, kernel_size, strides=strides, padding="same",
+            use_bias=self.fold_batch_norm, kernel_initializer=layers_lib.ConvKernelInitializer(),
+            name=f"{self.name}_{suffix}", dtype=self.dtype_policy)
 
     def _batch_norm(self, suffix):
+        if self.fold_batch_norm:
+            return None
         return layers_lib.BatchNorm(
             momentum=self.bn_momentum, epsilon=self.bn_epsilon, synchronized=self.synchronized_bn,
             name=f"{self.name}_{suffix}", dtype=self.dtype_policy)
 
     def _activate(self, inputs):
         return layers_lib.get_activation(self.activation)(inputs)
+
+    @staticmethod
+    def _normalize(batch_norm, inputs, training):
+        return inputs if batch_norm is None else batch_norm(inputs, training=training)
 
     def _squeeze_excite(self):
         if not 0 < self.se_ratio <= 1:
@@ -90,7 +99,8 @@ class _Block(keras.layers.Layer):
                 "se_ratio": self.se_ratio, "id_skip": self.id_skip,
                 "survival_prob": self.survival_prob, "activation": self.activation,
                 "bn_momentum": self.bn_momentum, "bn_epsilon": self.bn_epsilon,
-                "synchronized_bn": self.synchronized_bn}
+                "synchronized_bn": self.synchronized_bn,
+                "fold_batch_norm": self.fold_batch_norm}
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -105,7 +115,7 @@ class MBConv(_Block):
         else:
             self.expand_conv = self.expand_bn = None
         self.dwconv = keras.layers.DepthwiseConv2D(
-            self.kernel_size, strides=self.strides, padding="same", use_bias=False,
+            self.kernel_size, strides=self.strides, padding="same", use_bias=self.fold_batch_norm,
             depthwise_initializer=layers_lib.ConvKernelInitializer(), name=f"{self.name}_dwconv",
             dtype=self.dtype_policy)
         self.bn = self._batch_norm("bn")
@@ -121,11 +131,11 @@ class MBConv(_Block):
     def call(self, inputs, training=None):
         x = inputs
         if self.expand_conv is not None:
-            x = self._activate(self.expand_bn(self.expand_conv(x), training=training))
-        x = self._activate(self.bn(self.dwconv(x), training=training))
+            x = self._activate(self._normalize(self.expand_bn, self.expand_conv(x), training))
+        x = self._activate(self._normalize(self.bn, self.dwconv(x), training))
         if self.se is not None:
             x = self.se(x)
-        x = self.project_bn(self.project_conv(x), training=training)
+        x = self._normalize(self.project_bn, self.project_conv(x), training)
         return self._residual(inputs, x, training)
 
 
@@ -159,10 +169,10 @@ class FusedMBConv(_Block):
     def call(self, inputs, training=None):
         x = inputs
         if self.expand_conv is not None:
-            x = self._activate(self.expand_bn(self.expand_conv(x), training=training))
+            x = self._activate(self._normalize(self.expand_bn, self.expand_conv(x), training))
         if self.se is not None:
             x = self.se(x)
-        x = self.project_bn(self.project_conv(x), training=training)
+        x = self._normalize(self.project_bn, self.project_conv(x), training)
         if self.expand_conv is None:
             x = self._activate(x)
         return self._residual(inputs, x, training)

@@ -53,7 +53,8 @@ def normalization_layer(spec):
 
 def build(spec, num_classes=1000, include_top=True, input_shape=None, dropout_rate=None,
           survival_prob=None, pooling=None, features_only=False, classifier_activation=None,
-          synchronized_bn=False, activation="swish", name=None):
+          synchronized_bn=False, activation="swish", name=None, fold_batch_norm=False,
+          input_dtype="float32"):
     """The keras.Model of `spec` (a registry row). See efficientnet_tf.create_model."""
     dropout_rate = spec.dropout_rate if dropout_rate is None else dropout_rate
     survival_prob = spec.survival_prob if survival_prob is None else survival_prob
@@ -65,12 +66,17 @@ def build(spec, num_classes=1000, include_top=True, input_shape=None, dropout_ra
         raise ValueError(f"pooling must be None, 'avg' or 'max', got {pooling!r}")
     bn = dict(momentum=spec.bn_momentum, epsilon=spec.bn_epsilon, synchronized=synchronized_bn)
 
-    images = keras.Input(shape=input_shape, name="images")
+    def batch_norm(inputs, layer_name):
+        # The serving form (fold_batch_norm) carries each BN in its convolution's kernel and bias.
+        return inputs if fold_batch_norm else layers_lib.BatchNorm(**bn, name=layer_name)(inputs)
+
+    images = keras.Input(shape=input_shape, name="images", dtype=input_dtype)
     x = normalization_layer(spec)(images)
-    x = keras.layers.Conv2D(spec.scaled_stem_filters, 3, strides=2, padding="same", use_bias=False,
+    x = keras.layers.Conv2D(spec.scaled_stem_filters, 3, strides=2, padding="same",
+                            use_bias=fold_batch_norm,
                             kernel_initializer=layers_lib.ConvKernelInitializer(),
                             name="stem_conv")(x)
-    x = layers_lib.BatchNorm(**bn, name="stem_bn")(x)
+    x = batch_norm(x, "stem_bn")
     x = keras.layers.Activation(layers_lib.get_activation(activation), name="stem_activation")(x)
 
     outputs_by_name = {}
@@ -86,7 +92,7 @@ def build(spec, num_classes=1000, include_top=True, input_shape=None, dropout_ra
                 survival_prob=1.0 - (1.0 - survival_prob) * block_index / total_blocks,
                 activation=activation, bn_momentum=spec.bn_momentum,
                 bn_epsilon=spec.bn_epsilon, synchronized_bn=synchronized_bn,
-                name=block_name)(x)
+                fold_batch_norm=fold_batch_norm, name=block_name)(x)
             outputs_by_name[block_name] = x
             block_index += 1
 
@@ -96,10 +102,11 @@ def build(spec, num_classes=1000, include_top=True, input_shape=None, dropout_ra
                    for stride, layer in endpoint_layers(spec).items()}
         return keras.Model(images, outputs, name=model_name)
 
-    x = keras.layers.Conv2D(spec.scaled_head_filters, 1, padding="same", use_bias=False,
+    x = keras.layers.Conv2D(spec.scaled_head_filters, 1, padding="same",
+                            use_bias=fold_batch_norm,
                             kernel_initializer=layers_lib.ConvKernelInitializer(),
                             name="top_conv")(x)
-    x = layers_lib.BatchNorm(**bn, name="top_bn")(x)
+    x = batch_norm(x, "top_bn")
     x = keras.layers.Activation(layers_lib.get_activation(activation), name="top_activation")(x)
     if include_top:
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
