@@ -41,10 +41,20 @@ def swish(x):
     return ops.silu(x)
 
 
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+def inference_swish(x):
+    """x * sigmoid(x) without a custom gradient: for serving graphs, where the runtime may fuse
+    the two ops into the preceding convolution."""
+    return x * ops.sigmoid(x)
+
+
 def get_activation(name):
-    """The activation function called `name`; 'swish'/'silu' give the fast swish above."""
+    """The activation function called `name`; 'swish'/'silu' give the fast swish above and
+    'inference_swish' the serving form."""
     if name in ("swish", "silu"):
         return swish
+    if name == "inference_swish":
+        return inference_swish
     return keras.activations.get(name)
 
 
@@ -57,7 +67,16 @@ class BatchNorm(keras.layers.BatchNormalization):
     bfloat16/float16 inputs are not upcast to float32. Other cases take Keras's portable path.
     The moving variance then follows the unbiased batch variance, as TF1 and the official code
     did; Keras's own path uses the biased one (a factor n/(n-1), n = batch * height * width).
+
+    The moving statistics are mean-aggregated across replicas, as tf.keras 2 did: Keras 3 creates
+    them with aggregation "none", and under Mirrored/MultiWorkerMirrored/TPU strategies each
+    replica then keeps its own statistics, so workers end a run with different models.
     """
+
+    def add_weight(self, *args, name=None, aggregation="none", **kwargs):
+        if name in ("moving_mean", "moving_variance"):
+            aggregation = "mean"
+        return super().add_weight(*args, name=name, aggregation=aggregation, **kwargs)
 
     def _fused(self, inputs, mask):
         return (_tensorflow_backend() and mask is None and not self.synchronized

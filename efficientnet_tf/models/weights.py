@@ -57,9 +57,10 @@ def imagenet_weights_path(spec, include_top=True):
     if file_name is None:
         raise ValueError(f"keras.applications publishes no ImageNet weights for {spec.name!r}; "
                          "pass weights=None or the path of a weights file")
-    cache = os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")), "models")
-    path = os.path.join(cache, file_name)
-    if not os.path.exists(path):
+    home = os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras"))  # local: Keras's cache
+    cache = os.path.join(home, "models")  # local: Keras's cache
+    path = os.path.join(cache, file_name)  # local: Keras's cache
+    if not os.path.exists(path):  # local: Keras's cache
         raise ValueError(
             f"weights='imagenet' needs {file_name} in {cache} and this framework downloads nothing; "
             f"fetch it where there is internet (keras.applications with weights='imagenet' puts it "

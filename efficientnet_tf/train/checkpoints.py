@@ -22,9 +22,16 @@ CONFIG_FILE = "config.json"
 class Checkpoints:
     """The run's checkpoint manager: save every N steps, keep K, restore the newest good one."""
 
-    def __init__(self, directory, keep, **trackables):
+    def __init__(self, directory, keep, restore_from=None, **trackables):
+        """Saves into `directory`; restores from `restore_from` (default: the same directory).
+
+        Multi-worker runs save on every worker (the save is a collective), but only the chief
+        into the workdir; the others save into scratch and restore from the chief's workdir, so
+        that all workers resume from the same state.
+        """
         self.checkpoint = tf.train.Checkpoint(**trackables)
         self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=keep)
+        self.restore_from = restore_from or directory
 
     @property
     def latest(self):
@@ -37,7 +44,12 @@ class Checkpoints:
 
     def restore_latest(self):
         """Restores the newest readable checkpoint; returns its path or None (fresh start)."""
-        for path in reversed(self.manager.checkpoints):
+        if self.restore_from == self.manager.directory:
+            candidates = self.manager.checkpoints
+        else:
+            state = tf.train.get_checkpoint_state(self.restore_from)
+            candidates = list(state.all_model_checkpoint_paths) if state else []
+        for path in reversed(candidates):
             try:
                 self.checkpoint.restore(path).assert_existing_objects_matched()
             except (tf.errors.OpError, ValueError, AssertionError) as error:
@@ -61,8 +73,9 @@ def run_config(checkpoint_path):
         return json.load(stream)
 
 
-def _source_model(checkpoint_path):
-    """The model (EMA weights when saved) of one of our checkpoints, with its own class count."""
+def load_trained_model(checkpoint_path):
+    """(model, checkpoint prefix, run config) of one of our runs: a workdir (its newest
+    checkpoint) or a checkpoint prefix. The model holds the EMA weights when the run kept them."""
     saved = run_config(checkpoint_path)
     prefix = (tf.train.latest_checkpoint(checkpoint_path)
               if tf.io.gfile.isdir(checkpoint_path) else checkpoint_path)
@@ -75,7 +88,7 @@ def _source_model(checkpoint_path):
     checkpoint.restore(prefix).expect_partial()
     if saved["train"]["ema_decay"]:
         ema.copy_to_model()
-    return model, prefix
+    return model, prefix, saved
 
 
 def initialize(model, spec, path):
@@ -88,7 +101,7 @@ def initialize(model, spec, path):
         report = weights_lib.load_weights(model, spec, path)
         skipped = report.skipped
     else:
-        source, prefix = _source_model(path)
+        source, prefix, _ = load_trained_model(path)
         ours = {layer.name: layer for layer in weights_lib.weighted_layers(model)}
         theirs = {layer.name: layer for layer in weights_lib.weighted_layers(source)}
         skipped = sorted(set(ours) ^ set(theirs))
@@ -116,8 +129,12 @@ def save_config(config, workdir, resolved):
 
 def load_config(workdir):
     """The ConfigDict a run in `workdir` used (for `eval` and `export` without --config)."""
-    saved = run_config(workdir)
-    saved.pop("resolved", None)
+    return config_from_dict(run_config(workdir))
+
+
+def config_from_dict(saved):
+    """A ConfigDict from a run's config.json contents (what it resolved is left out)."""
+    saved = {key: value for key, value in saved.items() if key != "resolved"}
     config = config_lib.base_config()
     with config.unlocked():
         config.update_from_flattened_dict(_flatten(saved))

@@ -7,6 +7,7 @@ precision and XLA settings that follow from the hardware.
 
 import json
 import os
+import socket
 
 import tensorflow as tf
 from absl import logging
@@ -16,10 +17,44 @@ class StrategyError(ValueError):
     """A strategy that cannot be set up, in one line that says what was tried."""
 
 
-def _tpu_strategy(tpu):
+def _configure_tpu_node(tpu):
+    """A TPU node (not a TPU VM) runs its own TensorFlow server, which must match ours: the [tpu]
+    extra's cloud-tpu-client sets its runtime version to this TensorFlow's."""
+    try:
+        from cloud_tpu_client import Client
+    except ImportError:
+        logging.info("cloud-tpu-client not installed (pip install 'efficientnet_tf[tpu]'): "
+                     "TPU node %s keeps its runtime version", tpu)
+        return
+    Client(tpu).configure_tpu_version(tf.__version__, restart_type="ifNeeded")
+    logging.info("TPU node %s runtime version set to TensorFlow %s", tpu, tf.__version__)
+
+
+def _unreachable(resolver, timeout):
+    """The TPU workers of `resolver` that do not accept a TCP connection within `timeout` s.
+
+    TensorFlow's connect_to_cluster retries an address that does not answer forever; this check
+    turns a wrong --tpu into an error instead of a hang.
+    """
+    failed = []
+    for address in resolver.cluster_spec().as_dict().get("worker", []):
+        host, _, port = address.rpartition(":")
+        try:
+            socket.create_connection((host, int(port)), timeout=timeout).close()
+        except (OSError, ValueError) as error:
+            failed.append(f"{address} ({getattr(error, 'strerror', None) or error})")
+    return failed
+
+
+def _tpu_strategy(tpu, connect_timeout=20.0):
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
         if tpu not in ("local", ""):
+            if not tpu.startswith("grpc://"):
+                _configure_tpu_node(tpu)
+            failed = _unreachable(resolver, connect_timeout)
+            if failed:
+                raise ConnectionError(f"cannot connect to {', '.join(failed)}")
             tf.config.experimental_connect_to_cluster(resolver)
         topology = tf.tpu.experimental.initialize_tpu_system(resolver)
     except Exception as error:  # resolver, network and runtime failures all mean: no TPU here
@@ -29,10 +64,17 @@ def _tpu_strategy(tpu):
             f"initialize_tpu_system): {first_line}. On a TPU VM use --tpu=local; for a TPU node "
             "give its name or grpc://IP:8470; without a TPU leave --tpu unset") from None
     strategy = tf.distribute.TPUStrategy(resolver)
-    logging.info("TPU topology: %d cores on %d hosts (mesh %s)",
-                 topology.num_tpus_per_task * topology.num_tasks, topology.num_tasks,
-                 list(topology.mesh_shape))
+    print(describe_topology(topology), flush=True)
+    logging.info(describe_topology(topology))
     return strategy
+
+
+def describe_topology(topology):
+    """One line for a tf.tpu.experimental.Topology: cores, hosts, cores per host, mesh."""
+    cores = topology.num_tpus_per_task * topology.num_tasks
+    return (f"TPU topology: {cores} cores on {topology.num_tasks} host(s), "
+            f"{topology.num_tpus_per_task} cores per host, mesh "
+            f"{[int(d) for d in topology.mesh_shape]}")
 
 
 def resolve(tpu=None, num_gpus=None):
@@ -84,6 +126,20 @@ def is_chief(strategy):
     task_type, task_id = resolver.task_type, resolver.task_id
     return task_type == "chief" or (task_type == "worker" and task_id == 0
                                     and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def worker(strategy):
+    """(index, count) of this process among the processes that run the program.
+
+    Multi-worker runs have one process per host; TPU pods are driven by one client process.
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
+        return 0, 1
+    spec = resolver.cluster_spec().as_dict()
+    chiefs = len(spec.get("chief", []))
+    index = resolver.task_id + (chiefs if resolver.task_type == "worker" else 0)
+    return index, chiefs + len(spec.get("worker", []))
 
 
 def check_batch(global_batch, strategy):

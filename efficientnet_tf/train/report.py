@@ -81,6 +81,22 @@ class Progress:
         return line
 
 
+class InputMeter:
+    """This host's input pipeline: images it decoded per second since the last reading."""
+
+    def __init__(self, counter):
+        self.counter = counter
+        self._timer = Timer()
+        self._decoded = int(counter.decoded.numpy())
+
+    def line(self):
+        decoded, seconds = int(self.counter.decoded.numpy()), self._timer.elapsed()
+        images = decoded - self._decoded
+        self._decoded, self._timer = decoded, Timer()
+        return (f"input pipeline decoded {images} images in {seconds:.1f} s "
+                f"({images / max(seconds, 1e-9):.1f} img/s), skipped {self.counter.skipped}")
+
+
 def write_eval_summary(workdir, step, metrics):
     writer = tf.summary.create_file_writer(f"{workdir}/eval")
     with writer.as_default(step=step):

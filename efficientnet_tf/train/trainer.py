@@ -56,6 +56,8 @@ class Plan:
     resize_method: str
     seed: int
     chief: bool
+    worker: int = 0
+    num_workers: int = 1
 
     def resolved(self):
         """What config.json records beside the config itself."""
@@ -79,8 +81,13 @@ def plan_run(config, strategy):
     if image_dtype == "auto":
         image_dtype = "bfloat16" if distribute.is_tpu(strategy) else "float32"
     v1 = spec.family == registry.V1
-    crop = {"auto": preprocess.V1_CROP if v1 else preprocess.V2_CROP, "v1": preprocess.V1_CROP,
-            "v2": preprocess.V2_CROP}[config.data.crop]
+    crops = {"auto": preprocess.V1_CROP if v1 else preprocess.V2_CROP, "v1": preprocess.V1_CROP,
+             "v2": preprocess.V2_CROP}
+    if config.data.crop not in crops:
+        raise ValueError(f"config.data.crop is {config.data.crop!r}; use auto, v1 or v2")
+    crop = crops[config.data.crop]
+    if config.data.crop_area_min is not None:
+        crop = dataclasses.replace(crop, area_range=(config.data.crop_area_min, 1.0))
     resize_method = config.data.resize_method
     if resize_method == "auto":
         resize_method = "bicubic" if v1 else "bilinear"
@@ -99,7 +106,8 @@ def plan_run(config, strategy):
                                        strategy),
         steps_per_loop=steps_per_loop, crop=crop, resize_method=resize_method,
         seed=config.train.seed if config.train.seed is not None else 0,
-        chief=distribute.is_chief(strategy))
+        chief=distribute.is_chief(strategy), worker=distribute.worker(strategy)[0],
+        num_workers=distribute.worker(strategy)[1])
 
 
 @dataclasses.dataclass
@@ -121,13 +129,13 @@ class State:
         return int(self.optimizer.iterations.numpy())
 
 
-def build_state(plan, config, strategy, checkpoint_dir):
+def build_state(plan, config, strategy, checkpoint_dir, restore_from=None):
     keras.mixed_precision.set_global_policy(plan.policy)
     with strategy.scope():
         model = efficientnet_tf.create_model(
             plan.spec, num_classes=plan.num_classes, dropout_rate=plan.stages[0].dropout_rate,
             survival_prob=config.model.survival_prob,
-            synchronized_bn=config.model.synchronized_bn)
+            synchronized_bn=config.model.synchronized_bn, input_dtype=plan.image_dtype.name)
         schedule = optim.schedule_from_config(config.optimizer, plan.global_batch,
                                               plan.steps_per_epoch, plan.total_steps)
         decoupled = config.train.weight_decay_mode == "decoupled"
@@ -148,8 +156,10 @@ def build_state(plan, config, strategy, checkpoint_dir):
         trackables["ema"] = ema
     augmenter = None
     if config.augment.kind == "randaugment":
+        ops = [op.strip() for op in config.augment.randaug_ops.split(",") if op.strip()]
         augmenter = augment.RandAugment(config.augment.randaug_layers,
-                                        plan.stages[0].randaug_magnitude)
+                                        plan.stages[0].randaug_magnitude,
+                                        ops=ops or augment.RANDAUGMENT_OPS)
     elif config.augment.kind == "autoaugment":
         augmenter = augment.AutoAugment()
     mixing = None
@@ -159,7 +169,7 @@ def build_state(plan, config, strategy, checkpoint_dir):
                  steps=loop.Steps(model, optimizer, strategy, loss_settings, ema,
                                   jit_compile=plan.jit_compile),
                  checkpoints=checkpoints_lib.Checkpoints(
-                     checkpoint_dir, config.train.keep_checkpoints, **trackables),
+                     checkpoint_dir, config.train.keep_checkpoints, restore_from, **trackables),
                  augmenter=augmenter, mixing=mixing, counter=pipeline.DecodeCounter())
 
 
@@ -177,7 +187,8 @@ def train_iterator(plan, state, config, strategy, stage, start_step):
     settings = pipeline.TrainSettings(
         image_size=stage.image_size, batch_size=plan.per_replica_batch,
         num_classes=plan.num_classes, crop=plan.crop, resize_method=plan.resize_method,
-        augmenter=state.augmenter, mixing=state.mixing, dtype=plan.image_dtype,
+        random_flip=config.data.random_flip, augmenter=state.augmenter, mixing=state.mixing,
+        dtype=plan.image_dtype,
         shuffle_buffer=config.data.shuffle_buffer, cache=config.data.cache,
         # A resumed stage draws new examples rather than repeating the ones before the crash.
         seed=(plan.seed * 1_000_003 + start_step) % (2 ** 31),
@@ -193,7 +204,8 @@ def evaluate(plan, state, config, strategy):
     dataset = strategy.distribute_datasets_from_function(
         lambda context: pipeline.eval_dataset(
             plan.source, plan.eval_size, per_replica, plan.num_classes, context,
-            plan.resize_method, plan.image_dtype, counter=state.counter))
+            plan.resize_method, plan.image_dtype, counter=state.counter,
+            crop_fraction=config.eval.crop_fraction))
     if config.eval.use_ema and state.ema is not None:
         with state.ema.swapped():
             return state.steps.evaluate(dataset)
@@ -216,6 +228,7 @@ def train_stage(plan, state, config, strategy, stage, progress, workdir):
                  stage.mixup_alpha, stage.cutmix_alpha)
     step, first = start, True
     train_cfg = config.train
+    input_meter = report.InputMeter(state.counter)
     while step < stage.end_step:
         count = int(min(plan.steps_per_loop, stage.end_step - step,
                         _next_boundary(step, train_cfg.log_every_steps) - step,
@@ -237,6 +250,9 @@ def train_stage(plan, state, config, strategy, stage, progress, workdir):
         if step % train_cfg.log_every_steps == 0 or step == stage.end_step:
             extra = f"skipped images {state.counter.skipped}" if state.counter.skipped else ""
             progress.emit(step, float(state.schedule(step)), stage, extra)
+            if plan.num_workers > 1:  # every host: its own input pipeline, so a slow one shows
+                logging.info("worker %d/%d at step %d: %s", plan.worker + 1, plan.num_workers,
+                             step, input_meter.line())
         if step % train_cfg.checkpoint_every_steps == 0 and step < plan.total_steps:
             state.checkpoints.save(step)
         if train_cfg.eval_every_steps and step % train_cfg.eval_every_steps == 0 and (
@@ -272,7 +288,7 @@ def train_and_evaluate(config, workdir, strategy=None):
         scratch = tempfile.mkdtemp(prefix="efficientnet_tf_worker_")
         checkpoint_dir = scratch
 
-    state = build_state(plan, config, strategy, checkpoint_dir)
+    state = build_state(plan, config, strategy, checkpoint_dir, restore_from=workdir)
     restored = state.checkpoints.restore_latest()
     if restored:
         logging.info("resuming at step %d of %d", state.step, plan.total_steps)
@@ -294,6 +310,7 @@ def train_and_evaluate(config, workdir, strategy=None):
     wall = timer.elapsed()
     results = {
         "model": plan.spec.name, "steps": state.step, "total_steps": plan.total_steps,
+        "stage_sizes": [stage.image_size for stage in plan.stages],
         "eval_top1": metrics["top1"], "eval_top5": metrics["top5"], "eval_loss": metrics["loss"],
         "eval_examples": metrics["examples"], "eval_image_size": plan.eval_size,
         "ema": bool(config.eval.use_ema and state.ema is not None),
@@ -311,7 +328,7 @@ def train_and_evaluate(config, workdir, strategy=None):
         report.write_json(f"{workdir}/results.json", results)
         results["plot"] = report.write_plot(workdir)
     if scratch:
-        shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)  # local: this worker's scratch dir
     return results
 
 
@@ -319,7 +336,7 @@ def evaluate_workdir(config, workdir, strategy=None, continuous=False, timeout=N
     """`efficientnet-tf eval`: top-1/top-5 of the latest checkpoint (or of each new one)."""
     strategy = strategy or tf.distribute.get_strategy()
     plan = plan_run(config, strategy)
-    state = build_state(plan, config, strategy, tempfile.mkdtemp(prefix="efficientnet_tf_eval_"))
+    state = build_state(plan, config, strategy, workdir)  # restores only: nothing is saved
     trackables = {"model": state.model, "ema": state.ema} if state.ema else {"model": state.model}
     checkpoint = tf.train.Checkpoint(**trackables)
     paths = (tf.train.checkpoints_iterator(workdir, timeout=timeout) if continuous

@@ -162,3 +162,34 @@ def test_batch_norm_takes_the_portable_path_where_fusing_does_not_apply():
     assert not flat._fused(tf.zeros((2, 4)), None)
     np.testing.assert_allclose(flat(tf.ones((2, 4)) * 3.0, training=False), 3.0 / np.sqrt(1 + 1e-3),
                                rtol=1e-6)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_batch_norm_moving_statistics_are_averaged_across_replicas(fused):
+    """Two replicas see different batches; both end with the mean of their updates (Keras 3's
+    own BN would leave each replica with its own statistics)."""
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        norm = layers.BatchNorm(momentum=0.5, epsilon=1e-3)
+        norm.build((None, 2, 2, 3) if fused else (None, 3))
+    shape = (4, 2, 2, 3) if fused else (4, 3)
+    batches = [np.full(shape, 2.0, np.float32), np.full(shape, 6.0, np.float32)]
+    batches[1][0] += 1.0  # some variance on the second replica
+
+    @tf.function
+    def step(dataset_inputs):
+        def replica_fn(inputs):
+            norm(inputs, training=True)
+        strategy.run(replica_fn, args=(dataset_inputs,))
+
+    values = strategy.experimental_distribute_values_from_function(
+        lambda context: tf.constant(batches[context.replica_id_in_sync_group]))
+    step(values)
+    means = [v.numpy() for v in strategy.experimental_local_results(norm.moving_mean.value)]
+    variances = [v.numpy() for v in
+                 strategy.experimental_local_results(norm.moving_variance.value)]
+    # moving = 0.5 * initial + 0.5 * batch statistic, averaged over the replicas.
+    batch_means = [b.reshape(-1, 3).mean(0) for b in batches]
+    np.testing.assert_allclose(means[0], 0.5 * 0 + 0.5 * np.mean(batch_means, 0), rtol=1e-5)
+    np.testing.assert_array_equal(means[0], means[1])
+    np.testing.assert_array_equal(variances[0], variances[1])

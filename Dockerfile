@@ -1,0 +1,28 @@
+# efficientnet-tf in a container: training, evaluation, export and predict from one image.
+#   docker build -t efficientnet-tf .
+#   docker run --rm efficientnet-tf info --model=efficientnetv2-s
+#   docker run --rm -v "$PWD/runs:/runs" efficientnet-tf demo --workdir=/runs/digits
+# On a TPU VM add --privileged --net=host so TensorFlow can reach the TPU chips.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    TF_CPP_MIN_LOG_LEVEL=1
+
+RUN useradd --create-home --uid 1000 --shell /usr/sbin/nologin efficientnet
+
+WORKDIR /opt/efficientnet_tf
+COPY setup.py README.md ./
+COPY efficientnet_tf ./efficientnet_tf
+COPY experiments ./experiments
+COPY scripts ./scripts
+# The package installed is this checkout itself; its dependencies are the ranges setup.py declares.
+# hadolint ignore=DL3013
+RUN pip install ".[tpu]"
+
+USER 1000:1000
+WORKDIR /home/efficientnet
+ENTRYPOINT ["efficientnet-tf"]
+CMD ["--help"]
