@@ -8,7 +8,8 @@ __version__ = "0.1.0"
 
 def create_model(name_or_spec, num_classes=1000, include_top=True, weights=None, input_shape=None,
                  dropout_rate=None, survival_prob=None, pooling=None, features_only=False,
-                 classifier_activation=None, synchronized_bn=False, name=None):
+                 classifier_activation=None, synchronized_bn=False, name=None,
+                 input_dtype="float32"):
     """A keras.Model of an EfficientNet variant, taking RGB images in [0, 255].
 
     Args:
@@ -28,6 +29,8 @@ def create_model(name_or_spec, num_classes=1000, include_top=True, weights=None,
       classifier_activation: None gives logits (the default: losses take logits); 'softmax' gives
         probabilities as keras.applications does.
       synchronized_bn: batch-norm statistics averaged over all replicas (large TPU slices).
+      input_dtype: dtype of the image input; 'bfloat16' takes the TPU input pipeline's images
+        as they come (integers up to 256 are exact in bfloat16), with no cast to float32.
     """
     from efficientnet_tf.models import efficientnet, weights as weights_lib
 
@@ -38,7 +41,7 @@ def create_model(name_or_spec, num_classes=1000, include_top=True, weights=None,
         spec, num_classes=num_classes, include_top=include_top, input_shape=input_shape,
         dropout_rate=dropout_rate, survival_prob=survival_prob, pooling=pooling,
         features_only=features_only, classifier_activation=classifier_activation,
-        synchronized_bn=synchronized_bn, name=name)
+        synchronized_bn=synchronized_bn, name=name, input_dtype=input_dtype)
     if weights is not None:
         weights_lib.load_weights(model, spec, weights, include_top=include_top)
     return model

@@ -1,0 +1,193 @@
+"""TPU readiness without a TPU: the properties that make the program run on one (issue 8).
+
+XLA-compiled steps give the same losses as the plain ones; every batch has a fully static shape;
+the step holds no op a TPU cannot run; bfloat16 flows from the input pipeline through the model
+with float32 variables, logits, loss and BN statistics; one trace per stage and eval size.
+"""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from efficientnet_tf.train import distribute, trainer
+
+from trainutil import tiny_config
+
+# Ops that run on the host only: a TPU program that contains them fails to compile.
+HOST_ONLY_OPS = {"PyFunc", "PyFuncStateless", "EagerPyFunc", "DecodeJpeg", "DecodeAndCropJpeg",
+                 "DecodePng", "DecodeImage", "StringFormat", "StringJoin", "AsString",
+                 "PrintV2", "Print"}
+
+
+def two_stage_config(root, **overrides):
+    """Two image sizes (24, 32), no dropout or stochastic depth: runs compare exactly."""
+    config = tiny_config(root, **{"train.steps": 4, "train.log_every_steps": 2,
+                                  "train.checkpoint_every_steps": 4, "model.survival_prob": 1.0,
+                                  **overrides})
+    config.progressive.num_stages = 2
+    config.progressive.image_size_min = 24
+    config.progressive.image_size_max = 32
+    config.progressive.dropout_min = 0.0
+    config.progressive.dropout_max = 0.0
+    return config
+
+
+def build(config, workdir, strategy=None):
+    strategy = strategy or tf.distribute.get_strategy()
+    keras.utils.set_random_seed(0)
+    plan = trainer.plan_run(config, strategy)
+    return strategy, plan, trainer.build_state(plan, config, strategy, workdir)
+
+
+def graph_ops(concrete):
+    """Op types of a concrete function's graph and of every function it calls."""
+    graph = concrete.graph.as_graph_def()
+    nodes = list(graph.node)
+    for function in graph.library.function:
+        nodes.extend(function.node_def)
+    return nodes
+
+
+@pytest.mark.slow  # XLA compiles depthwise convolutions slowly on CPU: about 90 s
+def test_xla_compiled_steps_give_the_plain_steps_losses(photo_folder, tmp_path):
+    """The replica train step (inside the steps_per_loop host loop) and the eval step compiled
+    with jit_compile=True on CPU, one compile per stage's image size: same losses as without."""
+    results = {}
+    for jit in (False, True):
+        # A gentle SGD step, so that float rounding differences do not grow chaotically.
+        config = two_stage_config(photo_folder, **{"optimizer.lr_per_256": 0.05})
+        config.optimizer.name = "sgd"
+        strategy, plan, state = build(config, str(tmp_path / f"jit{jit}"))
+        state.steps.jit_compile = jit  # plan_run never turns XLA on for a CPU; the test does
+        losses = []
+        for stage in plan.stages:
+            trainer.enter_stage(state, stage)
+            iterator = trainer.train_iterator(plan, state, config, strategy, stage, state.step)
+            train_loop = state.steps.make_train_loop()
+            totals = train_loop(iterator, tf.constant(2))  # a 2-step host loop
+            losses.append(float(totals["loss"]) / float(totals["examples"]))
+            if jit:
+                nodes = graph_ops(train_loop.get_concrete_function(iterator, tf.constant(2)))
+                assert any(node.attr["_XlaMustCompile"].b for node in nodes)
+        losses.append(trainer.evaluate(plan, state, config, strategy)["loss"])
+        results[jit] = losses
+    assert state.steps.traces == {"train": 2, "eval": 1}
+    np.testing.assert_allclose(results[True], results[False], rtol=1e-3)
+    assert results[False][0] != results[False][1]  # the second stage trained on new weights
+
+
+def test_every_training_and_eval_batch_has_a_static_shape(photo_folder, tmp_path):
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    config = two_stage_config(photo_folder)
+    strategy, plan, state = build(config, str(tmp_path), strategy)
+    for stage in plan.stages:
+        iterator = trainer.train_iterator(plan, state, config, strategy, stage, 0)
+        specs = tf.nest.flatten(iterator.element_spec, expand_composites=True)
+        assert len(specs) == 4  # images and labels of each of the two replicas
+        for spec in specs:
+            assert spec.shape.is_fully_defined(), spec
+        images, labels = specs[0], specs[2]
+        assert images.shape == (4, stage.image_size, stage.image_size, 3)
+        assert labels.shape == (4, plan.num_classes)  # one-hot (mixup-ready) labels
+    eval_dataset = strategy.distribute_datasets_from_function(
+        lambda context: trainer.pipeline.eval_dataset(plan.source, plan.eval_size, 4,
+                                                      plan.num_classes, context))
+    for spec in tf.nest.flatten(eval_dataset.element_spec, expand_composites=True):
+        assert spec.shape.is_fully_defined() and spec.shape[0] == 4, spec
+
+
+def test_the_step_functions_hold_no_host_only_ops(photo_folder, tmp_path):
+    config = two_stage_config(photo_folder)
+    strategy, plan, state = build(config, str(tmp_path))
+    stage = plan.stages[0]
+    trainer.enter_stage(state, stage)
+    iterator = trainer.train_iterator(plan, state, config, strategy, stage, 0)
+    train_loop = state.steps.make_train_loop()
+    ops = {node.op for node in graph_ops(train_loop.get_concrete_function(iterator,
+                                                                          tf.constant(1)))}
+    assert "IteratorGetNext" in ops and "Conv2D" in ops  # the graph really is the train loop
+    assert not ops & HOST_ONLY_OPS
+    strings = {node.op for node in graph_ops(train_loop.get_concrete_function(
+        iterator, tf.constant(1))) if any(value.type == tf.string.as_datatype_enum
+                                          for value in node.attr.values())}
+    assert not strings, strings
+
+
+def test_bfloat16_from_the_input_pipeline_to_float32_loss(photo_folder, tmp_path):
+    config = tiny_config(photo_folder, **{"train.steps": 40, "model.survival_prob": 1.0})
+    config.train.precision = "mixed_bfloat16"
+    config.data.image_dtype = "bfloat16"
+    config.data.crop = "v1"
+    config.optimizer.name = "sgd"
+    config.optimizer.lr_per_256 = 1.6
+    strategy, plan, state = build(config, str(tmp_path))
+    model = state.model
+    # Input pipeline -> model input: bfloat16 images, no cast to float32 in between.
+    stage = plan.stages[0]
+    iterator = trainer.train_iterator(plan, state, config, strategy, stage, 0)
+    images_spec, labels_spec = iterator.element_spec
+    assert images_spec.dtype == tf.bfloat16 and labels_spec.dtype == tf.float32
+    assert model.inputs[0].dtype == "bfloat16"
+    # Inside: bfloat16 compute, float32 variables (BN statistics included), float32 logits.
+    assert model.get_layer("stem_conv").compute_dtype == "bfloat16"
+    assert {v.dtype for v in model.weights} == {"float32"}
+    assert model.get_layer("stem_bn").moving_mean.dtype == "float32"
+    probe = keras.Model(model.inputs, [model.get_layer("stem_activation").output, model.output])
+    images, _ = next(iterator)
+    features, logits = probe(images, training=False)
+    assert features.dtype == tf.bfloat16 and logits.dtype == tf.float32
+    # A few steps in bfloat16: the float32 loss falls.
+    train_loop = state.steps.make_train_loop()
+    losses = []
+    for _ in range(40):
+        totals = train_loop(iterator, tf.constant(1))
+        assert totals["loss"].dtype == tf.float32
+        losses.append(float(totals["loss"]) / float(totals["examples"]))
+    assert np.isfinite(losses).all()
+    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5]), losses
+
+
+def test_one_trace_per_stage_and_per_eval_size_over_a_three_stage_run(photo_folder, tmp_path):
+    config = two_stage_config(photo_folder, **{"train.steps": 9, "train.log_every_steps": 1,
+                                               "train.eval_every_steps": 2})
+    config.progressive.num_stages = 3
+    config.progressive.image_size_min = 16
+    strategy, plan, state = build(config, str(tmp_path))
+    progress = trainer.report.Progress(str(tmp_path), plan.total_steps, plan.steps_per_epoch,
+                                       plan.global_batch, write=False)
+    assert [s.image_size for s in plan.stages] == [16, 24, 32]
+    for stage in plan.stages:
+        trainer.train_stage(plan, state, config, strategy, stage, progress, str(tmp_path))
+    trainer.evaluate(plan, state, config, strategy)
+    # 9 host-loop calls of one step each and 5 evaluations (every 2 steps, then at the end):
+    # 3 traces of the train loop (one per image size), 1 of the eval step (one eval size).
+    assert state.step == 9
+    assert state.steps.traces == {"train": 3, "eval": 1}
+
+
+def test_tpu_topology_line():
+    coordinates = np.array([[[x, y, 0, core] for y in range(2) for x in range(2)
+                             for core in range(2)] for _ in range(1)])
+    v3_8 = tf.tpu.experimental.Topology(mesh_shape=[2, 2, 1, 2], device_coordinates=coordinates)
+    assert distribute.describe_topology(v3_8) == (
+        "TPU topology: 8 cores on 1 host(s), 8 cores per host, mesh [2, 2, 1, 2]")
+    coordinates = np.array([[[x + 2 * host, y, 0, core] for y in range(2) for x in range(2)
+                             for core in range(2)] for host in range(4)])
+    v3_32 = tf.tpu.experimental.Topology(mesh_shape=[8, 2, 1, 2], device_coordinates=coordinates)
+    assert distribute.describe_topology(v3_32) == (
+        "TPU topology: 32 cores on 4 host(s), 8 cores per host, mesh [8, 2, 1, 2]")
+
+
+def test_tpu_defaults_follow_the_strategy():
+    strategy = tf.distribute.get_strategy()
+    assert distribute.precision_policy("auto", strategy) == "float32"  # CPU here
+    assert distribute.use_xla(True, strategy) is False  # never on CPU, even when asked
+    assert distribute.use_xla("auto", strategy) is False
+
+
+@pytest.mark.parametrize("tpu", ["local", "no-such-tpu", "grpc://127.0.0.1:1"])
+def test_no_tpu_reachable_is_one_clear_error(tpu):
+    with pytest.raises(distribute.StrategyError, match=rf"no TPU found for --tpu='{tpu}' "
+                                                       r"\(tried TPUClusterResolver"):
+        distribute.resolve(tpu=tpu)
