@@ -151,7 +151,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(photo_folder, 
     assert tf.train.latest_checkpoint(workdir).endswith("ckpt-6")
 
 
-def test_a_ram_workdir_trains_and_evaluates(photo_folder):
+def test_a_ram_workdir_trains_evaluates_and_exports_to_ram(photo_folder):
     """ram:// is a TensorFlow filesystem that open() and os.path cannot see: gs:// stands in."""
     workdir = "ram://runs/tiny"
     results = trainer.train_and_evaluate(tiny_config(photo_folder), workdir)
@@ -163,6 +163,19 @@ def test_a_ram_workdir_trains_and_evaluates(photo_folder):
     evaluated = trainer.evaluate_workdir(config, workdir)
     assert evaluated["step"] == 12
     assert evaluated["top1"] == pytest.approx(results["eval_top1"])
+    # ... and export from the ram:// workdir to a ram:// export dir, then serve from there.
+    from efficientnet_tf import export, predict
+
+    export.export_workdir(workdir, "ram://exports/from_ram")
+    image = sorted(tf.io.gfile.glob(f"{photo_folder}/*/*.jpg"))[0]
+    with tf.io.gfile.GFile(image, "rb") as stream:
+        data = stream.read()
+    served = tf.saved_model.load("ram://exports/from_ram").signatures["serving_default"]
+    assert served(image_bytes=tf.constant([data]))["classes"].shape == (1, 3)
+    tf.io.gfile.makedirs("ram://photos")
+    tf.io.gfile.copy(image, "ram://photos/one.jpg", overwrite=True)
+    (prediction,) = predict.predict_files("ram://exports/from_ram", ["ram://photos/one.jpg"])
+    assert prediction.error is None and len(prediction.top) == 3
 
 
 def test_continuous_eval_visits_every_checkpoint(photo_folder, tmp_path):
