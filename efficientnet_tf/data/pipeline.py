@@ -25,20 +25,25 @@ PADDING_LABEL = -1
 
 
 class DecodeCounter:
-    """Counts the images the pipeline finished trying to decode, and those it could.
+    """Counts the images the pipeline decoded and those it skipped because they were bad.
 
-    `skipped` = tried - decoded is exact at any moment: both are counted downstream of
-    decode_skipping_bad, one after the other for each image.
+    Each image is counted once, as decoded or as skipped, when it leaves decode_skipping_bad,
+    so read mid-run the counts are those of the images processed so far (tf.data prefetches
+    ahead of the consumer) and never negative; once a split is through, they are its totals.
     """
 
     def __init__(self):
         with tf.init_scope(), tf.device("CPU:0"):
-            self.tried = tf.Variable(0, dtype=tf.int64, trainable=False, name="tried")
             self.decoded = tf.Variable(0, dtype=tf.int64, trainable=False, name="decoded")
+            self.failed = tf.Variable(0, dtype=tf.int64, trainable=False, name="failed")
 
     @property
     def skipped(self):
-        return int(self.tried.numpy() - self.decoded.numpy())
+        return int(self.failed.numpy())
+
+    @property
+    def tried(self):
+        return int(self.decoded.numpy()) + self.skipped
 
 
 def _placeholder(spec):
@@ -50,19 +55,20 @@ def _placeholder(spec):
 def decode_skipping_bad(dataset, decode_fn, counter, deterministic):
     """dataset.map(decode_fn), where an element whose decoding fails is dropped and counted.
 
-    Each element becomes a tiny dataset: its decoded form if decode_fn succeeds (ignore_errors
-    drops it otherwise), then a marker. Counting markers and decoded elements downstream, in
-    order, gives exact counts; the inner datasets run in parallel through interleave.
+    Each element becomes a one-element dataset: (decoded, True) if decode_fn succeeds (else
+    ignore_errors drops it and a placeholder (marker, False) comes first). Downstream, each
+    element is counted as decoded or failed and the failed ones are filtered out. The inner
+    datasets run in parallel through interleave.
     """
     def attempt(*element):
         decoded = tf.data.Dataset.from_tensors(element).map(decode_fn).ignore_errors()
         marker = tf.nest.map_structure(_placeholder, decoded.element_spec)
-        return decoded.map(lambda *item: (item, True)).concatenate(
-            tf.data.Dataset.from_tensors((marker, False)))
+        return decoded.map(lambda *item: (item if len(item) > 1 else item[0], True)).concatenate(
+            tf.data.Dataset.from_tensors((marker, False))).take(1)
 
     def count(item, is_image):
         with tf.control_dependencies([tf.cond(is_image, lambda: counter.decoded.assign_add(1),
-                                               lambda: counter.tried.assign_add(1))]):
+                                               lambda: counter.failed.assign_add(1))]):
             return item, tf.identity(is_image)
 
     dataset = dataset.interleave(attempt, cycle_length=AUTOTUNE, block_length=1,
