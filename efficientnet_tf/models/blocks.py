@@ -17,7 +17,7 @@ class _Block(keras.layers.Layer):
     def __init__(self, input_filters, output_filters, kernel_size=3, strides=1, expand_ratio=1,
                  se_ratio=0.0, id_skip=True, survival_prob=1.0, activation="swish",
                  bn_momentum=0.99, bn_epsilon=1e-3, synchronized_bn=False, fold_batch_norm=False,
-                 **kwargs):
+                 bn_group_size=0, **kwargs):
         super().__init__(**kwargs)
         if strides not in (1, 2):
             raise ValueError(f"{self.name}: strides must be 1 or 2, got {strides!r}")
@@ -33,6 +33,7 @@ class _Block(keras.layers.Layer):
         self.bn_momentum = bn_momentum
         self.bn_epsilon = bn_epsilon
         self.synchronized_bn = synchronized_bn
+        self.bn_group_size = bn_group_size  # synchronized BN over groups of this many replicas
         # Serving form: each BN folded into its convolution's kernel and bias (models/fold.py).
         self.fold_batch_norm = fold_batch_norm
         self.expanded_filters = input_filters * expand_ratio
@@ -49,7 +50,7 @@ class _Block(keras.layers.Layer):
             return None
         return layers_lib.BatchNorm(
             momentum=self.bn_momentum, epsilon=self.bn_epsilon, synchronized=self.synchronized_bn,
-            name=f"{self.name}_{suffix}", dtype=self.dtype_policy)
+            group_size=self.bn_group_size, name=f"{self.name}_{suffix}", dtype=self.dtype_policy)
 
     def _activate(self, inputs):
         return layers_lib.get_activation(self.activation)(inputs)
@@ -99,7 +100,7 @@ class _Block(keras.layers.Layer):
                 "se_ratio": self.se_ratio, "id_skip": self.id_skip,
                 "survival_prob": self.survival_prob, "activation": self.activation,
                 "bn_momentum": self.bn_momentum, "bn_epsilon": self.bn_epsilon,
-                "synchronized_bn": self.synchronized_bn,
+                "synchronized_bn": self.synchronized_bn, "bn_group_size": self.bn_group_size,
                 "fold_batch_norm": self.fold_batch_norm}
 
 

@@ -58,6 +58,32 @@ def get_activation(name):
     return keras.activations.get(name)
 
 
+def group_moments(inputs, axes, group_size):
+    """Batch mean and variance over groups of `group_size` consecutive replicas.
+
+    Each replica's sums (x, x squared, count) are all-gathered and the rows of its group added:
+    the official code's grouped cross-replica BN, on any tf.distribute strategy.
+    """
+    import tensorflow as tf
+
+    x = tf.cast(inputs, tf.float32)
+    count = tf.cast(tf.reduce_prod(tf.gather(tf.shape(x), axes)), tf.float32)
+    channels = x.shape[-1]
+    stats = tf.concat([tf.reduce_sum(x, axes), tf.reduce_sum(tf.square(x), axes), [count]], 0)
+    context = tf.distribute.get_replica_context()
+    replicas = context.num_replicas_in_sync if context is not None else 1
+    if replicas > 1:
+        if replicas % group_size:
+            raise ValueError(f"bn_group_size {group_size} does not divide the {replicas} "
+                             f"replicas; use a divisor of {replicas}")
+        gathered = context.all_gather(stats[None], axis=0)  # [replicas, 2 * channels + 1]
+        first = (tf.cast(context.replica_id_in_sync_group, tf.int32) // group_size) * group_size
+        stats = tf.reduce_sum(tf.slice(gathered, tf.stack([first, 0]), [group_size, -1]), 0)
+    mean = stats[:channels] / stats[-1]
+    variance = tf.maximum(stats[channels: 2 * channels] / stats[-1] - tf.square(mean), 0.0)
+    return mean, variance
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class BatchNorm(keras.layers.BatchNormalization):
     """keras BatchNormalization with TensorFlow's fused kernel where it applies.
@@ -72,6 +98,18 @@ class BatchNorm(keras.layers.BatchNormalization):
     them with aggregation "none", and under Mirrored/MultiWorkerMirrored/TPU strategies each
     replica then keeps its own statistics, so workers end a run with different models.
     """
+
+    def __init__(self, *args, group_size=0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.group_size = int(group_size or 0)
+
+    def get_config(self):
+        return {**super().get_config(), "group_size": self.group_size}
+
+    def _moments(self, inputs, mask):
+        if self.synchronized and self.group_size and mask is None and _tensorflow_backend():
+            return group_moments(inputs, self._reduction_axes, self.group_size)
+        return super()._moments(inputs, mask)
 
     def add_weight(self, *args, name=None, aggregation="none", **kwargs):
         if name in ("moving_mean", "moving_variance"):

@@ -22,6 +22,7 @@ def base_config():
         dropout_rate=placeholder(float),  # None: the row's; progressive learning ramps it
         survival_prob=placeholder(float),  # None: the row's (0.8)
         synchronized_bn=False,  # cross-replica BN statistics (large TPU slices)
+        bn_group_size=0,  # synchronized BN over groups of N replicas (0: all); implies the above
     ))
     config.data = ml_collections.ConfigDict(dict(
         source="tfrecord",

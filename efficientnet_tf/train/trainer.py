@@ -135,7 +135,8 @@ def build_state(plan, config, strategy, checkpoint_dir, restore_from=None):
         model = efficientnet_tf.create_model(
             plan.spec, num_classes=plan.num_classes, dropout_rate=plan.stages[0].dropout_rate,
             survival_prob=config.model.survival_prob,
-            synchronized_bn=config.model.synchronized_bn, input_dtype=plan.image_dtype.name)
+            synchronized_bn=config.model.synchronized_bn, input_dtype=plan.image_dtype.name,
+            bn_group_size=config.model.bn_group_size)
         schedule = optim.schedule_from_config(config.optimizer, plan.global_batch,
                                               plan.steps_per_epoch, plan.total_steps)
         decoupled = config.train.weight_decay_mode == "decoupled"

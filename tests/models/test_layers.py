@@ -193,3 +193,52 @@ def test_batch_norm_moving_statistics_are_averaged_across_replicas(fused):
     np.testing.assert_allclose(means[0], 0.5 * 0 + 0.5 * np.mean(batch_means, 0), rtol=1e-5)
     np.testing.assert_array_equal(means[0], means[1])
     np.testing.assert_array_equal(variances[0], variances[1])
+
+
+@pytest.mark.parametrize("group_size", [1, 2])
+def test_grouped_synchronized_batch_norm_normalizes_with_its_groups_statistics(group_size):
+    """Two replicas, groups of 1 (each its own statistics) or 2 (both replicas' statistics),
+    as the official code's num_shards_per_group."""
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        norm = layers.BatchNorm(epsilon=0.0, center=False, scale=False, synchronized=True,
+                                group_size=group_size)
+        norm.build((None, 2))
+    rng = np.random.RandomState(0)
+    batches = [rng.normal(2.0, 1.0, (6, 2)).astype("float32"),
+               rng.normal(6.0, 3.0, (6, 2)).astype("float32")]
+
+    @tf.function
+    def step(inputs):
+        return strategy.run(lambda x: norm(x, training=True), args=(inputs,))
+
+    values = strategy.experimental_distribute_values_from_function(
+        lambda context: tf.constant(batches[context.replica_id_in_sync_group]))
+    outputs = [o.numpy() for o in strategy.experimental_local_results(step(values))]
+    for replica, batch in enumerate(batches):
+        group = batches[replica // group_size * group_size: (replica // group_size + 1)
+                        * group_size]
+        pooled = np.concatenate(group)
+        expected = (batch - pooled.mean(0)) / pooled.std(0)
+        np.testing.assert_allclose(outputs[replica], expected, rtol=1e-4, atol=1e-4)
+
+
+def test_a_bn_group_size_that_does_not_divide_the_replicas_is_a_clear_error():
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        norm = layers.BatchNorm(synchronized=True, group_size=3)
+        norm.build((None, 2))
+    with pytest.raises(ValueError, match="bn_group_size 3 does not divide the 2 replicas"):
+        strategy.run(lambda: norm(tf.ones([4, 2]), training=True))
+
+
+def test_bn_group_size_reaches_every_batch_norm_and_survives_a_keras_round_trip(tmp_path):
+    import efficientnet_tf
+
+    model = efficientnet_tf.create_model("efficientnetv2-test", num_classes=3, bn_group_size=2)
+    norms = [layer for layer in model._flatten_layers() if isinstance(layer, layers.BatchNorm)]
+    assert len(norms) > 10 and all(n.synchronized and n.group_size == 2 for n in norms)
+    model.save(tmp_path / "grouped.keras")
+    loaded = keras.models.load_model(tmp_path / "grouped.keras")
+    norms = [layer for layer in loaded._flatten_layers() if isinstance(layer, layers.BatchNorm)]
+    assert all(n.group_size == 2 for n in norms)
