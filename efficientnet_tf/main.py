@@ -129,6 +129,8 @@ def main(argv):
 
 
 def run():
+    # absl prints the __main__ module's docstring for --help; the console script has none.
+    sys.modules["__main__"].__doc__ = __doc__
     app.run(main, argv=sys.argv)
 
 

@@ -73,3 +73,12 @@ def test_command_line(tmp_path):
                           "--model=efficientnet-b9"], capture_output=True, text=True, env=env,
                          timeout=300)
     assert bad.returncode != 0 and "unknown model 'efficientnet-b9'" in bad.stderr
+
+
+def test_the_installed_command_lists_its_subcommands_in_help():
+    command = os.path.join(os.path.dirname(sys.executable), "efficientnet-tf")
+    result = subprocess.run([command, "--help"], capture_output=True, text=True, timeout=120,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    # absl ends --help with exit status 1; what matters is what it printed.
+    for name in ("info", "train", "eval", "export", "predict", "demo"):
+        assert re.search(rf"^  {name} ", result.stdout, re.MULTILINE), result.stdout
