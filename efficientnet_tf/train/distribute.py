@@ -64,8 +64,7 @@ def _tpu_strategy(tpu, connect_timeout=20.0):
             f"initialize_tpu_system): {first_line}. On a TPU VM use --tpu=local; for a TPU node "
             "give its name or grpc://IP:8470; without a TPU leave --tpu unset") from None
     strategy = tf.distribute.TPUStrategy(resolver)
-    print(describe_topology(topology), flush=True)
-    logging.info(describe_topology(topology))
+    logging.info(describe_topology(topology))  # printed at start, beside the stage table
     return strategy
 
 
