@@ -1,8 +1,10 @@
 # efficientnet-tf in a container: training, evaluation, export and predict from one image.
 #   docker build -t efficientnet-tf .
 #   docker run --rm efficientnet-tf info --model=efficientnetv2-s
-#   docker run --rm -v "$PWD/runs:/runs" efficientnet-tf demo --workdir=/runs/digits
-# On a TPU VM add --privileged --net=host so TensorFlow can reach the TPU chips.
+#   mkdir -p runs && docker run --rm --user "$(id -u)" -v "$PWD/runs:/runs" efficientnet-tf \
+#       demo --workdir=/runs/digits
+# TensorFlow here is the PyPI CPU/GPU wheel: on a TPU VM, install the package on the host instead
+# (scripts/tpu/install.sh), where the VM image's TensorFlow drives the TPU.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -21,10 +21,13 @@ setup(
         "tqdm",
         "tensorboard",
         "matplotlib",
+        # The embedded default run (efficientnet-tf demo) writes scikit-learn's digits as PNGs.
+        "scikit-learn",
+        "pillow",
     ],
     extras_require={
         "tpu": ["cloud-tpu-client"],
-        "dev": ["pytest", "scikit-learn", "scikit-image", "pillow"],
+        "dev": ["pytest", "scikit-image"],
     },
     entry_points={"console_scripts": ["efficientnet-tf=efficientnet_tf.main:run"]},
     classifiers=["Programming Language :: Python :: 3", "License :: OSI Approved :: Apache Software License"],

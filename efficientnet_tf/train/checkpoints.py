@@ -17,6 +17,10 @@ from efficientnet_tf.train import config as config_lib
 from efficientnet_tf.train import optim
 
 CONFIG_FILE = "config.json"
+UNRELIABLE_STORAGE = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+                      tf.errors.PermissionDeniedError, tf.errors.UnauthenticatedError,
+                      tf.errors.AbortedError, tf.errors.ResourceExhaustedError,
+                      tf.errors.CancelledError)
 
 
 class Checkpoints:
@@ -52,7 +56,13 @@ class Checkpoints:
         for path in reversed(candidates):
             try:
                 self.checkpoint.restore(path).assert_existing_objects_matched()
-            except (tf.errors.OpError, ValueError, AssertionError) as error:
+            except (tf.errors.OpError, ValueError, AssertionError, IndexError,
+                    RuntimeError) as error:
+                # A damaged checkpoint (truncated, a file missing) is skipped; a storage outage
+                # or a permission problem stops the run instead of resuming from an older state
+                # than the other workers, or throwing away progress.
+                if isinstance(error, UNRELIABLE_STORAGE):
+                    raise
                 logging.warning("checkpoint %s cannot be restored (%s); trying the one before",
                                 path, str(error).splitlines()[0])
                 continue

@@ -26,7 +26,12 @@ def _configure_tpu_node(tpu):
         logging.info("cloud-tpu-client not installed (pip install 'efficientnet_tf[tpu]'): "
                      "TPU node %s keeps its runtime version", tpu)
         return
-    Client(tpu).configure_tpu_version(tf.__version__, restart_type="ifNeeded")
+    client = Client(tpu)
+    runtime = getattr(client, "runtime_version", lambda: None)() or ""
+    if runtime.startswith("tpu-vm"):  # a TPU VM slice: its TensorFlow comes with the VM image
+        return
+    client.configure_tpu_version(tf.__version__, restart_type="ifNeeded")
+    client.wait_for_healthy()
     logging.info("TPU node %s runtime version set to TensorFlow %s", tpu, tf.__version__)
 
 

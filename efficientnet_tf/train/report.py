@@ -87,14 +87,16 @@ class InputMeter:
     def __init__(self, counter):
         self.counter = counter
         self._timer = Timer()
-        self._decoded = int(counter.decoded.numpy())
+        self._decoded, self._skipped = int(counter.decoded.numpy()), counter.skipped
 
     def line(self):
-        decoded, seconds = int(self.counter.decoded.numpy()), self._timer.elapsed()
+        decoded, skipped = int(self.counter.decoded.numpy()), self.counter.skipped
+        seconds = self._timer.elapsed()
         images = decoded - self._decoded
-        self._decoded, self._timer = decoded, Timer()
-        return (f"input pipeline decoded {images} images in {seconds:.1f} s "
-                f"({images / max(seconds, 1e-9):.1f} img/s), skipped {self.counter.skipped}")
+        line = (f"input pipeline decoded {images} images in {seconds:.1f} s "
+                f"({images / max(seconds, 1e-9):.1f} img/s), skipped {skipped - self._skipped}")
+        self._decoded, self._skipped, self._timer = decoded, skipped, Timer()
+        return line
 
 
 def write_eval_summary(workdir, step, metrics):

@@ -11,6 +11,6 @@ archive="$(mktemp -d)/efficientnet_tf.tar.gz"
 tar -C "$root" -czf "$archive" setup.py README.md efficientnet_tf experiments scripts
 gcloud compute tpus tpu-vm scp "$archive" "$TPU_NAME:~/efficientnet_tf.tar.gz" --zone "$ZONE" \
   "${PROJECT_FLAG[@]}" --worker=all
-tpu_ssh "mkdir -p ~/efficientnet_tf && tar -C ~/efficientnet_tf -xzf ~/efficientnet_tf.tar.gz \
+tpu_ssh "set -o pipefail; mkdir -p ~/efficientnet_tf && tar -C ~/efficientnet_tf -xzf ~/efficientnet_tf.tar.gz \
   && python3 -m pip install --user -e ~/efficientnet_tf && ~/.local/bin/efficientnet-tf info \
   --model=efficientnet-b0 | tail -1"

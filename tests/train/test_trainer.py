@@ -133,6 +133,39 @@ def test_resume_restores_optimizer_ema_and_schedule_state(photo_folder, tmp_path
     assert results["steps"] == 9 and results["steps_this_run"] == 3
 
 
+@pytest.mark.parametrize("damage", ["truncate", "delete"])
+def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(photo_folder, tmp_path, damage):
+    workdir = str(tmp_path / "run")
+    config = tiny_config(photo_folder)  # checkpoints at steps 6 and 12
+    trainer.train_and_evaluate(config, workdir)
+    (data,) = tf.io.gfile.glob(os.path.join(workdir, "ckpt-12.data-*"))
+    if damage == "truncate":  # a partial upload
+        content = open(data, "rb").read()
+        open(data, "wb").write(content[: len(content) // 2])
+    else:  # a lost file
+        os.remove(data)
+    plan = trainer.plan_run(config, tf.distribute.get_strategy())
+    state = trainer.build_state(plan, config, tf.distribute.get_strategy(), workdir)
+    assert state.checkpoints.restore_latest().endswith("ckpt-6")
+    assert state.step == 6
+
+
+def test_a_storage_outage_while_restoring_stops_the_run(photo_folder, tmp_path, monkeypatch):
+    """Not mistaken for a damaged checkpoint: falling back would resume from an older state."""
+    workdir = str(tmp_path / "run")
+    config = tiny_config(photo_folder)
+    trainer.train_and_evaluate(config, workdir)
+    plan = trainer.plan_run(config, tf.distribute.get_strategy())
+    state = trainer.build_state(plan, config, tf.distribute.get_strategy(), workdir)
+
+    def outage(*args, **kwargs):
+        raise tf.errors.UnavailableError(None, None, "storage backend unavailable")
+
+    monkeypatch.setattr(state.checkpoints.checkpoint, "restore", outage)
+    with pytest.raises(tf.errors.UnavailableError):
+        state.checkpoints.restore_latest()
+
+
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(photo_folder, tmp_path,
                                                                    monkeypatch):
     calls = tf.Variable(0)
