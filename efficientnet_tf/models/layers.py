@@ -94,9 +94,10 @@ class BatchNorm(keras.layers.BatchNormalization):
     The moving variance then follows the unbiased batch variance, as TF1 and the official code
     did; Keras's own path uses the biased one (a factor n/(n-1), n = batch * height * width).
 
-    The moving statistics are mean-aggregated across replicas, as tf.keras 2 did: Keras 3 creates
-    them with aggregation "none", and under Mirrored/MultiWorkerMirrored/TPU strategies each
-    replica then keeps its own statistics, so workers end a run with different models.
+    Unsynchronized, the moving statistics are mean-aggregated across replicas, as tf.keras 2 did:
+    Keras 3 creates them with aggregation "none", and under Mirrored/MultiWorkerMirrored/TPU
+    strategies each replica then keeps its own statistics, so workers end a run with different
+    models.
     """
 
     def __init__(self, *args, group_size=0, **kwargs):
@@ -112,7 +113,11 @@ class BatchNorm(keras.layers.BatchNormalization):
         return super()._moments(inputs, mask)
 
     def add_weight(self, *args, name=None, aggregation="none", **kwargs):
-        if name in ("moving_mean", "moving_variance"):
+        # Synchronized BN updates every replica with the same (all-reduced) statistics already;
+        # averaging them again would add a merge_call beside its collectives, which
+        # MirroredStrategy's replica threads can order differently (an aborted collective).
+        # With bn_group_size each group keeps its own, as on the official code's TPU runs.
+        if name in ("moving_mean", "moving_variance") and not self.synchronized:
             aggregation = "mean"
         return super().add_weight(*args, name=name, aggregation=aggregation, **kwargs)
 

@@ -164,11 +164,18 @@ def test_batch_norm_takes_the_portable_path_where_fusing_does_not_apply():
                                rtol=1e-6)
 
 
+def two_replicas():
+    """MirroredStrategy over the 2 logical CPUs, reducing without collective ops: collectives
+    launched here would share instance keys with later strategies in this process."""
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"],
+                                          cross_device_ops=tf.distribute.ReductionToOneDevice())
+
+
 @pytest.mark.parametrize("fused", [True, False])
 def test_batch_norm_moving_statistics_are_averaged_across_replicas(fused):
     """Two replicas see different batches; both end with the mean of their updates (Keras 3's
     own BN would leave each replica with its own statistics)."""
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = two_replicas()
     with strategy.scope():
         norm = layers.BatchNorm(momentum=0.5, epsilon=1e-3)
         norm.build((None, 2, 2, 3) if fused else (None, 3))
@@ -199,7 +206,7 @@ def test_batch_norm_moving_statistics_are_averaged_across_replicas(fused):
 def test_grouped_synchronized_batch_norm_normalizes_with_its_groups_statistics(group_size):
     """Two replicas, groups of 1 (each its own statistics) or 2 (both replicas' statistics),
     as the official code's num_shards_per_group."""
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = two_replicas()
     with strategy.scope():
         norm = layers.BatchNorm(epsilon=0.0, center=False, scale=False, synchronized=True,
                                 group_size=group_size)
@@ -224,7 +231,7 @@ def test_grouped_synchronized_batch_norm_normalizes_with_its_groups_statistics(g
 
 
 def test_a_bn_group_size_that_does_not_divide_the_replicas_is_a_clear_error():
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = two_replicas()
     with strategy.scope():
         norm = layers.BatchNorm(synchronized=True, group_size=3)
         norm.build((None, 2))
