@@ -17,7 +17,7 @@ same recipe at batch 16 on a CPU.
 """
 
 from efficientnet_tf.specs import registry
-from efficientnet_tf.train.config import base_config
+from efficientnet_tf.train.config import base_config, runlocal
 
 
 def get_config(arg="efficientnet-b0"):
@@ -43,15 +43,5 @@ def get_config(arg="efficientnet-b0"):
     config.progressive.schedule = "none"  # V1: one size, the row's (224 for b0 ... 600 for b7)
     config.eval.batch_size = 1024
     if mode == "runlocal":
-        config.train.batch_size = 16
-        config.train.steps = 20
-        config.train.log_every_steps = 5
-        config.train.checkpoint_every_steps = 10
-        config.eval.batch_size = 16
-        config.eval.image_size = 64
-        config.data.num_train_examples = 256
-        config.data.num_eval_examples = 64
-        config.progressive.schedule = "custom"
-        config.progressive.image_size_min = 32
-        config.progressive.image_size_max = 64
+        runlocal(config)
     return config

@@ -86,6 +86,22 @@ def base_config():
     return config
 
 
+def runlocal(config):
+    """Shrinks an ImageNet recipe to a few-step smoke run on a CPU (the ",runlocal" argument)."""
+    config.train.batch_size = 16
+    config.train.steps = 20
+    config.train.log_every_steps = 5
+    config.train.checkpoint_every_steps = 10
+    config.eval.batch_size = 16
+    config.eval.image_size = 64
+    config.data.num_train_examples = 256
+    config.data.num_eval_examples = 64
+    config.progressive.schedule = "custom"
+    config.progressive.image_size_min = 32
+    config.progressive.image_size_max = 64
+    return config
+
+
 def _one_of(value, allowed, key):
     if value not in allowed:
         raise ValueError(f"config.{key} is {value!r}; use one of {', '.join(map(repr, allowed))}")
