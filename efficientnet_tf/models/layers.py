@@ -1,11 +1,13 @@
 """Squeeze-excite, stochastic depth and the official initializers (V1 paper §4, Hu et al. 2018, Huang et al. 2016).
 
-Keras 3 only (keras.layers / keras.ops), so the layers also run under the JAX backend.
+Keras layers and ops, so the layers also run under the JAX backend; on the TensorFlow backend
+(tf.distribute, TPUs) a few take faster or replica-aware TensorFlow paths.
 """
 
 import math
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 _PACKAGE = "efficientnet_tf"
@@ -16,8 +18,6 @@ def _tensorflow_backend():
 
 
 def _tf_swish(x):
-    import tensorflow as tf
-
     @tf.custom_gradient
     def swish_with_saved_sigmoid(x):
         sigmoid = tf.sigmoid(x)
@@ -64,8 +64,6 @@ def group_moments(inputs, axes, group_size):
     Each replica's sums (x, x squared, count) are all-gathered and the rows of its group added:
     the official code's grouped cross-replica BN, on any tf.distribute strategy.
     """
-    import tensorflow as tf
-
     x = tf.cast(inputs, tf.float32)
     count = tf.cast(tf.reduce_prod(tf.gather(tf.shape(x), axes)), tf.float32)
     channels = x.shape[-1]
@@ -129,8 +127,6 @@ class BatchNorm(keras.layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         if not self._fused(inputs, mask):
             return super().call(inputs, training=training, mask=mask)
-        import tensorflow as tf
-
         if training and self.trainable:
             outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
                 inputs, self.gamma, self.beta, mean=self.moving_mean,
@@ -179,6 +175,29 @@ class DenseKernelInitializer(keras.initializers.Initializer):
         return {"seed": self.seed}
 
 
+def replica_seed(seed_generator):
+    """The generator's next seed with this replica's id folded in (TensorFlow backend).
+
+    A SeedGenerator's state is one mirrored variable, so without the fold every replica of a
+    Mirrored, MultiWorkerMirrored or TPU strategy would draw the same dropout and
+    stochastic-depth masks. The id is the replica's index in the whole sync group (global across
+    workers and hosts), so a run with a fixed seed draws the same masks every time.
+    """
+    seed = tf.cast(seed_generator.next(), tf.int64)
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return seed
+    replica = tf.cast(context.replica_id_in_sync_group, tf.int32)
+    return tf.random.experimental.stateless_fold_in(seed, replica)
+
+
+def replica_uniform(shape, seed_generator, dtype):
+    """uniform [0, 1) noise that differs between replicas (see replica_seed)."""
+    if not _tensorflow_backend():
+        return keras.random.uniform(shape, seed=seed_generator, dtype=dtype)
+    return tf.random.stateless_uniform(shape, replica_seed(seed_generator), dtype=dtype)
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class StochasticDepth(keras.layers.Layer):
     """Drops the whole residual branch of an example with probability 1 - survival_prob.
@@ -198,7 +217,7 @@ class StochasticDepth(keras.layers.Layer):
         if not training or self.seed_generator is None:
             return inputs
         batch = ops.shape(inputs)[0]
-        noise = keras.random.uniform((batch, 1, 1, 1), seed=self.seed_generator, dtype=inputs.dtype)
+        noise = replica_uniform((batch, 1, 1, 1), self.seed_generator, inputs.dtype)
         keep = ops.floor(self.survival_prob + noise)
         return inputs * keep / ops.cast(self.survival_prob, inputs.dtype)
 
@@ -222,6 +241,19 @@ class Dropout(keras.layers.Dropout):
         # the end of __init__: construct with a positive rate, then set the real one.
         super().__init__(rate if rate > 0 else 0.5, **kwargs)
         self.rate = rate
+
+    def call(self, inputs, training=False):
+        if not training or self.rate <= 0:
+            return inputs
+        if not _tensorflow_backend():
+            return super().call(inputs, training=training)
+        noise_shape = self.noise_shape
+        if noise_shape is not None:
+            noise_shape = [tf.shape(inputs)[i] if dim is None else dim
+                           for i, dim in enumerate(noise_shape)]
+        return tf.nn.experimental.stateless_dropout(
+            inputs, rate=self.rate, noise_shape=noise_shape,
+            seed=replica_seed(self.seed_generator))
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)

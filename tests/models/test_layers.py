@@ -249,3 +249,34 @@ def test_bn_group_size_reaches_every_batch_norm_and_survives_a_keras_round_trip(
     loaded = keras.models.load_model(tmp_path / "grouped.keras")
     norms = [layer for layer in loaded._flatten_layers() if isinstance(layer, layers.BatchNorm)]
     assert all(n.group_size == 2 for n in norms)
+
+
+def _masks_per_replica(layer_factory, seed):
+    """The training-mode outputs of a dropout-like layer on ones, one array per replica, for two
+    consecutive steps under MirroredStrategy over the 2 logical CPUs."""
+    keras.utils.set_random_seed(seed)
+    strategy = two_replicas()
+    with strategy.scope():
+        layer = layer_factory()
+        layer.build((None, 1, 1, 64))
+
+    @tf.function
+    def step():
+        return strategy.run(lambda: layer(tf.ones((64, 1, 1, 64)), training=True))
+
+    return [[v.numpy() for v in strategy.experimental_local_results(step())] for _ in range(2)]
+
+
+@pytest.mark.parametrize("layer_factory", [
+    lambda: layers.StochasticDepth(0.5, name="drop"),
+    lambda: layers.Dropout(0.5, name="top_dropout")], ids=["stochastic_depth", "dropout"])
+def test_replicas_draw_different_masks_and_a_seed_repeats_them(layer_factory):
+    first_run = _masks_per_replica(layer_factory, seed=7)
+    for replica_0, replica_1 in first_run:
+        assert 0.3 < (replica_0 == 0).mean() < 0.7
+        assert (replica_0 != replica_1).mean() > 0.3  # independent masks differ in ~half
+    assert (first_run[0][0] != first_run[1][0]).mean() > 0.3  # and change from step to step
+    second_run = _masks_per_replica(layer_factory, seed=7)
+    for step_a, step_b in zip(first_run, second_run):
+        for replica_a, replica_b in zip(step_a, step_b):
+            np.testing.assert_array_equal(replica_a, replica_b)
