@@ -1,8 +1,8 @@
 """Learning-rate schedules, optimizers and the weight EMA of the official recipes (REFERENCE.md §5).
 
 RMSProp(decay 0.9, momentum 0.9, epsilon 1e-3) with its mean-square slot started at ones as TF1's
-RMSPropOptimizer did; lr = base lr x global batch / 256, linear warmup, then staircase decay x0.97
-every 2.4 epochs (or cosine, or constant); EMA of weights and batch-norm statistics with decay
+RMSPropOptimizer did; lr = base lr x global batch / 256, staircase decay x0.97 every 2.4 epochs
+counted from step 0 (or cosine, or constant) under a linear warmup; EMA of weights and batch-norm statistics with decay
 min(d, (1 + t) / (10 + t)).
 """
 
@@ -17,10 +17,14 @@ OPTIMIZERS = ("rmsprop", "sgd", "adamw")
 
 @keras.saving.register_keras_serializable(package="efficientnet_tf")
 class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warmup from 0 to `peak` over `warmup_steps`, then `kind` decay:
+    """A decay counted from step 0, replaced by a linear ramp from 0 during the first
+    `warmup_steps`, as both official codes (tensorflow/tpu utils.build_learning_rate, google/automl
+    efficientnetv2 utils.WarmupLearningRateSchedule):
 
-    exponential: peak * decay_rate ** floor((step - warmup) / decay_steps) (staircase);
-    cosine: from peak to `minimum` over the remaining steps; constant: peak. Never below `minimum`.
+    exponential: peak * decay_rate ** floor(step / decay_steps) (staircase);
+    cosine: from peak at step 0 to `minimum` at `total_steps`; constant: peak.
+    Never below `minimum`. The warmup does not delay the decay: at the end of a 5-epoch warmup
+    the exponential schedule is already at 0.97 ** 2 of the peak.
     """
 
     def __init__(self, peak, total_steps, warmup_steps=0, kind="exponential", decay_rate=0.97,
@@ -40,12 +44,10 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
     def __call__(self, step):
         step = tf.cast(step, tf.float32)
         warmup = tf.cast(self.warmup_steps, tf.float32)
-        after = tf.maximum(step - warmup, 0.0)
         if self.kind == "exponential":
-            decayed = self.peak * self.decay_rate ** tf.floor(after / self.decay_steps)
+            decayed = self.peak * self.decay_rate ** tf.floor(step / self.decay_steps)
         elif self.kind == "cosine":
-            span = max(self.total_steps - self.warmup_steps, 1)
-            progress = tf.minimum(after / span, 1.0)
+            progress = tf.minimum(step / max(self.total_steps, 1), 1.0)
             decayed = self.minimum + 0.5 * (self.peak - self.minimum) * (
                 1.0 + tf.cos(math.pi * progress))
         else:
@@ -64,7 +66,7 @@ def schedule_from_config(optimizer_config, global_batch, steps_per_epoch, total_
     """The WarmupSchedule of an `optimizer` config section: lr scales with global batch / 256."""
     return WarmupSchedule(
         peak=optimizer_config.lr_per_256 * global_batch / 256.0, total_steps=total_steps,
-        warmup_steps=int(round(optimizer_config.warmup_epochs * steps_per_epoch)),
+        warmup_steps=int(optimizer_config.warmup_epochs * steps_per_epoch),  # official: int()
         kind=optimizer_config.schedule, decay_rate=optimizer_config.decay_rate,
         decay_steps=max(optimizer_config.decay_epochs * steps_per_epoch, 1e-9),
         minimum=optimizer_config.min_lr)

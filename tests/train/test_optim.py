@@ -1,7 +1,6 @@
 """Schedules, TF1 RMSProp, weight decay and EMA against their formulas (REFERENCE.md §5)."""
 
 import keras
-import ml_collections
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -10,30 +9,29 @@ from efficientnet_tf.train import config as config_lib
 from efficientnet_tf.train import optim
 
 
-def test_official_schedule_warmup_then_staircase():
+def test_official_schedule_decays_from_step_zero_under_the_warmup():
+    """tensorflow/tpu utils.build_learning_rate and automl's WarmupLearningRateSchedule:
+    lr(s) = 0.256 * s / 1563 for s < 1563, else 0.256 * 0.97 ** floor(s / 750.67)."""
     config = config_lib.base_config()
-    # ImageNet: 1,281,167 images at batch 4096 -> 312.8 steps per epoch.
-    steps_per_epoch = 1_281_167 / 4096
+    steps_per_epoch = 1_281_167 / 4096  # ImageNet at batch 4096: 312.78 steps per epoch
     schedule = optim.schedule_from_config(config.optimizer, 4096, steps_per_epoch, 350 * 313)
-    peak = 0.016 * 4096 / 256
-    assert peak == pytest.approx(0.256)
-    warmup = round(5 * steps_per_epoch)
+    assert schedule.warmup_steps == 1563  # int(5 * 312.78)
     assert float(schedule(0)) == 0.0
-    assert float(schedule(warmup // 2)) == pytest.approx(peak * (warmup // 2) / warmup, rel=1e-5)
-    assert float(schedule(warmup)) == pytest.approx(peak)
-    decay_steps = 2.4 * steps_per_epoch
-    assert float(schedule(warmup + int(decay_steps) - 1)) == pytest.approx(peak)
-    assert float(schedule(warmup + int(decay_steps) + 1)) == pytest.approx(peak * 0.97)
-    assert float(schedule(warmup + 10 * decay_steps + 1)) == pytest.approx(peak * 0.97 ** 10,
-                                                                         rel=1e-5)
+    assert float(schedule(781)) == pytest.approx(0.256 * 781 / 1563, rel=1e-6)
+    # At the end of the warmup the staircase has already taken two steps (1563 / 750.67 = 2.08).
+    assert float(schedule(1563)) == pytest.approx(0.2408704, rel=1e-6)  # 0.256 * 0.97 ** 2
+    assert float(schedule(50_000)) == pytest.approx(0.03429055, rel=1e-5)  # 0.256 * 0.97 ** 66
+    assert float(schedule(750)) == pytest.approx(0.256 * 750 / 1563, rel=1e-6)  # still warming
 
 
 def test_cosine_and_constant_schedules():
-    cosine = optim.WarmupSchedule(1.0, total_steps=110, warmup_steps=10, kind="cosine",
+    # Cosine from step 0 over the whole run (official), under the warmup.
+    cosine = optim.WarmupSchedule(1.0, total_steps=100, warmup_steps=10, kind="cosine",
                                   minimum=0.1)
-    assert float(cosine(10)) == pytest.approx(1.0)
-    assert float(cosine(60)) == pytest.approx(0.55)
-    assert float(cosine(110)) == pytest.approx(0.1)
+    assert float(cosine(5)) == pytest.approx(0.5)
+    assert float(cosine(10)) == pytest.approx(0.1 + 0.45 * (1 + np.cos(np.pi * 0.1)))
+    assert float(cosine(50)) == pytest.approx(0.55)
+    assert float(cosine(100)) == pytest.approx(0.1)
     assert float(cosine(500)) == pytest.approx(0.1)
     constant = optim.WarmupSchedule(0.001, total_steps=100, warmup_steps=4, kind="constant")
     assert [round(float(constant(s)), 6) for s in (0, 2, 4, 99)] == [0.0, 0.0005, 0.001, 0.001]
