@@ -38,10 +38,13 @@ def stage_lines(spec):
     total_macs = sum(row.macs for row in rows)
     lines.append(f"total: {model.count_params():,} parameters, {total_macs / 1e9:.2f} GMACs "
                  f"at {spec.eval_size}x{spec.eval_size}")
-    if spec.progressive is not None:
-        p = spec.progressive
-        lines.append(f"progressive targets (min, max): image size {p.image_size}, RandAugment "
-                     f"{p.randaug_magnitude}, mixup {p.mixup_alpha}, dropout {p.dropout_rate}")
+    for label, targets in (("official (automl)", spec.official_targets),
+                           ("paper (Table 6)", spec.paper_targets)):
+        if targets is not None:
+            lines.append(f"progressive targets, {label}, (min, max): image size "
+                         f"{targets.image_size}, RandAugment {targets.randaug_magnitude}, mixup "
+                         f"{targets.mixup_alpha}, cutmix {targets.cutmix_alpha}, dropout "
+                         f"{targets.dropout_rate}")
     return lines
 
 

@@ -56,9 +56,10 @@ def test_variant_line_and_stage_lines():
         "efficientnetv2-b0", "7,200,312", "192", "224", "0.2"]
     assert float(gmacs) == pytest.approx(0.73, rel=0.05)
     lines = info.stage_lines(registry.get("efficientnetv2-s"))
-    total = re.fullmatch(r"total: 21,612,360 parameters, ([\d.]+) GMACs at 384x384", lines[-2])
+    total = re.fullmatch(r"total: 21,612,360 parameters, ([\d.]+) GMACs at 384x384", lines[-3])
     assert total and float(total.group(1)) == pytest.approx(8.45, rel=0.05)
-    assert "image size (128, 300)" in lines[-1]
+    assert "official (automl), (min, max): image size (128, 300), RandAugment (5.0, 10.0)" in lines[-2]
+    assert "paper (Table 6), (min, max): image size (128, 300), RandAugment (5, 15)" in lines[-1]
 
 
 def test_command_line(tmp_path):

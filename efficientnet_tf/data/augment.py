@@ -1,14 +1,18 @@
-"""RandAugment, AutoAugment (policy v0), mixup and cutmix in TensorFlow ops (REFERENCE.md §5).
+"""RandAugment and AutoAugment (policy v0): per-image ops in TensorFlow (docs/reference.md §5).
 
 RandAugment (Cubuk et al. 2020) and AutoAugment (Cubuk et al. 2019) as the official
-tensorflow/tpu code applies them to uint8 images: the 16 ops below, a magnitude on a 0..10 scale
-(values above 10 extrapolate), fill value 128. No tensorflow-addons: geometric ops are one
-ImageProjectiveTransformV3 each. Every random choice comes from a stateless seed (shape [2]), so
-a pipeline with a seed is reproducible however many threads run it.
+tensorflow/tpu and google/automl code applies them to uint8 images: the 16 ops below, a
+magnitude on a 0..10 scale (values above 10 extrapolate), fill value 128. No tensorflow-addons:
+geometric ops are one ImageProjectiveTransformV3 each. Every random choice comes from a
+stateless seed (shape [2]), so a pipeline with a seed is reproducible however many threads run it.
 
-Where the official code departs from the ops' definition (PIL's ImageEnhance), we follow PIL:
-Contrast blends towards the mean gray level of the image (the official code divides the pixel
-count by 256 instead of taking the mean).
+Two ops of the official code (autoaugment.py) compute something other than their definition,
+and the published accuracies were obtained with them, so they are the default here
+(`corrected=False`); `corrected=True` gives the ops as PIL defines them:
+  Solarize  the threshold int(magnitude / 10 * 256) is a uint8 there, so it wraps: 256 -> 0
+            (every pixel inverted at magnitude 10 and 20), 384 -> 128 at magnitude 15.
+  Contrast  blends towards the gray level pixel count / 256 (min 255), not the mean gray level:
+            196 for every 224 x 224 image whatever its content.
 """
 
 import math
@@ -25,6 +29,15 @@ GEOMETRIC_OPS = ("Rotate", "ShearX", "ShearY", "TranslateX", "TranslateY", "Cuto
 # up to 2 * 40 px; AutoAugment up to 250 and 2 * 100.
 RANDAUGMENT_CONSTANTS = {"translate": 100.0, "cutout": 40.0}
 AUTOAUGMENT_CONSTANTS = {"translate": 250.0, "cutout": 100.0}
+# The image size those pixel constants were set for (ImageNet at 224 px).
+REFERENCE_SIZE = 224
+
+
+def scaled_constants(constants, image_size, reference_size=REFERENCE_SIZE):
+    """The pixel constants for `image_size`-px images, in proportion to `reference_size`: on a
+    64-px image RandAugment's 100-px translation at magnitude 10 leaves nothing of the content;
+    28 px is what it is to a 224-px image."""
+    return {key: value * image_size / reference_size for key, value in constants.items()}
 
 
 def _seeds(seed, count):
@@ -125,7 +138,7 @@ def posterize(image, bits):
 
 
 def solarize(image, threshold):
-    """Inverts the values at or above `threshold`."""
+    """Inverts the values at or above `threshold` (0..255; 0 inverts every pixel)."""
     above = tf.cast(tf.cast(image, tf.int32) >= threshold, tf.uint8)
     # x + (255 - 2x) = 255 - x in uint8's modular arithmetic; no Select (slow on uint8).
     return image + above * (255 - 2 * image)
@@ -147,9 +160,15 @@ def color(image, factor):
     return blend(_grayscale(image), image, factor)
 
 
-def contrast(image, factor):
-    mean = tf.reduce_mean(tf.cast(tf.image.rgb_to_grayscale(image), tf.float32))
-    return blend(tf.fill(tf.shape(image), mean), image, factor)
+def contrast(image, factor, corrected=True):
+    """Blends with a flat gray: the image's mean gray level (PIL), or, uncorrected, the official
+    code's pixel count / 256 clipped to 255 and truncated to uint8."""
+    if corrected:
+        gray = tf.reduce_mean(tf.cast(tf.image.rgb_to_grayscale(image), tf.float32))
+    else:
+        pixels = tf.cast(tf.shape(image)[0] * tf.shape(image)[1], tf.float32)
+        gray = tf.floor(tf.minimum(pixels / 256.0, 255.0))
+    return blend(tf.fill(tf.shape(image), gray), image, factor)
 
 
 def brightness(image, factor):
@@ -195,8 +214,16 @@ def equalize(image):
     return tf.gather(flat_table, channels + tf.constant([0, 256, 512]))
 
 
-def apply_op(name, image, magnitude, seed, constants=None):
-    """Applies op `name` at `magnitude` (0..10 scale, float tensor) with the official arguments."""
+def solarize_threshold(level, corrected=True):
+    """The official threshold int(level * 256) for level = magnitude / 10; uncorrected it wraps
+    in uint8 as it does in the official code."""
+    threshold = tf.cast(level * 256.0, tf.int32)
+    return threshold if corrected else tf.math.floormod(threshold, 256)
+
+
+def apply_op(name, image, magnitude, seed, constants=None, corrected=False):
+    """Applies op `name` at `magnitude` (0..10 scale) with the official arguments; `corrected`
+    gives Solarize and Contrast as defined rather than as the official code computes them."""
     constants = constants or RANDAUGMENT_CONSTANTS
     level = tf.cast(magnitude, tf.float32) / MAX_LEVEL
     sign_seed, op_seed = _seeds(seed, 2)
@@ -207,10 +234,10 @@ def apply_op(name, image, magnitude, seed, constants=None):
         "Invert": lambda: invert(image),
         "Rotate": lambda: rotate(image, _random_sign(level * 30.0, sign_seed)),
         "Posterize": lambda: posterize(image, tf.cast(level * 4.0, tf.int32)),
-        "Solarize": lambda: solarize(image, tf.cast(level * 256.0, tf.int32)),
+        "Solarize": lambda: solarize(image, solarize_threshold(level, corrected)),
         "SolarizeAdd": lambda: solarize_add(image, tf.cast(level * 110.0, tf.int32)),
         "Color": lambda: color(image, enhance),
-        "Contrast": lambda: contrast(image, enhance),
+        "Contrast": lambda: contrast(image, enhance, corrected),
         "Brightness": lambda: brightness(image, enhance),
         "Sharpness": lambda: sharpness(image, enhance),
         "ShearX": lambda: shear_x(image, _random_sign(level * 0.3, sign_seed)),
@@ -227,25 +254,27 @@ def apply_op(name, image, magnitude, seed, constants=None):
 
 
 class RandAugment:
-    """`num_layers` ops per image, each drawn uniformly from the 16 and always applied.
+    """`num_layers` ops per image, each drawn uniformly from `ops` and always applied.
 
     The official code also draws a probability from uniform(0.2, 0.8) per op but never uses it,
-    so every chosen op applies there too, as in the RandAugment paper.
-    `magnitude` is a tf.Variable: a training stage assigns a new value and the running pipeline
-    uses it, without being rebuilt.
+    so every chosen op applies there too, as in the RandAugment paper. `magnitude` is a number
+    fixed for the pipeline (a training stage builds its own). With `relative_to_size`,
+    translation and cutout scale with the image (scaled_constants); without, they are the
+    official pixels at any size.
     """
 
-    def __init__(self, num_layers=2, magnitude=10.0, ops=RANDAUGMENT_OPS):
+    def __init__(self, num_layers=2, magnitude=10.0, ops=RANDAUGMENT_OPS, relative_to_size=False,
+                 corrected=False):
         if num_layers < 0:
             raise ValueError(f"num_layers must be >= 0, got {num_layers!r}")
         unknown = sorted(set(ops) - set(RANDAUGMENT_OPS))
         if unknown:
             raise ValueError(f"unknown RandAugment ops {unknown}; known: {RANDAUGMENT_OPS}")
         self.num_layers = num_layers
+        self.magnitude = float(magnitude)
         self.ops = tuple(ops)
-        with tf.init_scope(), tf.device("CPU:0"):
-            self.magnitude = tf.Variable(float(magnitude), trainable=False, dtype=tf.float32,
-                                         name="randaugment_magnitude")
+        self.relative_to_size = relative_to_size
+        self.corrected = corrected
 
     def _layer_seeds(self, seed):
         """(choice seed, op seed) of each layer."""
@@ -260,12 +289,20 @@ class RandAugment:
         """Indices into `ops` of the ops that `seed` picks, one per layer."""
         return tf.stack([self._choose(choice) for choice, _ in self._layer_seeds(seed)])
 
+    def _constants(self, image):
+        if not self.relative_to_size:
+            return RANDAUGMENT_CONSTANTS
+        if None in image.shape[:2]:
+            raise ValueError("RandAugment(relative_to_size=True) needs images of a static size")
+        return scaled_constants(RANDAUGMENT_CONSTANTS, min(image.shape[0], image.shape[1]))
+
     def __call__(self, image, seed):
-        magnitude = tf.convert_to_tensor(self.magnitude)
+        constants = self._constants(image)
         for choice_seed, op_seed in self._layer_seeds(seed):
             op_index = self._choose(choice_seed)
             image = tf.switch_case(op_index, [
-                lambda name=name, image=image: apply_op(name, image, magnitude, op_seed)
+                lambda name=name, image=image, op_seed=op_seed: apply_op(
+                    name, image, self.magnitude, op_seed, constants, self.corrected)
                 for name in self.ops])
             image.set_shape([None, None, 3])
         return image
@@ -305,8 +342,9 @@ class AutoAugment:
     """One sub-policy of POLICY_V0 per image, chosen uniformly; each of its ops applied with its
     probability at its level."""
 
-    def __init__(self, policy=POLICY_V0):
+    def __init__(self, policy=POLICY_V0, corrected=False):
         self.policy = policy
+        self.corrected = corrected
 
     def __call__(self, image, seed):
         choice_seed, op_seed = _seeds(seed, 2)
@@ -323,83 +361,9 @@ class AutoAugment:
                         _uniform(apply_seed) < probability,
                         lambda name=name, level=level, result=result, arg_seed=arg_seed: apply_op(
                             name, result, tf.constant(level, tf.float32), arg_seed,
-                            AUTOAUGMENT_CONSTANTS),
+                            AUTOAUGMENT_CONSTANTS, self.corrected),
                         lambda result=result: result)
                 return result
             return run
 
         return tf.switch_case(index, [sub_policy(operations) for operations in self.policy])
-
-
-def _beta(shape, alpha, seed):
-    """Beta(alpha, alpha) samples; alpha <= 0 gives 1 (no mixing)."""
-    first, second = _seeds(seed, 2)
-    safe_alpha = tf.maximum(alpha, 1e-3)
-    x = tf.random.stateless_gamma(shape, first, alpha=safe_alpha)
-    y = tf.random.stateless_gamma(shape, second, alpha=safe_alpha)
-    return tf.where(alpha > 0, x / tf.maximum(x + y, 1e-12), 1.0)
-
-
-class Mixing:
-    """Mixup (Zhang et al. 2018) and cutmix (Yun et al. 2019) on a batch, per example.
-
-    Example i is mixed with example B-1-i (the batch reversed), with its own lambda from
-    Beta(alpha, alpha); labels become the same mixture of one-hot vectors. As google/automl,
-    mixup keeps max(lambda, 1 - lambda) of the example itself. Unlike it, a cutmix label is
-    weighted by the area of that example's own box (automl uses the mean area over the batch),
-    and with both alphas set each example gets mixup or cutmix with equal chance (automl splits
-    the batch in halves). The alphas are tf.Variables that a training stage may change.
-    """
-
-    def __init__(self, num_classes, mixup_alpha=0.0, cutmix_alpha=0.0):
-        self.num_classes = num_classes
-        with tf.init_scope(), tf.device("CPU:0"):
-            self.mixup_alpha = tf.Variable(float(mixup_alpha), trainable=False, name="mixup_alpha")
-            self.cutmix_alpha = tf.Variable(float(cutmix_alpha), trainable=False,
-                                            name="cutmix_alpha")
-
-    def __call__(self, images, labels, seed):
-        """images [B, H, W, C] float, labels [B] int -> mixed images, soft labels [B, classes]."""
-        images = tf.cast(images, tf.float32)
-        one_hot = tf.one_hot(labels, self.num_classes, dtype=tf.float32)
-        batch = tf.shape(images)[0]
-        height, width = tf.shape(images)[1], tf.shape(images)[2]
-        mixup_seed, cutmix_seed, choice_seed, box_seed = _seeds(seed, 4)
-        mixup_alpha = tf.convert_to_tensor(self.mixup_alpha)
-        cutmix_alpha = tf.convert_to_tensor(self.cutmix_alpha)
-        mixup_lambda = _beta([batch], mixup_alpha, mixup_seed)
-        mixup_lambda = tf.maximum(mixup_lambda, 1.0 - mixup_lambda)
-        cutmix_lambda = _beta([batch], cutmix_alpha, cutmix_seed)
-
-        # Cutmix boxes: side sqrt(1 - lambda) of each dimension, random center, clipped.
-        cut_ratio = tf.sqrt(1.0 - cutmix_lambda)
-        cut_h = tf.cast(cut_ratio * tf.cast(height, tf.float32), tf.int32)
-        cut_w = tf.cast(cut_ratio * tf.cast(width, tf.float32), tf.int32)
-        y_seed, x_seed = _seeds(box_seed, 2)
-        center_y = tf.random.stateless_uniform([batch], y_seed, maxval=height, dtype=tf.int32)
-        center_x = tf.random.stateless_uniform([batch], x_seed, maxval=width, dtype=tf.int32)
-        top = tf.clip_by_value(center_y - cut_h // 2, 0, height)
-        bottom = tf.clip_by_value(center_y + cut_h // 2, 0, height)
-        left = tf.clip_by_value(center_x - cut_w // 2, 0, width)
-        right = tf.clip_by_value(center_x + cut_w // 2, 0, width)
-        rows = tf.range(height)[tf.newaxis, :, tf.newaxis]
-        columns = tf.range(width)[tf.newaxis, tf.newaxis, :]
-        box = ((rows >= top[:, None, None]) & (rows < bottom[:, None, None])
-               & (columns >= left[:, None, None]) & (columns < right[:, None, None]))
-        box_area = tf.cast((bottom - top) * (right - left), tf.float32)
-        cutmix_lambda = 1.0 - box_area / tf.cast(height * width, tf.float32)
-
-        both = (mixup_alpha > 0) & (cutmix_alpha > 0)
-        use_cutmix = tf.where(both, _uniform_vector(batch, choice_seed) < 0.5, cutmix_alpha > 0)
-        partner_images = tf.reverse(images, axis=[0])
-        partner_labels = tf.reverse(one_hot, axis=[0])
-        cut_images = tf.where(box[..., tf.newaxis], partner_images, images)
-        lam = mixup_lambda[:, None, None, None]
-        mixed_images = lam * images + (1.0 - lam) * partner_images
-        images = tf.where(use_cutmix[:, None, None, None], cut_images, mixed_images)
-        weight = tf.where(use_cutmix, cutmix_lambda, mixup_lambda)[:, tf.newaxis]
-        return images, weight * one_hot + (1.0 - weight) * partner_labels
-
-
-def _uniform_vector(size, seed):
-    return tf.random.stateless_uniform([size], seed)

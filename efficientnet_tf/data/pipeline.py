@@ -17,6 +17,7 @@ from typing import Optional, Union
 import tensorflow as tf
 
 from efficientnet_tf.data import augment as augment_lib
+from efficientnet_tf.data import mixing as mixing_lib
 from efficientnet_tf.data import preprocess
 from efficientnet_tf.data.sources import EVAL, TRAIN
 
@@ -79,7 +80,7 @@ def decode_skipping_bad(dataset, decode_fn, counter, deterministic):
 
 @dataclasses.dataclass
 class TrainSettings:
-    """How training images are made; what a stage changes lives in augmenter/mixing variables."""
+    """How a stage's training images are made (its size, augmenter and mixing are constants)."""
 
     image_size: int
     batch_size: int
@@ -88,7 +89,7 @@ class TrainSettings:
     resize_method: str = "bilinear"
     random_flip: bool = True
     augmenter: Optional[Union[augment_lib.RandAugment, augment_lib.AutoAugment]] = None
-    mixing: Optional[augment_lib.Mixing] = None
+    mixing: Optional[mixing_lib.Mixing] = None
     dtype: tf.DType = tf.float32
     shuffle_buffer: int = 10_000
     cache: Union[bool, str] = False
@@ -121,7 +122,8 @@ def _options(deterministic):
 
 def train_dataset(source, settings, input_context=None, counter=None):
     """Batches of (images [B, S, S, 3] in `settings.dtype`, one-hot labels [B, classes] float32)."""
-    if settings.mixing is not None and settings.dtype == tf.uint8:
+    mixing = settings.mixing if settings.mixing is not None and settings.mixing.active else None
+    if mixing is not None and settings.dtype == tf.uint8:
         raise ValueError("mixup/cutmix blend images: use a float dtype, not uint8")
     counter = counter or DecodeCounter()
     seed = settings.seed if settings.seed is not None else secrets.randbits(31)
@@ -153,13 +155,12 @@ def train_dataset(source, settings, input_context=None, counter=None):
     dataset = decode_skipping_bad(dataset, decode, counter, settings.deterministic)
     dataset = dataset.map(finish, num_parallel_calls=AUTOTUNE, deterministic=settings.deterministic)
     dataset = dataset.batch(settings.batch_size, drop_remainder=True)
-    if settings.mixing is not None:
+    if mixing is not None:
         batch_seeds = tf.data.Dataset.counter().map(
             lambda index: tf.stack([tf.cast(seed, tf.int64) + 7 + pipeline_id * 1_000_003, index]))
 
         def mix(batch, batch_seed):
-            images, labels = batch
-            images, labels = settings.mixing(images, tf.argmax(labels, axis=-1), batch_seed)
+            images, labels = mixing(*batch, batch_seed)
             return tf.cast(images, settings.dtype), labels
 
         dataset = tf.data.Dataset.zip((dataset, batch_seeds)).map(mix, num_parallel_calls=AUTOTUNE)

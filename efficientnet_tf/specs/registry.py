@@ -22,13 +22,19 @@ SYMMETRIC = "symmetric"  # (x - 128) / 128 (V2-S/M/L/XL)
 
 
 @dataclasses.dataclass(frozen=True)
-class Progressive:
-    """(min, max) targets of progressive learning: stage i interpolates between them (V2 §4)."""
+class Targets:
+    """(min, max) of each quantity progressive learning schedules (V2 §4, Algorithm 1)."""
 
     image_size: Tuple[int, int]
     randaug_magnitude: Tuple[float, float]
     mixup_alpha: Tuple[float, float]
+    cutmix_alpha: Tuple[float, float]
     dropout_rate: Tuple[float, float]
+
+    def with_train_size(self, train_size):
+        """The same targets growing the image up to `train_size` (from at most it)."""
+        return dataclasses.replace(
+            self, image_size=(min(self.image_size[0], train_size), train_size))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +51,8 @@ class ModelSpec:
     dropout_rate: float
     normalization: str
     survival_prob: float = 0.8
-    progressive: Optional[Progressive] = None
+    paper_targets: Optional[Targets] = None  # V2 paper Table 6 (schedule "paper")
+    official_targets: Optional[Targets] = None  # google/automl main.py (schedule "official")
     stem_filters: int = 32
     head_filters: int = 1280
     depth_divisor: int = 8
@@ -138,34 +145,47 @@ _V2_XL_BLOCKS = (
     "r32_k3_s2_e6_i256_o512_se0.25", "r8_k3_s1_e6_i512_o640_se0.25",
 )
 
-# V2 paper Table 6. XL is not in the table; the official code gives it L's regularization, and so
-# do we, with its own train size. The B0-B3 rows are not in the table either: they take S's
-# regularization targets (the smallest net in the table) and grow up to their own train size.
-_TABLE6_S = Progressive((128, 300), (5, 15), (0.0, 0.0), (0.1, 0.3))
-_TABLE6_M = Progressive((128, 380), (5, 20), (0.0, 0.2), (0.1, 0.4))
-_TABLE6_L = Progressive((128, 380), (5, 25), (0.0, 0.4), (0.1, 0.5))
+# V2 paper Table 6 (schedule "paper"). XL is not in the table; the official code gives it L's
+# regularization, and so do we, with its own train size. B0-B3 are not in the table either: they
+# take S's regularization (the smallest net in the table) up to their own train size.
+TABLE6_S = Targets((128, 300), (5, 15), (0.0, 0.0), (0.0, 0.0), (0.1, 0.3))
+TABLE6_M = Targets((128, 380), (5, 20), (0.0, 0.2), (0.0, 0.0), (0.1, 0.4))
+TABLE6_L = Targets((128, 380), (5, 25), (0.0, 0.4), (0.0, 0.0), (0.1, 0.5))
+
+
+def automl_targets(train_size, randaug, mix, dropout):
+    """google/automl efficientnetv2 (schedule "official"): from image size 128 (ibase) to the
+    train size, RandAugment linspace(5, ram), mixup and cutmix linspace(0, alpha) with
+    cutmix alpha = mixup alpha, and dropout fixed at the row's rate (main.py computes a dropout
+    schedule, then deletes it). ram and alpha per variant: effnetv2_configs.py."""
+    return Targets((128, train_size), (5.0, float(randaug)), (0.0, float(mix)),
+                   (0.0, float(mix)), (float(dropout), float(dropout)))
 
 
 def scale(base, width, depth, resolution, dropout_rate=None, name=None, train_size=None,
-          progressive=None):
+          paper_targets=None, official_targets=None):
     """A new row: `base`'s stages scaled by (width, depth), at `resolution` (its eval size).
 
-    Every named V1 and V2-B row is made by this function from its family's base row. A base with
-    progressive-learning targets passes them on, its image-size range ending at the new train size.
+    The V1 and V2-B rows are made by this function from their family's base row. A base with
+    progressive-learning targets passes them on, its image-size range ending at the new train
+    size (and the official targets' fixed dropout at the new rate).
     """
     base = get(base) if isinstance(base, str) else base
     if not (isinstance(resolution, int) and resolution >= 32):
         raise ValueError(f"resolution must be an integer >= 32, got {resolution!r}")
     name = name or f"{base.name}-w{width:g}-d{depth:g}-r{resolution}"
     train_size = train_size or resolution
-    if progressive is None and base.progressive is not None:
-        low = min(base.progressive.image_size[0], train_size)
-        progressive = dataclasses.replace(base.progressive, image_size=(low, train_size))
+    dropout_rate = base.dropout_rate if dropout_rate is None else dropout_rate
+    if paper_targets is None and base.paper_targets is not None:
+        paper_targets = base.paper_targets.with_train_size(train_size)
+    if official_targets is None and base.official_targets is not None:
+        official_targets = dataclasses.replace(
+            base.official_targets.with_train_size(train_size),
+            dropout_rate=(dropout_rate, dropout_rate))
     return dataclasses.replace(
-        base, name=name, width=width, depth=depth,
-        train_size=train_size, eval_size=resolution,
-        dropout_rate=base.dropout_rate if dropout_rate is None else dropout_rate,
-        progressive=progressive)
+        base, name=name, width=width, depth=depth, train_size=train_size, eval_size=resolution,
+        dropout_rate=dropout_rate, paper_targets=paper_targets,
+        official_targets=official_targets)
 
 
 def compound_scale(phi, base="efficientnet-b0", alpha=1.2, beta=1.1, gamma=1.15,
@@ -189,50 +209,68 @@ def compound_scale(phi, base="efficientnet-b0", alpha=1.2, beta=1.1, gamma=1.15,
                  name=name or f"{base.name}-phi{phi:g}")
 
 
-def _build_rows():
-    v1_base = ModelSpec(name="efficientnet-b0", family=V1, base_blocks=_V1_BLOCKS, width=1.0,
-                        depth=1.0, train_size=224, eval_size=224, dropout_rate=0.2,
-                        normalization=IMAGENET)
-    rows = [v1_base]
-    # name, width, depth, resolution, dropout (tensorflow/tpu efficientnet_builder.py).
-    for suffix, width, depth, resolution, dropout in (
-            ("b1", 1.0, 1.1, 240, 0.2), ("b2", 1.1, 1.2, 260, 0.3), ("b3", 1.2, 1.4, 300, 0.3),
-            ("b4", 1.4, 1.8, 380, 0.4), ("b5", 1.6, 2.2, 456, 0.4), ("b6", 1.8, 2.6, 528, 0.5),
-            ("b7", 2.0, 3.1, 600, 0.5), ("b8", 2.2, 3.6, 672, 0.5), ("l2", 4.3, 5.3, 800, 0.5)):
-        rows.append(scale(v1_base, width, depth, resolution, dropout, name=f"efficientnet-{suffix}"))
+def _v2(blocks, train_size, eval_size, dropout_rate, paper_targets, official_targets):
+    """A V2 row with its own stage table (S/M/L/XL: no width/depth scaling, (x - 128) / 128)."""
+    return ModelSpec(name="efficientnetv2", family=V2, base_blocks=blocks, width=1.0, depth=1.0,
+                     train_size=train_size, eval_size=eval_size, dropout_rate=dropout_rate,
+                     normalization=SYMMETRIC, paper_targets=paper_targets,
+                     official_targets=official_targets,
+                     stem_filters=blocks_lib.decode_block(blocks[0]).input_filters)
 
-    v2_base = ModelSpec(name="efficientnetv2-b0", family=V2, base_blocks=_V2_BASE_BLOCKS,
-                        width=1.0, depth=1.0, train_size=192, eval_size=224, dropout_rate=0.2,
-                        normalization=IMAGENET, progressive=dataclasses.replace(
-                            _TABLE6_S, image_size=(128, 192)))
-    rows.append(v2_base)
-    # name, width, depth, train size, eval size, dropout (google/automl effnetv2_configs.py).
-    for suffix, width, depth, train_size, eval_size, dropout in (
-            ("b1", 1.0, 1.1, 192, 240, 0.2), ("b2", 1.1, 1.2, 208, 260, 0.3),
-            ("b3", 1.2, 1.4, 240, 300, 0.3)):
-        rows.append(scale(v2_base, width, depth, eval_size, dropout,
-                          name=f"efficientnetv2-{suffix}", train_size=train_size))
-    for suffix, stages, train_size, eval_size, dropout, progressive in (
-            ("s", _V2_S_BLOCKS, 300, 384, 0.2, _TABLE6_S),
-            ("m", _V2_M_BLOCKS, 384, 480, 0.3, _TABLE6_M),
-            ("l", _V2_L_BLOCKS, 384, 480, 0.4, _TABLE6_L),
-            ("xl", _V2_XL_BLOCKS, 384, 512, 0.4,
-             dataclasses.replace(_TABLE6_L, image_size=(128, 384)))):
-        rows.append(ModelSpec(
-            name=f"efficientnetv2-{suffix}", family=V2, base_blocks=stages, width=1.0, depth=1.0,
-            train_size=train_size, eval_size=eval_size, dropout_rate=dropout,
-            normalization=SYMMETRIC, progressive=progressive,
-            stem_filters=blocks_lib.decode_block(stages[0]).input_filters))
 
+V1_BASE = ModelSpec(name="efficientnet-b0", family=V1, base_blocks=_V1_BLOCKS, width=1.0,
+                    depth=1.0, train_size=224, eval_size=224, dropout_rate=0.2,
+                    normalization=IMAGENET)
+# automl trains V2-B0..B3 with AutoAugment (RandAugment's ram is 0 there) and no mixing.
+V2_BASE = ModelSpec(name="efficientnetv2-b0", family=V2, base_blocks=_V2_BASE_BLOCKS, width=1.0,
+                    depth=1.0, train_size=192, eval_size=224, dropout_rate=0.2,
+                    normalization=IMAGENET, paper_targets=TABLE6_S.with_train_size(192),
+                    official_targets=automl_targets(192, randaug=0, mix=0.0, dropout=0.2))
+
+# One row per variant. V1: (width, depth, resolution, dropout) of tensorflow/tpu
+# efficientnet_builder.efficientnet_params; b8 and l2 from the same table (AdvProp, NoisyStudent).
+# V2: google/automl effnetv2_configs.efficientnetv2_params (width, depth, train size, eval size,
+# dropout, RandAugment ram, mixup = cutmix alpha).
+_ROWS = {name: dataclasses.replace(row, name=name) for name, row in {
+    "efficientnet-b0": V1_BASE,
+    "efficientnet-b1": scale(V1_BASE, width=1.0, depth=1.1, resolution=240, dropout_rate=0.2),
+    "efficientnet-b2": scale(V1_BASE, width=1.1, depth=1.2, resolution=260, dropout_rate=0.3),
+    "efficientnet-b3": scale(V1_BASE, width=1.2, depth=1.4, resolution=300, dropout_rate=0.3),
+    "efficientnet-b4": scale(V1_BASE, width=1.4, depth=1.8, resolution=380, dropout_rate=0.4),
+    "efficientnet-b5": scale(V1_BASE, width=1.6, depth=2.2, resolution=456, dropout_rate=0.4),
+    "efficientnet-b6": scale(V1_BASE, width=1.8, depth=2.6, resolution=528, dropout_rate=0.5),
+    "efficientnet-b7": scale(V1_BASE, width=2.0, depth=3.1, resolution=600, dropout_rate=0.5),
+    "efficientnet-b8": scale(V1_BASE, width=2.2, depth=3.6, resolution=672, dropout_rate=0.5),
+    "efficientnet-l2": scale(V1_BASE, width=4.3, depth=5.3, resolution=800, dropout_rate=0.5),
+    "efficientnetv2-b0": V2_BASE,
+    "efficientnetv2-b1": scale(V2_BASE, width=1.0, depth=1.1, resolution=240, train_size=192,
+                               dropout_rate=0.2),
+    "efficientnetv2-b2": scale(V2_BASE, width=1.1, depth=1.2, resolution=260, train_size=208,
+                               dropout_rate=0.3),
+    "efficientnetv2-b3": scale(V2_BASE, width=1.2, depth=1.4, resolution=300, train_size=240,
+                               dropout_rate=0.3),
+    "efficientnetv2-s": _v2(_V2_S_BLOCKS, train_size=300, eval_size=384, dropout_rate=0.2,
+                            paper_targets=TABLE6_S,
+                            official_targets=automl_targets(300, randaug=10, mix=0.0, dropout=0.2)),
+    "efficientnetv2-m": _v2(_V2_M_BLOCKS, train_size=384, eval_size=480, dropout_rate=0.3,
+                            paper_targets=TABLE6_M,
+                            official_targets=automl_targets(384, randaug=15, mix=0.2, dropout=0.3)),
+    "efficientnetv2-l": _v2(_V2_L_BLOCKS, train_size=384, eval_size=480, dropout_rate=0.4,
+                            paper_targets=TABLE6_L,
+                            official_targets=automl_targets(384, randaug=20, mix=0.5, dropout=0.4)),
+    "efficientnetv2-xl": _v2(_V2_XL_BLOCKS, train_size=384, eval_size=512, dropout_rate=0.4,
+                             paper_targets=TABLE6_L.with_train_size(384),
+                             official_targets=automl_targets(384, randaug=20, mix=0.5,
+                                                             dropout=0.4)),
     # Tiny variants for tests and laptops (the idea of timm's test variants): every code path of
     # their family in a few thousand parameters.
-    rows.append(scale(v1_base, 0.25, 0.25, 64, 0.2, name="efficientnet-test"))
-    rows.append(scale(v2_base, 0.25, 0.25, 64, 0.2, name="efficientnetv2-test", train_size=64,
-                      progressive=dataclasses.replace(_TABLE6_S, image_size=(32, 64))))
-    return {row.name: row for row in rows}
-
-
-_ROWS = _build_rows()
+    "efficientnet-test": scale(V1_BASE, width=0.25, depth=0.25, resolution=64, dropout_rate=0.2),
+    "efficientnetv2-test": scale(
+        V2_BASE, width=0.25, depth=0.25, resolution=64, train_size=64, dropout_rate=0.2,
+        paper_targets=dataclasses.replace(TABLE6_S, image_size=(32, 64)),
+        official_targets=dataclasses.replace(automl_targets(64, 10, 0.0, 0.2),
+                                             image_size=(32, 64))),
+}.items()}
 _TEST_VARIANTS = ("efficientnet-test", "efficientnetv2-test")
 
 

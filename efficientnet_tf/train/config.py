@@ -47,6 +47,12 @@ def base_config():
     config.augment = ml_collections.ConfigDict(dict(
         kind="randaugment", randaug_layers=2, randaug_magnitude=15.0,
         randaug_ops="",  # comma-separated subset of the 16 ops; empty: all of them
+        # False: translate/cutout in the official pixels (of 224-px images) at any size; True:
+        # in proportion to the image size (small images)
+        relative_to_size=False,
+        # False: Solarize and Contrast as the official code computes them (published results);
+        # True: as defined (data/augment.py)
+        corrected_ops=False,
         mixup_alpha=0.0, cutmix_alpha=0.0,
     ))
     config.train = ml_collections.ConfigDict(dict(
@@ -69,12 +75,13 @@ def base_config():
         epsilon=1e-3, nesterov=False,
     ))
     config.progressive = ml_collections.ConfigDict(dict(
-        schedule="none",  # paper (V2 Table 6), official (google/automl), custom, none
+        schedule="none",  # official (google/automl), paper (V2 Table 6), custom, none
         num_stages=4, size_multiple=8,
         # custom (min, max) per quantity; None: the variant's targets (registry)
         image_size_min=placeholder(int), image_size_max=placeholder(int),
         randaug_min=placeholder(float), randaug_max=placeholder(float),
         mixup_min=placeholder(float), mixup_max=placeholder(float),
+        cutmix_min=placeholder(float), cutmix_max=placeholder(float),
         dropout_min=placeholder(float), dropout_max=placeholder(float),
     ))
     config.eval = ml_collections.ConfigDict(dict(

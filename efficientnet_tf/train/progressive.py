@@ -5,17 +5,21 @@ magnitude and mixup alpha interpolated between (min, max). Pure functions of the
 variant's row and the run's length, so that a resumed run finds the same stage at the same step.
 
 Schedules:
-  paper     stage i at min + (max - min) * i / (N - 1): the first stage at the minimum.
-  official  google/automl efficientnetv2: ratio (i + 1) / N, size int(min + (max - min) * ratio),
-            so the first stage is above the minimum; RandAugment, mixup and cutmix linspace(min,
-            max)[i]. automl computes a dropout schedule and then discards it; ours applies it.
-  custom    the paper's interpolation between the (min, max) given in the config.
+  official  google/automl efficientnetv2 main.py, exactly: the row's official targets; stage i
+            of N at size int(128 + (train - 128) * (i + 1) / N), not rounded, so the first stage
+            is above 128 (V2-S 171/214/257/300); RandAugment, mixup and cutmix linspace(min,
+            max, N)[i]; dropout fixed at the row's rate (automl computes a ramp, then deletes it).
+  paper     the V2 paper's Table 6 (the row's paper targets): every quantity from min to max,
+            stage i at min + (max - min) * i / (N - 1), sizes rounded to `size_multiple`. The
+            paper ramps dropout too; that part is ours, as the official code never did it.
+  custom    the paper's interpolation between the (min, max) given in the config (defaults: the
+            row's paper targets).
   none      one stage at the row's train size and the configured regularization.
-Every scheduled size is rounded to a multiple of `size_multiple` (default 8).
 """
 
 import dataclasses
-from typing import Tuple
+
+from efficientnet_tf.specs import registry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,17 +36,6 @@ class Stage:
     cutmix_alpha: float
 
 
-@dataclasses.dataclass(frozen=True)
-class Targets:
-    """(min, max) of each scheduled quantity."""
-
-    image_size: Tuple[int, int]
-    randaug_magnitude: Tuple[float, float]
-    mixup_alpha: Tuple[float, float]
-    cutmix_alpha: Tuple[float, float]
-    dropout_rate: Tuple[float, float]
-
-
 def round_size(size, multiple, ceiling=None):
     """Nearest multiple of `multiple` (at least one), and not above `ceiling` (the largest size
     the schedule allows) when one is given: S's 300 becomes 296 with multiple 8, not 304."""
@@ -54,10 +47,9 @@ def round_size(size, multiple, ceiling=None):
 
 def targets(spec, config):
     """(min, max) per quantity: the config's progressive values where given, else the row's
-    targets (for dropout: a fixed config.model.dropout_rate, if set, before the row's)."""
+    targets of the schedule (for dropout: a fixed config.model.dropout_rate, if set, first)."""
     progressive = config.progressive
-    row = spec.progressive
-    augment = config.augment
+    row = spec.official_targets if progressive.schedule == "official" else spec.paper_targets
 
     def pick(low, high, default):
         return (default[0] if low is None else low, default[1] if high is None else high)
@@ -65,20 +57,22 @@ def targets(spec, config):
     if row is None and None in (progressive.image_size_min, progressive.image_size_max):
         raise ValueError(f"{spec.name} has no progressive-learning targets (V1 rows have none); "
                          "set config.progressive.image_size_min/max (and the others)")
-    size_default = row.image_size if row else (spec.train_size, spec.train_size)
-    randaug_default = row.randaug_magnitude if row else (augment.randaug_magnitude,) * 2
-    mixup_default = row.mixup_alpha if row else (augment.mixup_alpha,) * 2
+    augment = config.augment
+    if row is None:
+        row = registry.Targets((spec.train_size,) * 2, (augment.randaug_magnitude,) * 2,
+                               (augment.mixup_alpha,) * 2, (augment.cutmix_alpha,) * 2,
+                               (spec.dropout_rate,) * 2)
     # An explicit config.model.dropout_rate holds for every stage unless the progressive
     # section ramps dropout itself.
-    dropout_default = row.dropout_rate if row else (spec.dropout_rate,) * 2
+    dropout_default = row.dropout_rate
     if config.model.dropout_rate is not None:
         dropout_default = (config.model.dropout_rate,) * 2
-    return Targets(
-        image_size=pick(progressive.image_size_min, progressive.image_size_max, size_default),
-        randaug_magnitude=pick(progressive.randaug_min, progressive.randaug_max, randaug_default),
-        mixup_alpha=pick(progressive.mixup_min, progressive.mixup_max, mixup_default),
-        # cutmix ramps from 0 to the configured alpha (automl: linspace(0, cutmix)).
-        cutmix_alpha=(0.0, augment.cutmix_alpha),
+    return registry.Targets(
+        image_size=pick(progressive.image_size_min, progressive.image_size_max, row.image_size),
+        randaug_magnitude=pick(progressive.randaug_min, progressive.randaug_max,
+                               row.randaug_magnitude),
+        mixup_alpha=pick(progressive.mixup_min, progressive.mixup_max, row.mixup_alpha),
+        cutmix_alpha=pick(progressive.cutmix_min, progressive.cutmix_max, row.cutmix_alpha),
         dropout_rate=pick(progressive.dropout_min, progressive.dropout_max, dropout_default))
 
 
@@ -100,6 +94,9 @@ def stages(spec, config, total_steps):
         return [Stage(0, 0, total_steps, spec.train_size, dropout,
                       config.augment.randaug_magnitude, config.augment.mixup_alpha,
                       config.augment.cutmix_alpha)]
+    if schedule not in ("official", "paper", "custom"):
+        raise ValueError(f"unknown progressive schedule {schedule!r}; use paper, official, "
+                         "custom or none")
     if count < 1:
         raise ValueError(f"progressive.num_stages must be >= 1, got {count!r}")
     if total_steps < count:
@@ -107,19 +104,16 @@ def stages(spec, config, total_steps):
     bounds = targets(spec, config)
     result = []
     for index in range(count):
-        end = total_steps * (index + 1) // count
-        start = total_steps * index // count
-        ramp = index / (count - 1) if count > 1 else 1.0
         if schedule == "official":
             size = int(_lerp(bounds.image_size, (index + 1) / count))
-        elif schedule in ("paper", "custom"):
-            size = _lerp(bounds.image_size, ramp)
+            ramp = index / (count - 1) if count > 1 else 0.0
         else:
-            raise ValueError(f"unknown progressive schedule {schedule!r}; use paper, official, "
-                             "custom or none")
+            ramp = index / (count - 1) if count > 1 else 1.0
+            size = round_size(_lerp(bounds.image_size, ramp), multiple,
+                              ceiling=bounds.image_size[1])
         result.append(Stage(
-            index=index, start_step=start, end_step=end,
-            image_size=round_size(size, multiple, ceiling=bounds.image_size[1]),
+            index=index, start_step=total_steps * index // count,
+            end_step=total_steps * (index + 1) // count, image_size=size,
             dropout_rate=round(_lerp(bounds.dropout_rate, ramp), 6),
             randaug_magnitude=round(_lerp(bounds.randaug_magnitude, ramp), 6),
             mixup_alpha=round(_lerp(bounds.mixup_alpha, ramp), 6),

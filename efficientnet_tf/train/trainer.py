@@ -22,7 +22,7 @@ import tensorflow as tf
 from absl import logging
 
 import efficientnet_tf
-from efficientnet_tf.data import augment, pipeline, preprocess, sources
+from efficientnet_tf.data import augment, mixing, pipeline, preprocess, sources
 from efficientnet_tf.specs import registry
 from efficientnet_tf.train import checkpoints as checkpoints_lib
 from efficientnet_tf.train import config as config_lib
@@ -120,8 +120,6 @@ class State:
     ema: Optional[optim.ExponentialMovingAverage]
     steps: loop.Steps
     checkpoints: checkpoints_lib.Checkpoints
-    augmenter: object
-    mixing: Optional[augment.Mixing]
     counter: pipeline.DecodeCounter
 
     @property
@@ -155,40 +153,39 @@ def build_state(plan, config, strategy, checkpoint_dir, restore_from=None):
     trackables = dict(model=model, optimizer=optimizer)
     if ema is not None:
         trackables["ema"] = ema
-    augmenter = None
-    if config.augment.kind == "randaugment":
-        ops = [op.strip() for op in config.augment.randaug_ops.split(",") if op.strip()]
-        augmenter = augment.RandAugment(config.augment.randaug_layers,
-                                        plan.stages[0].randaug_magnitude,
-                                        ops=ops or augment.RANDAUGMENT_OPS)
-    elif config.augment.kind == "autoaugment":
-        augmenter = augment.AutoAugment()
-    mixing = None
-    if any(stage.mixup_alpha or stage.cutmix_alpha for stage in plan.stages):
-        mixing = augment.Mixing(plan.num_classes)
     return State(model=model, optimizer=optimizer, schedule=schedule, ema=ema,
                  steps=loop.Steps(model, optimizer, strategy, loss_settings, ema,
                                   jit_compile=plan.jit_compile),
                  checkpoints=checkpoints_lib.Checkpoints(
                      checkpoint_dir, config.train.keep_checkpoints, restore_from, **trackables),
-                 augmenter=augmenter, mixing=mixing, counter=pipeline.DecodeCounter())
+                 counter=pipeline.DecodeCounter())
 
 
 def enter_stage(state, stage):
-    """Sets what the stage regularizes with; the functions traced after it see the new values."""
+    """Sets the model's regularization of the stage: its classifier dropout, traced into the
+    step function built after it. (The stage's data settings go into its new dataset.)"""
     loop.set_dropout(state.model, stage.dropout_rate)
-    if isinstance(state.augmenter, augment.RandAugment):
-        state.augmenter.magnitude.assign(stage.randaug_magnitude)
-    if state.mixing is not None:
-        state.mixing.mixup_alpha.assign(stage.mixup_alpha)
-        state.mixing.cutmix_alpha.assign(stage.cutmix_alpha)
+
+
+def augmenter(config, stage):
+    """The per-image augmentation of a stage (None without one)."""
+    if config.augment.kind == "randaugment":
+        ops = [op.strip() for op in config.augment.randaug_ops.split(",") if op.strip()]
+        return augment.RandAugment(config.augment.randaug_layers, stage.randaug_magnitude,
+                                   ops=ops or augment.RANDAUGMENT_OPS,
+                                   relative_to_size=config.augment.relative_to_size,
+                                   corrected=config.augment.corrected_ops)
+    if config.augment.kind == "autoaugment":
+        return augment.AutoAugment(corrected=config.augment.corrected_ops)
+    return None
 
 
 def train_iterator(plan, state, config, strategy, stage, start_step):
     settings = pipeline.TrainSettings(
         image_size=stage.image_size, batch_size=plan.per_replica_batch,
         num_classes=plan.num_classes, crop=plan.crop, resize_method=plan.resize_method,
-        random_flip=config.data.random_flip, augmenter=state.augmenter, mixing=state.mixing,
+        random_flip=config.data.random_flip, augmenter=augmenter(config, stage),
+        mixing=mixing.Mixing(stage.mixup_alpha, stage.cutmix_alpha),
         dtype=plan.image_dtype,
         shuffle_buffer=config.data.shuffle_buffer, cache=config.data.cache,
         # A resumed stage draws new examples rather than repeating the ones before the crash.

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from efficientnet_tf.data import augment, pipeline, preprocess, sources, tfrecords
+from efficientnet_tf.data import augment, mixing, pipeline, preprocess, sources, tfrecords
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -73,7 +73,7 @@ def test_bfloat16_and_uint8_outputs(image_folder):
         images, _ = next(iter(pipeline.train_dataset(source, settings(dtype=dtype))))
         assert images.dtype == dtype
     with pytest.raises(ValueError, match="use a float dtype"):
-        pipeline.train_dataset(source, settings(dtype=tf.uint8, mixing=augment.Mixing(3, 0.2)))
+        pipeline.train_dataset(source, settings(dtype=tf.uint8, mixing=mixing.Mixing(0.2)))
 
 
 def test_seeded_pipelines_repeat_and_unseeded_differ(image_folder):
@@ -83,7 +83,7 @@ def test_seeded_pipelines_repeat_and_unseeded_differ(image_folder):
         dataset = pipeline.train_dataset(source, settings(**overrides))
         return [images.numpy() for images, _ in dataset.take(3)]
 
-    kwargs = dict(augmenter=augment.RandAugment(2, 10), mixing=augment.Mixing(3, 0.4, 0.4))
+    kwargs = dict(augmenter=augment.RandAugment(2, 10), mixing=mixing.Mixing(0.4, 0.4))
     first, again = first_batches(**kwargs), first_batches(**kwargs)
     for a, b in zip(first, again):
         np.testing.assert_array_equal(a, b)
@@ -93,7 +93,7 @@ def test_seeded_pipelines_repeat_and_unseeded_differ(image_folder):
 
 def test_mixing_in_the_pipeline_gives_soft_labels(image_folder):
     source = sources.ImageFolderSource(str(image_folder))
-    dataset = pipeline.train_dataset(source, settings(batch_size=8, mixing=augment.Mixing(3, 1.0)))
+    dataset = pipeline.train_dataset(source, settings(batch_size=8, mixing=mixing.Mixing(1.0)))
     labels = np.concatenate([labels.numpy() for _, labels in dataset.take(4)])
     np.testing.assert_allclose(labels.sum(axis=1), 1.0, rtol=1e-5)
     assert ((labels > 0.01) & (labels < 0.99)).any()

@@ -55,9 +55,10 @@ def test_parameter_count_is_exact_and_equals_keras_applications(name):
     normalization_values = 7 if name.startswith("efficientnet-") else 0
     assert ours.count_params() == theirs.count_params() - normalization_values
     # Layer by layer, under the same names (keras calls the V2 depthwise conv `dwconv2`).
-    theirs_by_name = {l.name.replace("dwconv2", "dwconv"): l for l in theirs.layers if l.weights}
+    theirs_by_name = {layer.name.replace("dwconv2", "dwconv"): layer for layer in theirs.layers
+                      if layer.weights}
     theirs_by_name.pop("normalization", None)
-    ours_by_name = {l.name: l for l in _leaves(ours)}
+    ours_by_name = {layer.name: layer for layer in _leaves(ours)}
     assert sorted(ours_by_name) == sorted(theirs_by_name)
     for layer_name, layer in ours_by_name.items():
         assert [tuple(w.shape) for w in layer.weights] == [
@@ -87,14 +88,16 @@ def test_normalization_inside_the_model():
 def test_batch_norm_settings_per_family():
     for name, momentum in (("efficientnet-test", 0.99), ("efficientnetv2-test", 0.9)):
         model = efficientnet_tf.create_model(name)
-        norms = [l for l in _leaves(model) if isinstance(l, keras.layers.BatchNormalization)]
-        assert norms and {(l.momentum, l.epsilon) for l in norms} == {(momentum, 1e-3)}
+        norms = [layer for layer in _leaves(model)
+                 if isinstance(layer, keras.layers.BatchNormalization)]
+        assert norms and {(norm.momentum, norm.epsilon) for norm in norms} == {(momentum, 1e-3)}
 
 
 def test_survival_probability_decays_linearly_over_all_blocks():
     spec = registry.get("efficientnet-b0")
     model = efficientnet_tf.create_model(spec)
-    block_layers = [l for l in model.layers if isinstance(l, (blocks.MBConv, blocks.FusedMBConv))]
+    block_layers = [layer for layer in model.layers
+                    if isinstance(layer, (blocks.MBConv, blocks.FusedMBConv))]
     assert len(block_layers) == spec.num_blocks == 16
     for index, block in enumerate(block_layers):
         assert block.survival_prob == pytest.approx(1 - 0.2 * index / 16)

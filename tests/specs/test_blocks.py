@@ -1,5 +1,7 @@
 """Block-string grammar and rounding rules (REFERENCE.md §1-3)."""
 
+import dataclasses
+
 import pytest
 
 from efficientnet_tf.specs import blocks, registry
@@ -35,7 +37,7 @@ def test_official_v1_double_stride_spelling():
 
 def test_specs_are_frozen():
     spec = blocks.decode_block("r1_k3_s1_e1_i32_o16_se0.25")
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         spec.repeats = 3
 
 

@@ -45,7 +45,7 @@ def test_v1_rows(suffix):
         width, depth, resolution, resolution, dropout)
     assert row.family == registry.V1 and row.normalization == registry.IMAGENET
     assert (row.bn_momentum, row.bn_epsilon, row.survival_prob) == (0.99, 1e-3, 0.8)
-    assert row.progressive is None
+    assert row.paper_targets is None and row.official_targets is None
 
 
 @pytest.mark.parametrize("suffix", list(V2_TABLE))
@@ -86,12 +86,23 @@ def test_v2_b3_has_no_rounding_guard():
 
 
 def test_progressive_targets_table6():
-    s, m, l = (registry.get(f"efficientnetv2-{x}").progressive for x in "sml")
-    assert s == registry.Progressive((128, 300), (5, 15), (0, 0), (0.1, 0.3))
-    assert m == registry.Progressive((128, 380), (5, 20), (0, 0.2), (0.1, 0.4))
-    assert l == registry.Progressive((128, 380), (5, 25), (0, 0.4), (0.1, 0.5))
-    assert registry.get("efficientnetv2-xl").progressive.image_size == (128, 384)
-    assert registry.get("efficientnetv2-b2").progressive.image_size == (128, 208)
+    s, m, large = (registry.get(f"efficientnetv2-{x}").paper_targets for x in "sml")
+    assert s == registry.Targets((128, 300), (5, 15), (0, 0), (0, 0), (0.1, 0.3))
+    assert m == registry.Targets((128, 380), (5, 20), (0, 0.2), (0, 0), (0.1, 0.4))
+    assert large == registry.Targets((128, 380), (5, 25), (0, 0.4), (0, 0), (0.1, 0.5))
+    assert registry.get("efficientnetv2-xl").paper_targets.image_size == (128, 384)
+    assert registry.get("efficientnetv2-b2").paper_targets.image_size == (128, 208)
+
+
+@pytest.mark.parametrize("suffix, ram, alpha, dropout", [
+    ("s", 10, 0.0, 0.2), ("m", 15, 0.2, 0.3), ("l", 20, 0.5, 0.4), ("xl", 20, 0.5, 0.4),
+    ("b0", 0, 0.0, 0.2), ("b1", 0, 0.0, 0.2), ("b2", 0, 0.0, 0.3), ("b3", 0, 0.0, 0.3)])
+def test_official_targets_are_automls_configs(suffix, ram, alpha, dropout):
+    """effnetv2_configs.efficientnetv2_params: RandAugment magnitude (ram), mixup = cutmix alpha,
+    dropout; main.py: from 128 (ibase) to the train size, RandAugment from 5, mixing from 0."""
+    row = registry.get(f"efficientnetv2-{suffix}")
+    assert row.official_targets == registry.Targets(
+        (128, row.train_size), (5, ram), (0, alpha), (0, alpha), (dropout, dropout))
 
 
 @pytest.mark.parametrize("alias, canonical", [
@@ -111,14 +122,24 @@ def test_unknown_name_suggests_the_closest():
         registry.get("resnet50")
 
 
-def test_named_rows_are_made_by_scale():
-    b2 = registry.get("efficientnet-b2")
-    assert registry.scale("efficientnet-b0", 1.1, 1.2, 260, 0.3, name="efficientnet-b2") == b2
-    custom = registry.scale("efficientnet-b0", 1.1, 1.2, 260)
-    assert custom.blocks == b2.blocks and custom.name == "efficientnet-b0-w1.1-d1.2-r260"
+def test_scale_gives_the_hand_computed_b2_and_v2_b3_tables():
+    """round_filters(f * 1.1) with V1's 10% guard and ceil(1.2 * repeats), worked out by hand:
+    32->32, 16->16, 24->24, 40->48 (44 + 4 floored to 8), 80->88, 112->120, 192->208,
+    320->352, head 1280->1408; repeats 1,2,2,3,3,4,1 -> 2,3,3,4,4,5,2."""
+    row = registry.scale("efficientnet-b0", 1.1, 1.2, 260)
+    assert row.name == "efficientnet-b0-w1.1-d1.2-r260" and row.eval_size == 260
+    assert [(b.repeats, b.input_filters, b.output_filters) for b in row.blocks] == [
+        (2, 32, 16), (3, 16, 24), (3, 24, 48), (4, 48, 88), (4, 88, 120), (5, 120, 208),
+        (2, 208, 352)]
+    assert (row.scaled_stem_filters, row.scaled_head_filters) == (32, 1408)
+    # V2 (no guard), width 1.2, depth 1.4: 16->16 (19.2 + 4 floored), 32->40, 48->56, 96->112,
+    # 112->136, 192->232; head 1536; repeats 1,2,2,3,5,8 -> 2,3,3,5,7,12 (keras V2-B3).
     v2 = registry.scale("efficientnetv2-b0", 1.2, 1.4, 300, train_size=240)
-    assert v2.blocks == registry.get("efficientnetv2-b3").blocks
-    assert v2.progressive.image_size == (128, 240)
+    assert [(b.repeats, b.output_filters) for b in v2.blocks] == [
+        (2, 16), (3, 40), (3, 56), (5, 112), (7, 136), (12, 232)]
+    assert v2.scaled_head_filters == 1536
+    assert v2.paper_targets.image_size == (128, 240)
+    assert v2.official_targets.image_size == (128, 240)
 
 
 def test_compound_scale_formula():
