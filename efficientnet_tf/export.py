@@ -18,7 +18,7 @@ training-time custom gradient. scripts/bench_serving.py measures what that buys.
 import dataclasses
 import os
 import tempfile
-from typing import List, Optional
+from typing import Optional
 
 import keras
 import numpy as np

@@ -18,7 +18,6 @@ import re
 from typing import List
 
 import h5py
-import keras
 import tensorflow as tf
 from absl import logging
 

@@ -9,7 +9,6 @@ traced (and on TPU compiled) once.
 
 import dataclasses
 
-import keras
 import tensorflow as tf
 
 from efficientnet_tf.train import optim
