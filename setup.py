@@ -27,8 +27,9 @@ setup(
     ],
     extras_require={
         "tpu": ["cloud-tpu-client"],
-        "dev": ["pytest", "scikit-image"],
+        "dev": ["pytest", "scikit-image", "tensorflow-serving-api", "ruff"],
     },
     entry_points={"console_scripts": ["efficientnet-tf=efficientnet_tf.main:run"]},
-    classifiers=["Programming Language :: Python :: 3", "License :: OSI Approved :: Apache Software License"],
+    classifiers=["Programming Language :: Python :: 3",
+                 "License :: OSI Approved :: Apache Software License"],
 )

@@ -18,7 +18,6 @@ training-time custom gradient. scripts/bench_serving.py measures what that buys.
 import dataclasses
 import os
 import tempfile
-from typing import Optional
 
 import keras
 import numpy as np
@@ -32,11 +31,15 @@ LABELS_ASSET = "labels.txt"
 
 @dataclasses.dataclass(frozen=True)
 class ServingSettings:
-    image_size: int
+    """The run's eval transform (preprocess.EvalTransform) and what serving adds to it."""
+
+    transform: preprocess.EvalTransform
     top_k: int = 5
-    resize_method: str = "bilinear"
-    crop_fraction: Optional[float] = None
     max_pixels: int = MAX_PIXELS
+
+    @property
+    def image_size(self):
+        return self.transform.image_size
 
 
 def _header_size(data):
@@ -93,8 +96,7 @@ def decode_for_serving(data, index, settings):
             label, tf.strings.format(" is {} x {} pixels; at most {} pixels are accepted",
                                      (size[1], size[0], settings.max_pixels))]))
     with tf.control_dependencies([small]):
-        return preprocess.preprocess_eval(data, settings.image_size, settings.resize_method,
-                                          settings.crop_fraction)
+        return preprocess.preprocess_eval(data, settings.transform)
 
 
 class ServingModule(tf.Module):
@@ -259,14 +261,9 @@ def serving_model(model, name, num_classes):
 
 
 def serving_settings(saved_config, top_k=5):
-    """Eval-time preprocessing of a run (its config.json) as serving settings."""
-    family_v1 = saved_config["model"]["name"].startswith("efficientnet-")
-    method = saved_config["data"]["resize_method"]
-    if method == "auto":
-        method = "bicubic" if family_v1 else "bilinear"
-    return ServingSettings(image_size=saved_config["resolved"]["eval_size"], top_k=top_k,
-                           resize_method=method,
-                           crop_fraction=saved_config["eval"].get("crop_fraction"))
+    """Serving settings from a run's config.json: the eval transform the run recorded."""
+    transform = preprocess.EvalTransform(**saved_config["resolved"]["eval_transform"])
+    return ServingSettings(transform=transform, top_k=top_k)
 
 
 def calibration_images(saved_config, settings, count):
@@ -276,9 +273,7 @@ def calibration_images(saved_config, settings, count):
 
     config = checkpoints.config_from_dict(saved_config)
     source = sources.from_config(config.data)
-    dataset = pipeline.eval_dataset(source, settings.image_size, 1, source.num_classes,
-                                    resize_method=settings.resize_method,
-                                    crop_fraction=settings.crop_fraction)
+    dataset = pipeline.eval_dataset(source, settings.transform, 1, source.num_classes)
     images = [image[0].numpy() for image, label in dataset.take(count) if label[0] >= 0]
     if not images:
         raise ValueError("the eval split gave no images to calibrate int8 quantization with")

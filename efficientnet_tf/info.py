@@ -1,4 +1,4 @@
-"""`efficientnet-tf info`: parameters, GMACs and sizes of every variant, measured on built models."""
+"""`efficientnet-tf info`: parameters, GMACs and sizes of every variant, from built models."""
 
 import keras
 

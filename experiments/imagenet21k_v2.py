@@ -15,13 +15,15 @@ reports 86.2 (S) ... 87.3 (XL) top-1 on ILSVRC2012.
 """
 
 from efficientnet_tf.specs import registry
-from efficientnet_tf.train.config import base_config
+from efficientnet_tf.train.config import base_config, parse_argument
 
 
 def get_config(arg="efficientnetv2-l"):
-    spec = registry.get(arg)
+    (variant,), _ = parse_argument(arg, ("efficientnetv2-l",))
+    spec = registry.get(variant)
     config = base_config()
     config.model.name = spec.name
+    config.model.bn_sync = "v2"
     config.model.dropout_rate = 1e-6
     config.model.survival_prob = 1.0
     config.data.source = "tfrecord"

@@ -1,4 +1,4 @@
-"""Input-pipeline throughput: our RandAugment vs keras.layers.RandAugment, and the whole train pipeline.
+"""Input-pipeline throughput: our RandAugment vs keras.layers.RandAugment, and the train pipeline.
 
     python scripts/bench_input.py
 
@@ -55,7 +55,8 @@ def randaugment_rates():
     images = tf.constant(rng.randint(0, 256, (32, 224, 224, 3)).astype("uint8"))
     base = tf.data.Dataset.from_tensor_slices(images).repeat().enumerate()
     ours = augment.RandAugment(num_layers=2, magnitude=15)
-    ours_dataset = base.map(lambda index, image: ours(image, tf.stack([index, tf.constant(1, tf.int64)])),
+    ours_dataset = base.map(
+        lambda index, image: ours(image, tf.stack([index, tf.constant(1, tf.int64)])),
                             num_parallel_calls=1)
     layer = keras.layers.RandAugment(value_range=(0, 255), num_ops=2, factor=0.5)
     keras_dataset = base.map(lambda index, image: layer(image), num_parallel_calls=1)

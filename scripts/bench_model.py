@@ -1,4 +1,4 @@
-"""Inference and training-step throughput: our model vs keras.applications, alternating in one process.
+"""Inference and train-step throughput: our model vs keras.applications, alternating.
 
     python scripts/bench_model.py --variant=efficientnet-b0 --batch=16 --image_size=224
 
@@ -31,7 +31,8 @@ FLAGS = flags.FLAGS
 
 KERAS_APPLICATIONS = {
     **{f"efficientnet-b{i}": f"EfficientNetB{i}" for i in range(8)},
-    **{f"efficientnetv2-{s}": f"EfficientNetV2{s.upper()}" for s in ("b0", "b1", "b2", "b3", "s", "m", "l")},
+    **{f"efficientnetv2-{s}": f"EfficientNetV2{s.upper()}"
+       for s in ("b0", "b1", "b2", "b3", "s", "m", "l")},
 }
 
 
@@ -67,7 +68,8 @@ def main(argv):
     del argv
     name = efficientnet_tf.get_spec(FLAGS.variant).name
     if name not in KERAS_APPLICATIONS:
-        raise app.UsageError(f"keras.applications has no {name}; pick one of {sorted(KERAS_APPLICATIONS)}")
+        raise app.UsageError(f"keras.applications has no {name}; pick one of "
+                             f"{sorted(KERAS_APPLICATIONS)}")
     rng = np.random.RandomState(0)
     images = tf.constant(rng.uniform(0, 255, (FLAGS.batch, FLAGS.image_size, FLAGS.image_size, 3)),
                          tf.float32)

@@ -59,7 +59,8 @@ def main(argv):
         "sizes": {"fixed": fixed["stage_sizes"], "progressive": progressive["stage_sizes"]},
     }
     print(f"fixed {FLAGS.max_size} px: {result['fixed_wall_s']} s, top-1 "
-          f"{100 * result['fixed_accuracy']:.1f}%; progressive {FLAGS.min_size}->{FLAGS.max_size} px: "
+          f"{100 * result['fixed_accuracy']:.1f}%; progressive "
+          f"{FLAGS.min_size}->{FLAGS.max_size} px: "
           f"{result['progressive_wall_s']} s, top-1 "
           f"{100 * result['progressive_accuracy']:.1f}% (time ratio {result['time_ratio']})")
     print(json.dumps(result))

@@ -26,6 +26,7 @@ from absl import app, flags  # noqa: E402
 
 import efficientnet_tf  # noqa: E402
 from efficientnet_tf import export  # noqa: E402
+from efficientnet_tf.data import preprocess  # noqa: E402
 from efficientnet_tf.models import fold  # noqa: E402
 
 flags.DEFINE_string("variant", "efficientnet-b0", "A variant keras.applications also has.")
@@ -74,7 +75,8 @@ def main(argv):
                                   activation="inference_swish")
     theirs_model = getattr(keras.applications, KERAS_APPLICATIONS[spec.name])(weights=None)
     with tempfile.TemporaryDirectory() as ours_dir, tempfile.TemporaryDirectory() as theirs_dir:
-        export.save_model(ours_model, ours_dir, export.ServingSettings(image_size=size))
+        export.save_model(ours_model, ours_dir,
+                          export.ServingSettings(preprocess.EvalTransform(size)))
         ours = tf.saved_model.load(ours_dir).signatures["predict_images"]
         theirs = save_keras_applications(theirs_model, size, theirs_dir)
         rng = np.random.RandomState(0)

@@ -1,4 +1,4 @@
-"""Training throughput: end to end (input pipeline + our train step) and our step vs keras model.fit.
+"""Training throughput: end to end (input pipeline + our step), and our step vs keras model.fit.
 
     python scripts/bench_train.py
 

@@ -1,5 +1,5 @@
 """The recipes in experiments/: they load for every variant they name and hold the papers' numbers
-(REFERENCE.md §5); the runlocal variant of a recipe really trains."""
+(docs/reference.md §5); the runlocal variant of a recipe really trains."""
 
 import importlib.util
 import os
@@ -28,28 +28,57 @@ def with_data(config):
     return config_lib.validate(config)
 
 
+def resolved(config):
+    """(train crop, area range, resize method, eval crop?, eval crop fraction) of a recipe."""
+    crop_name, crop, resize, transform = trainer.preprocessing(
+        registry.get(config.model.name), config)
+    return (crop_name, crop.area_range if crop else None, resize, transform.crop,
+            round(transform.fraction, 4))
+
+
 @pytest.mark.parametrize("variant", [f"efficientnet-b{i}" for i in range(8)])
-def test_imagenet_v1_recipe(variant):
+def test_imagenet_v1_recipe_is_tensorflow_tpus(variant):
     config = with_data(load("imagenet_v1").get_config(variant))
+    spec = registry.get(variant)
     assert config.model.name == variant and config.augment.kind == "autoaugment"
-    assert (config.train.batch_size, config.train.epochs) == (4096, 350)
-    assert config.optimizer.lr_per_256 * 4096 / 256 == pytest.approx(0.256)
+    assert (config.train.batch_size, config.train.epochs) == (2048, 350)  # main.py defaults
+    assert config.optimizer.lr_per_256 * 2048 / 256 == pytest.approx(0.128)
     assert (config.optimizer.decay_rate, config.optimizer.decay_epochs) == (0.97, 2.4)
     assert (config.train.label_smoothing, config.train.weight_decay) == (0.1, 1e-5)
+    assert config.train.weight_decay_exclude == "gamma,beta"  # biases decayed, BN not
     assert config.train.ema_decay == 0.9999 and config.optimizer.warmup_epochs == 5
-    (stage,) = progressive.stages(registry.get(variant), config, 1000)
-    assert stage.image_size == registry.get(variant).eval_size
+    assert config.model.bn_sync == "v1"
+    (stage,) = progressive.stages(spec, config, 1000)
+    assert stage.image_size == spec.eval_size
+    size = spec.eval_size
+    assert resolved(config) == ("v1", (0.08, 1.0), "bicubic", True, round(size / (size + 32), 4))
+
+
+# automl: B0-B3 take V1's path ('effnetv1_autoaug'), S/M/L/XL the V2 path ('randaug'), which
+# evaluates the whole image at their eval sizes (>= 320).
+V2_PREPROCESSING = {
+    "efficientnetv2-b0": ("autoaugment", ("v1", (0.08, 1.0), "bicubic", True, 0.875)),
+    "efficientnetv2-b3": ("autoaugment", ("v1", (0.08, 1.0), "bicubic", True, 0.9036)),
+    "efficientnetv2-s": ("randaugment", ("v2", (0.05, 1.0), "bilinear", False, 1.0)),
+    "efficientnetv2-l": ("randaugment", ("v2", (0.05, 1.0), "bilinear", False, 1.0)),
+}
 
 
 @pytest.mark.parametrize("variant", registry.names(registry.V2))
-def test_imagenet_v2_recipe(variant):
+def test_imagenet_v2_recipe_is_automls(variant):
     config = with_data(load("imagenet_v2").get_config(variant))
-    stages = progressive.stages(registry.get(variant), config, 1000)
-    assert len(stages) == 4 and stages[0].image_size == 128
-    assert stages[-1].image_size <= registry.get(variant).train_size
-    if variant == "efficientnetv2-s":
-        assert [s.randaug_magnitude for s in stages][::3] == [5, 15]
-        assert config.augment.kind == "randaugment"
+    spec = registry.get(variant)
+    assert (config.train.batch_size, config.train.epochs) == (4096, 350)
+    assert config.train.weight_decay_exclude == "bias,gamma,beta"
+    assert config.model.bn_sync == "v2" and config.progressive.schedule == "official"
+    stages = progressive.stages(spec, config, 1000)
+    assert len(stages) == 4 and stages[-1].image_size == spec.train_size
+    assert stages[0].image_size == int(128 + (spec.train_size - 128) / 4)
+    if variant in V2_PREPROCESSING:
+        augment, preprocessing = V2_PREPROCESSING[variant]
+        assert config.augment.kind == augment and resolved(config) == preprocessing
+    paper = with_data(load("imagenet_v2").get_config(f"{variant},paper"))
+    assert paper.progressive.schedule == "paper"
 
 
 def test_imagenet21k_recipe():
@@ -59,16 +88,26 @@ def test_imagenet21k_recipe():
 
 
 @pytest.mark.parametrize("dataset", ["cifar10", "cifar100", "oxford_flowers102", "cars196"])
-def test_finetune_recipes(dataset):
+def test_finetune_recipes_are_automls_ft_path(dataset):
     config = config_lib.validate(load("finetune").get_config(f"{dataset},efficientnetv2-s"))
     assert (config.train.batch_size, config.train.steps, config.train.weight_decay) == (
-        512, 10_000, 0.0)
+        512, 10_000, 1e-5)
     assert config.optimizer.lr_per_256 * 512 / 256 == pytest.approx(0.001)
     (stage,) = progressive.stages(registry.get("efficientnetv2-s"), config, 10_000)
     assert stage.image_size == 384 and stage.mixup_alpha == 0.0
-    assert stage.randaug_magnitude == pytest.approx(24.0)  # cutout half side 96 = 384 / 4
+    assert stage.randaug_magnitude == pytest.approx(24.0)  # cutout half side 96 = 384 // 4
+    assert resolved(config) == ("whole", None, "bilinear", False, 1.0)  # no crop, train or eval
     with pytest.raises(ValueError, match="unknown fine-tuning dataset 'mnist'"):
         load("finetune").get_config("mnist,efficientnetv2-s")
+
+
+def test_experiment_arguments_are_parsed_by_one_helper():
+    assert config_lib.parse_argument("efficientnetv2-s,runlocal", ("x",), ("runlocal",)) == (
+        ["efficientnetv2-s"], {"runlocal"})
+    assert config_lib.parse_argument("", ("cifar10", "efficientnetv2-s")) == (
+        ["cifar10", "efficientnetv2-s"], set())
+    with pytest.raises(ValueError, match="expected at most 1 value"):
+        load("imagenet_v1").get_config("efficientnet-b0,quick")
 
 
 @pytest.mark.slow

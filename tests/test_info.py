@@ -1,4 +1,4 @@
-"""`efficientnet-tf info`: GMACs counted from the graph agree with REFERENCE.md §2-3 within 5%."""
+"""`efficientnet-tf info`: GMACs counted from the graph agree with docs/reference.md §2-3 (5%)."""
 
 import os
 import re
@@ -12,7 +12,7 @@ from efficientnet_tf import info
 from efficientnet_tf.models import stats
 from efficientnet_tf.specs import registry
 
-# keras.applications GMACs at the eval size (REFERENCE.md §2-3).
+# keras.applications GMACs at the eval size (docs/reference.md §2-3).
 GMACS = {"efficientnet-b0": 0.40, "efficientnet-b1": 0.71, "efficientnet-b2": 1.03,
          "efficientnet-b3": 1.88, "efficientnet-b4": 4.51, "efficientnet-b5": 10.5,
          "efficientnet-b6": 19.5, "efficientnet-b7": 38.4, "efficientnetv2-b0": 0.73,
@@ -58,7 +58,8 @@ def test_variant_line_and_stage_lines():
     lines = info.stage_lines(registry.get("efficientnetv2-s"))
     total = re.fullmatch(r"total: 21,612,360 parameters, ([\d.]+) GMACs at 384x384", lines[-3])
     assert total and float(total.group(1)) == pytest.approx(8.45, rel=0.05)
-    assert "official (automl), (min, max): image size (128, 300), RandAugment (5.0, 10.0)" in lines[-2]
+    assert ("official (automl), (min, max): image size (128, 300), RandAugment (5.0, 10.0)"
+            in lines[-2])
     assert "paper (Table 6), (min, max): image size (128, 300), RandAugment (5, 15)" in lines[-1]
 
 

@@ -1,4 +1,6 @@
-"""The train and eval input pipelines: one per split and image size, shardable per host (REFERENCE.md §5).
+"""The train and eval input pipelines: one per split and image size, shardable per host.
+
+Recipe numbers: docs/reference.md §5.
 
 Train: files (shuffled, interleaved) -> [cache] -> shuffle -> repeat -> per-example seed ->
 decode + random crop + resize + flip (parallel) -> skip undecodable images -> label check,
@@ -137,7 +139,8 @@ def train_dataset(source, settings, input_context=None, counter=None):
         lambda index: tf.stack([tf.cast(seed, tf.int64) + pipeline_id * 1_000_003, index]))
 
     def decode(example, example_seed):
-        crop_seed, augment_seed = tf.unstack(tf.random.experimental.stateless_split(example_seed, 2))
+        crop_seed, augment_seed = tf.unstack(
+            tf.random.experimental.stateless_split(example_seed, 2))
         image = preprocess.preprocess_train(
             example["image"], settings.image_size, crop_seed, settings.crop,
             settings.resize_method, settings.random_flip)
@@ -167,19 +170,22 @@ def train_dataset(source, settings, input_context=None, counter=None):
     return dataset.prefetch(AUTOTUNE).with_options(_options(settings.deterministic))
 
 
-def eval_dataset(source, image_size, batch_size, num_classes, input_context=None,
-                 resize_method="bilinear", dtype=tf.float32, cache=False, counter=None,
-                 split=EVAL, crop_fraction=None):
+def eval_dataset(source, transform, batch_size, num_classes, input_context=None,
+                 dtype=tf.float32, cache=False, counter=None, split=EVAL):
     """Batches of (images [B, S, S, 3], labels [B] int32); label -1 marks padding in the last one.
 
-    Every example of the split (of this host's shard) is seen once, in whole static-shape batches.
+    `transform` is the run's preprocess.EvalTransform (or an image size: the official center
+    crop, bilinear). Every example of the split (of this host's shard) is seen once, in whole
+    static-shape batches.
     """
+    if isinstance(transform, int):
+        transform = preprocess.EvalTransform(transform)
+    image_size = transform.image_size
     counter = counter or DecodeCounter()
     dataset = _cache(source.dataset(split, input_context=input_context), cache)
 
     def decode(example):
-        image = preprocess.preprocess_eval(example["image"], image_size, resize_method,
-                                           crop_fraction)
+        image = preprocess.preprocess_eval(example["image"], transform)
         return image, example["label"], example["key"]
 
     def finish(image, label, key):

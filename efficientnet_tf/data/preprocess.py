@@ -1,13 +1,14 @@
-"""Decoding, inception-style random crop, eval center crop and resize (REFERENCE.md §5).
+"""Decoding, inception-style random crop, eval center crop and resize (docs/reference.md §5, §7).
 
 As the official code: train images are a random crop of random area and aspect ratio
-(sample_distorted_bounding_box) resized to the stage's size and flipped; eval images are the center
-crop of size/(size+32) of the short side, resized. JPEGs are decoded only inside the crop window.
-Images stay in [0, 255]: normalization is part of the model.
+(sample_distorted_bounding_box) resized to the stage's size and flipped, or (fine-tuning) the
+whole image resized; eval images are the center crop of size/(size+32) of the short side,
+resized, or the whole image resized (eval_transform decides which, once per run). JPEGs are
+decoded only inside the crop window. Images stay in [0, 255]: normalization is part of the model.
 """
 
 import dataclasses
-from typing import Tuple
+from typing import Optional, Tuple
 
 import tensorflow as tf
 
@@ -31,6 +32,57 @@ V1_CROP = CropSettings()  # tensorflow/tpu efficientnet preprocessing.py
 # google/automl efficientnetv2 preprocessing.py: TF's defaults apart from the area range.
 V2_CROP = CropSettings(area_range=(0.05, 1.0), aspect_ratio_range=(0.75, 1.33),
                        min_object_covered=0.0, max_attempts=100, center_fallback=False)
+# The train transforms by name (config data.crop); "whole": no crop, the whole image resized
+# (automl's fine-tuning path, preprocess_for_finetune).
+TRAIN_CROPS = {"v1": V1_CROP, "v2": V2_CROP, "whole": None}
+# automl preprocessing.py preprocess_for_eval: V2 center-crops only below 320 px.
+V2_WHOLE_IMAGE_FROM = 320
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalTransform:
+    """How an eval (and serving) image becomes image_size x image_size: a centered square of
+    `crop_fraction` of the short side (the official center crop; None: image_size /
+    (image_size + 32)), or with `crop` False the whole image, its aspect not kept."""
+
+    image_size: int
+    crop: bool = True
+    crop_fraction: Optional[float] = None
+    resize_method: str = "bilinear"
+
+    @property
+    def fraction(self):
+        """The share of the short side kept (1.0 without a crop)."""
+        if not self.crop:
+            return 1.0
+        return crop_fraction(self.image_size, self.crop_fraction)
+
+    def describe(self):
+        if not self.crop:
+            return f"whole image resized to {self.image_size} px ({self.resize_method})"
+        return (f"center crop of {self.fraction:.3f} of the short side, resized to "
+                f"{self.image_size} px ({self.resize_method})")
+
+
+def eval_transform(train_crop, image_size, resize_method, crop_fraction=None):
+    """The eval transform of a run, from its train transform (data.crop resolved to v1, v2 or
+    whole) and size, as the official codes decide it (docs/fidelity.md):
+
+      v1     center crop of size / (size + 32) at every size (tensorflow/tpu; automl's legacy
+             path for V2-B0..B3);
+      v2     that crop below 320 px, the whole image from 320 px on (automl preprocessing.py);
+      whole  the whole image (automl's fine-tuning path).
+    An explicit `crop_fraction` (config eval.crop_fraction) keeps that share of the short side.
+    """
+    if train_crop not in TRAIN_CROPS:
+        raise ValueError(f"unknown train crop {train_crop!r}; use one of {sorted(TRAIN_CROPS)}")
+    if crop_fraction is not None:
+        if not 0.0 < crop_fraction <= 1.0:
+            raise ValueError(f"eval.crop_fraction must be in (0, 1], got {crop_fraction!r}")
+        return EvalTransform(image_size, True, float(crop_fraction), resize_method)
+    crop = train_crop == "v1" or (train_crop == "v2" and image_size < V2_WHOLE_IMAGE_FROM)
+    fraction = image_size / (image_size + CROP_PADDING) if crop else None
+    return EvalTransform(image_size, crop, fraction, resize_method)
 
 
 def decode(image_bytes):
@@ -117,18 +169,26 @@ def to_uint8(image):
 
 
 def preprocess_train(image_bytes, image_size, seed, crop=V1_CROP, method="bilinear", flip=True):
-    """Random crop, resize and flip: a uint8 image_size x image_size x 3 image.
+    """Random crop (or, with `crop` None, the whole image), resize and flip: a uint8
+    image_size x image_size x 3 image.
 
     `seed` (shape [2]) makes every random choice: the same seed gives the same image.
     """
     crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    image = resize(decode_and_random_crop(image_bytes, image_size, crop_seed, crop), image_size,
-                   method)
+    if crop is None:
+        image = resize(decode(image_bytes), image_size, method)
+    else:
+        image = resize(decode_and_random_crop(image_bytes, image_size, crop_seed, crop),
+                       image_size, method)
     if flip:
         image = tf.image.stateless_random_flip_left_right(image, flip_seed)
     return to_uint8(image)
 
 
-def preprocess_eval(image_bytes, image_size, method="bilinear", fraction=None):
-    """Center crop and resize: a float32 image_size x image_size x 3 image in [0, 255]."""
-    return resize(decode_and_center_crop(image_bytes, image_size, fraction), image_size, method)
+def preprocess_eval(image_bytes, transform):
+    """The run's EvalTransform: a float32 image_size x image_size x 3 image in [0, 255]."""
+    if transform.crop:
+        image = decode_and_center_crop(image_bytes, transform.image_size, transform.crop_fraction)
+    else:
+        image = decode(image_bytes)
+    return resize(image, transform.image_size, transform.resize_method)

@@ -1,4 +1,6 @@
-"""Where images come from: ImageNet-format TFRecords, TFDS datasets and image folders (REFERENCE.md §5).
+"""Where images come from: ImageNet-format TFRecords, TFDS datasets and image folders.
+
+The ImageNet TFRecord format: docs/reference.md §5.
 
 Every source gives the same elements, still encoded, so that decoding and cropping happen once in
 the pipeline: {"image": encoded bytes, "label": int64 label in [0, num_classes) before the range
@@ -89,7 +91,7 @@ class TFRecordSource:
 
 @dataclasses.dataclass
 class TFDSSource:
-    """Any TFDS image-classification dataset by name, read from `data_dir` (nothing is downloaded)."""
+    """Any TFDS image-classification dataset by name, read from `data_dir` (no download)."""
 
     name: str
     splits: Dict[str, str] = dataclasses.field(

@@ -1,4 +1,4 @@
-"""Writes an image folder as sharded TFRecords in the ImageNet format (tensorflow/tpu imagenet_to_gcs).
+"""Writes an image folder as sharded ImageNet-format TFRecords (tensorflow/tpu imagenet_to_gcs).
 
 Features per record: image/encoded (the file's bytes, unchanged), image/format, image/filename,
 image/height, image/width, image/class/label (label + offset, 1-based by default as ImageNet),

@@ -10,7 +10,7 @@ from efficientnet_tf.models import blocks as blocks_lib
 from efficientnet_tf.models import layers as layers_lib
 from efficientnet_tf.specs import registry
 
-# ImageNet statistics of images in [0, 1] (REFERENCE.md §2).
+# ImageNet statistics of images in [0, 1] (docs/reference.md §2).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STDDEV = (0.229, 0.224, 0.225)
 
@@ -43,7 +43,7 @@ def endpoint_layers(spec):
 
 
 def normalization_layer(spec):
-    """The input normalization of the family, for images in [0, 255] (REFERENCE.md §2-3)."""
+    """The input normalization of the family, for images in [0, 255] (docs/reference.md §2-3)."""
     if spec.normalization == registry.SYMMETRIC:
         return keras.layers.Rescaling(1.0 / 128.0, offset=-1.0, name="normalize")
     return keras.layers.Normalization(

@@ -1,4 +1,6 @@
-"""Squeeze-excite, stochastic depth and the official initializers (V1 paper §4, Hu et al. 2018, Huang et al. 2016).
+"""Squeeze-excite, stochastic depth, batch norm and the official initializers (V1 paper §4).
+
+Squeeze-excite: Hu et al. 2018; stochastic depth: Huang et al. 2016.
 
 Keras layers and ops, so the layers also run under the JAX backend; on the TensorFlow backend
 (tf.distribute, TPUs) a few take faster or replica-aware TensorFlow paths.
@@ -162,7 +164,7 @@ class ConvKernelInitializer(keras.initializers.Initializer):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class DenseKernelInitializer(keras.initializers.Initializer):
-    """uniform(-1/sqrt(units), 1/sqrt(units)) for a (inputs, units) kernel, as the official dense init."""
+    """uniform(-1/sqrt(units), 1/sqrt(units)) for a (inputs, units) kernel (official dense init)."""
 
     def __init__(self, seed=None):
         self.seed = seed
@@ -261,7 +263,7 @@ class SqueezeExcite(keras.layers.Layer):
     """Channel gating: global mean -> 1x1 reduce + activation -> 1x1 expand -> sigmoid -> scale.
 
     `reduced_filters` is max(1, int(block input filters * se_ratio)): the ratio is relative to the
-    block's input, not to its expanded width (official code, REFERENCE.md §2).
+    block's input, not to its expanded width (official code, docs/reference.md §2).
     """
 
     def __init__(self, filters, reduced_filters, activation="swish", **kwargs):

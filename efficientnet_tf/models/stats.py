@@ -68,7 +68,8 @@ def stage_table(spec, model, image_size=None):
     names = efficientnet.block_names(spec)
     params_by_stage = [sum(model.get_layer(name).count_params() for name in stage)
                        for stage in names]
-    stem_params = model.get_layer("stem_conv").count_params() + model.get_layer("stem_bn").count_params()
+    stem_params = (model.get_layer("stem_conv").count_params()
+                   + model.get_layer("stem_bn").count_params())
     rows, resolution = [], -(-image_size // 2)
     rows.append(StageRow("stem", "Conv3x3", 3, 2, 1, 0.0, 3, spec.scaled_stem_filters, 1,
                          resolution, stem_params, ops_by_stage["stem"] // 2))

@@ -43,7 +43,8 @@ class LoadReport:
 def keras_file_name(spec, include_top=True):
     """File name keras.applications gives the ImageNet weights of `spec` (None if it has none)."""
     v1 = {f"efficientnet-b{i}": f"efficientnetb{i}" for i in range(8)}
-    v2 = {f"efficientnetv2-{s}": f"efficientnetv2-{s}" for s in ("b0", "b1", "b2", "b3", "s", "m", "l")}
+    v2 = {f"efficientnetv2-{s}": f"efficientnetv2-{s}"
+          for s in ("b0", "b1", "b2", "b3", "s", "m", "l")}
     stem = v1.get(spec.name) or v2.get(spec.name)
     if stem is None:
         return None
@@ -61,7 +62,8 @@ def imagenet_weights_path(spec, include_top=True):
     path = os.path.join(cache, file_name)  # local: Keras's cache
     if not os.path.exists(path):  # local: Keras's cache
         raise ValueError(
-            f"weights='imagenet' needs {file_name} in {cache} and this framework downloads nothing; "
+            f"weights='imagenet' needs {file_name} in {cache} and this framework downloads "
+            "nothing; "
             f"fetch it where there is internet (keras.applications with weights='imagenet' puts it "
             f"there) and pass weights=PATH or copy it into {cache}")
     return path
@@ -86,7 +88,7 @@ def weighted_layers(layer):
 
 
 def _our_name(keras_name):
-    # keras.applications V2 calls the depthwise conv `dwconv2`; we call it `dwconv` in both families.
+    # keras.applications V2 calls the depthwise conv `dwconv2`; we call it `dwconv` in both.
     return re.sub(r"_dwconv2$", "_dwconv", keras_name)
 
 
@@ -190,17 +192,17 @@ def load_keras_applications_weights(model, path):
 
 
 def resolve(spec, weights, include_top=True):
-    """The file behind `weights` ('imagenet' or a path), checked to exist, before any model is built."""
+    """The file behind `weights` ('imagenet' or a path), checked before any model is built."""
     if weights == "imagenet":
         return imagenet_weights_path(spec, include_top)
     if not tf.io.gfile.exists(weights):
-        raise ValueError(f"weights file {weights!r} does not exist; pass None, 'imagenet' or the path "
-                         "of a .h5 / .weights.h5 file")
+        raise ValueError(f"weights file {weights!r} does not exist; pass None, 'imagenet' or "
+                         "the path of a .h5 / .weights.h5 file")
     return weights
 
 
 def load_weights(model, spec, weights, include_top=True):
-    """Loads `weights` ('imagenet', a keras.applications file, or our own .weights.h5) into `model`."""
+    """Loads `weights` ('imagenet', a keras.applications file or our .weights.h5) into `model`."""
     path = resolve(spec, weights, include_top)
     if _is_our_keras3_file(path):
         model.load_weights(path)

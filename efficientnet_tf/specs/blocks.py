@@ -1,4 +1,4 @@
-"""Block specs, the block-string grammar and the width/depth rounding rules (V1 paper §3.3, V2 §3.3).
+"""Block specs, the block-string grammar and width/depth rounding (V1 paper §3.3, V2 §3.3).
 
 A block string describes one stage of the network as the official google/automl and tensorflow/tpu
 code writes it: underscore-separated tokens, each a key followed by its value.
@@ -84,8 +84,8 @@ def decode_block(block_string):
                          "or the same digit twice (non-square strides are not supported)")
     conv_type = values.get("c", "0")
     if conv_type not in ("0", "1"):
-        raise ValueError(f"block string {block_string!r}: conv type c{conv_type} must be c0 (MBConv) "
-                         "or c1 (Fused-MBConv)")
+        raise ValueError(f"block string {block_string!r}: conv type c{conv_type} must be c0 "
+                         "(MBConv) or c1 (Fused-MBConv)")
     if values.get("noskip", "") != "":
         raise ValueError(f"block string {block_string!r}: 'noskip' takes no value")
     se_ratio = 0.0

@@ -1,6 +1,6 @@
 """Every EfficientNet variant as one row of data, and compound scaling (V1 paper §3.3, V2 §3.3, §4).
 
-Numbers come from the papers and the official code, as collected in shared/REFERENCE.md §1-4:
+Numbers come from the papers and the official code, as collected in docs/reference.md §1-4:
 V1 block table and (width, depth, resolution, dropout) per variant from tensorflow/tpu
 `efficientnet_builder.py`; V2 tables, train/eval sizes and dropout from google/automl
 `efficientnetv2/effnetv2_configs.py`; progressive-learning targets from the V2 paper's Table 6.
@@ -53,6 +53,10 @@ class ModelSpec:
     survival_prob: float = 0.8
     paper_targets: Optional[Targets] = None  # V2 paper Table 6 (schedule "paper")
     official_targets: Optional[Targets] = None  # google/automl main.py (schedule "official")
+    # The official code's preprocessing path for this row: "v1" (tensorflow/tpu's: area 0.08,
+    # bicubic, AutoAugment, eval center crop; automl's 'effnetv1_autoaug' for V2-B0..B3) or
+    # "v2" (automl's 'randaug': area 0.05, bilinear, RandAugment, whole image at eval >= 320).
+    preprocessing: str = "v1"
     stem_filters: int = 32
     head_filters: int = 1280
     depth_divisor: int = 8
@@ -60,6 +64,8 @@ class ModelSpec:
     def __post_init__(self):
         if self.family not in (V1, V2):
             raise ValueError(f"family must be {V1!r} or {V2!r}, got {self.family!r}")
+        if self.preprocessing not in ("v1", "v2"):
+            raise ValueError(f"preprocessing must be 'v1' or 'v2', got {self.preprocessing!r}")
         if self.normalization not in (IMAGENET, SYMMETRIC):
             raise ValueError(f"normalization must be {IMAGENET!r} or {SYMMETRIC!r}, "
                              f"got {self.normalization!r}")
@@ -76,7 +82,7 @@ class ModelSpec:
         for block_string in self.base_blocks:
             blocks_lib.decode_block(block_string)  # fails early on a bad table
 
-    # Family conventions (REFERENCE.md §2-3): TF-style BN momentum, and V1's 10% rounding guard.
+    # Family conventions (docs/reference.md §2-3): TF-style BN momentum, V1's 10% rounding guard.
     @property
     def bn_momentum(self):
         return 0.99 if self.family == V1 else 0.9
@@ -201,7 +207,8 @@ def compound_scale(phi, base="efficientnet-b0", alpha=1.2, beta=1.1, gamma=1.15,
         if coefficient < 1:
             raise ValueError(f"{label} must be >= 1 (a scaling factor), got {coefficient!r}")
     base = get(base) if isinstance(base, str) else base
-    resolution = int(round(base.eval_size * gamma ** phi / resolution_multiple)) * resolution_multiple
+    resolution = (int(round(base.eval_size * gamma ** phi / resolution_multiple))
+                  * resolution_multiple)
     if dropout_rate is None:
         dropout_rate = round(min(0.5, base.dropout_rate + 0.1 * math.floor(phi / 2)), 4)
     return scale(base, width=base.width * beta ** phi, depth=base.depth * alpha ** phi,
@@ -214,7 +221,7 @@ def _v2(blocks, train_size, eval_size, dropout_rate, paper_targets, official_tar
     return ModelSpec(name="efficientnetv2", family=V2, base_blocks=blocks, width=1.0, depth=1.0,
                      train_size=train_size, eval_size=eval_size, dropout_rate=dropout_rate,
                      normalization=SYMMETRIC, paper_targets=paper_targets,
-                     official_targets=official_targets,
+                     official_targets=official_targets, preprocessing="v2",
                      stem_filters=blocks_lib.decode_block(blocks[0]).input_filters)
 
 
@@ -289,7 +296,7 @@ def names(family=None, include_test=False):
 
 
 def get(name):
-    """The row of a variant, by official ('efficientnetv2-s') or snake_case ('efficientnet_b0') name."""
+    """A variant's row, by official ('efficientnetv2-s') or snake-case ('efficientnet_b0') name."""
     if isinstance(name, ModelSpec):
         return name
     if not isinstance(name, str):

@@ -1,4 +1,6 @@
-"""The experiment settings: every key the trainer reads, with its default (REFERENCE.md §5 recipe).
+"""The experiment settings: every key the trainer reads, with its default.
+
+The defaults are the papers' ImageNet recipe (docs/reference.md §5).
 
 Experiment files (experiments/*.py) start from `base_config()` and change what their recipe needs;
 `--config.section.key=value` overrides any key, and a mistyped key is an error (the ConfigDict is
@@ -21,8 +23,9 @@ def base_config():
         name="efficientnetv2-s",
         dropout_rate=placeholder(float),  # None: the row's; progressive learning ramps it
         survival_prob=placeholder(float),  # None: the row's (0.8)
-        synchronized_bn=False,  # cross-replica BN statistics (large TPU slices)
-        bn_group_size=0,  # synchronized BN over groups of N replicas (0: all); implies the above
+        # batch-norm statistics over: none (each replica's batch), all (all replicas), N
+        # (groups of N replicas), v1 / v2 (the official codes' TPU rules, distribute.py)
+        bn_sync="none",
     ))
     config.data = ml_collections.ConfigDict(dict(
         source="tfrecord",
@@ -34,10 +37,13 @@ def base_config():
         # tfds: any image-classification dataset already in data_dir
         tfds_name="", tfds_data_dir=placeholder(str), tfds_train_split="train",
         tfds_eval_split="validation",
-        crop="auto",  # auto: V1 crop for V1 models, V2 crop for V2 (preprocess.py)
+        # train transform: v1 (inception crop, area 0.08), v2 (area 0.05), whole (no crop:
+        # fine-tuning); auto: the row's official path (v1 for V1 and V2-B0..B3, v2 for
+        # V2-S/M/L/XL). It also decides the eval transform (preprocess.eval_transform).
+        crop="auto",
         crop_area_min=placeholder(float),  # overrides the crop's smallest area (small images)
         random_flip=True,  # off for data where left and right differ (digits, text)
-        resize_method="auto",  # auto: bicubic for V1 (official), bilinear for V2
+        resize_method="auto",  # auto: bicubic on the v1 path (official), bilinear on v2
         cache=False, shuffle_buffer=10_000,
         image_dtype="auto",  # auto: bfloat16 on TPU, float32 elsewhere
         deterministic=False,
@@ -63,10 +69,15 @@ def base_config():
         eval_every_steps=0,  # 0: evaluate once, at the end
         label_smoothing=0.1,
         weight_decay=1e-5, weight_decay_mode="l2",  # l2: as a loss term (papers); or decoupled
+        # variables whose names hold one of these are not decayed (automl V2: biases and BN;
+        # the V1 recipe: BN only, as tensorflow/tpu)
+        weight_decay_exclude="bias,gamma,beta",
         grad_clip_norm=0.0,
         precision="auto",  # auto: bfloat16 on TPU, float16 with loss scaling on GPU, else float32
         jit_compile="auto",  # auto: XLA on TPU and GPU, never on CPU
         ema_decay=0.9999,  # 0: no EMA
+        # the data order, augmentation and initial weights; None: a random seed per run, logged
+        # and recorded in config.json, and reused when the run resumes
         seed=placeholder(int),
     ))
     config.optimizer = ml_collections.ConfigDict(dict(
@@ -86,7 +97,9 @@ def base_config():
     ))
     config.eval = ml_collections.ConfigDict(dict(
         batch_size=256, image_size=placeholder(int), use_ema=True,
-        crop_fraction=placeholder(float),  # None: size / (size + 32), 0.875 at 224
+        # None: the official transform of data.crop (preprocess.eval_transform); a number: a
+        # center crop of that share of the short side (1.0: the largest square)
+        crop_fraction=placeholder(float),
     ))
     config.init_from = ""  # a workdir/checkpoint of ours or a keras.applications .h5 file
     config.lock()
@@ -107,6 +120,21 @@ def runlocal(config):
     config.progressive.image_size_min = 32
     config.progressive.image_size_max = 64
     return config
+
+
+def parse_argument(arg, defaults, flags=()):
+    """Splits an experiment file's argument: ([values], {flags}). Comma-separated parts that are
+    in `flags` are options; the others are values in order, missing ones taken from `defaults`.
+    "efficientnetv2-s,runlocal" with defaults ("efficientnetv2-s",) and flags ("runlocal",)
+    gives (["efficientnetv2-s"], {"runlocal"})."""
+    parts = [part.strip() for part in (arg or "").split(",") if part.strip()]
+    options = {part for part in parts if part in flags}
+    values = [part for part in parts if part not in flags]
+    if len(values) > len(defaults):
+        raise ValueError(f"experiment argument {arg!r}: expected at most {len(defaults)} "
+                         f"value(s) like {','.join(defaults)}, and the options "
+                         f"{', '.join(flags) or '(none)'}")
+    return values + list(defaults[len(values):]), options
 
 
 def _one_of(value, allowed, key):

@@ -63,7 +63,8 @@ def _tpu_strategy(tpu, connect_timeout=20.0):
             tf.config.experimental_connect_to_cluster(resolver)
         topology = tf.tpu.experimental.initialize_tpu_system(resolver)
     except Exception as error:  # resolver, network and runtime failures all mean: no TPU here
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        text = str(error).strip()
+        first_line = text.splitlines()[0] if text else type(error).__name__
         raise StrategyError(
             f"no TPU found for --tpu={tpu!r} (tried TPUClusterResolver(tpu={tpu!r}) and "
             f"initialize_tpu_system): {first_line}. On a TPU VM use --tpu=local; for a TPU node "
@@ -86,12 +87,8 @@ def resolve(tpu=None, num_gpus=None):
     if tpu:
         return _tpu_strategy(tpu)
     if os.environ.get("TF_CONFIG"):
-        try:
-            cluster = json.loads(os.environ["TF_CONFIG"])
-        except json.JSONDecodeError as error:
-            raise StrategyError(f"TF_CONFIG is not valid JSON: {error}") from None
-        if len(cluster.get("cluster", {}).get("worker", [])) > 1 or "chief" in cluster.get(
-                "cluster", {}):
+        cluster = check_tf_config(os.environ["TF_CONFIG"])
+        if len(cluster.get("worker", [])) + len(cluster.get("chief", [])) > 1:
             return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if num_gpus is not None:
@@ -101,6 +98,27 @@ def resolve(tpu=None, num_gpus=None):
     if len(gpus) == 1:
         return tf.distribute.OneDeviceStrategy(gpus[0].name)
     return tf.distribute.get_strategy()
+
+
+def check_tf_config(text):
+    """The cluster of a TF_CONFIG (JSON), or a StrategyError saying what is wrong with it."""
+    example = ('e.g. {"cluster": {"worker": ["host1:2222", "host2:2222"]}, '
+               '"task": {"type": "worker", "index": 0}}')
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise StrategyError(f"TF_CONFIG is not valid JSON ({error}); {example}") from None
+    cluster = parsed.get("cluster") if isinstance(parsed, dict) else None
+    if not isinstance(cluster, dict) or not any(cluster.get(k) for k in ("worker", "chief")):
+        raise StrategyError(f"TF_CONFIG has no cluster with workers; {example}")
+    task = parsed.get("task", {})
+    task_type, index = task.get("type"), task.get("index")
+    if task_type not in ("worker", "chief") or not isinstance(index, int) or not (
+            0 <= index < len(cluster.get(task_type, []))):
+        raise StrategyError(f"TF_CONFIG task {task!r} is not one of the cluster's "
+                            f"{', '.join(f'{k} 0..{len(v) - 1}' for k, v in cluster.items())}; "
+                            f"{example}")
+    return cluster
 
 
 def num_hosts(strategy):
@@ -178,3 +196,41 @@ def use_xla(setting, strategy):
                             "for depthwise convolutions on CPU")
         return False
     return setting in (True, "auto")
+
+
+BN_SYNC_RULES = ("none", "all", "v1", "v2")
+
+
+def batch_norm_groups(setting, strategy):
+    """(synchronized, group size, description) of config model.bn_sync on this strategy.
+
+    none: each replica normalizes with its own batch; all: with the whole global batch; N: over
+    groups of N consecutive replicas; v1 / v2: the official codes' rules, which group only on
+    TPU -- tensorflow/tpu utils.TpuBatchNormalization: per replica up to 8 replicas, else groups
+    of max(8, replicas // 8); google/automl efficientnetv2 utils: groups of min(8, replicas).
+    Group size 0 means all replicas.
+    """
+    replicas = strategy.num_replicas_in_sync
+    setting = str(setting).strip().lower()
+    if setting not in BN_SYNC_RULES and not setting.isdigit():
+        raise StrategyError(f"config.model.bn_sync is {setting!r}; use none, all, v1, v2 or a "
+                            "number of replicas per group")
+    rule = ""
+    if setting in ("v1", "v2"):
+        rule = f" (official {setting.upper()} rule)"
+        if not is_tpu(strategy):
+            group = 1
+        elif setting == "v1":
+            group = 1 if replicas <= 8 else max(8, replicas // 8)
+        else:
+            group = min(8, replicas)
+    else:
+        group = {"none": 1, "all": replicas}.get(setting) or int(setting)
+    if group < 1 or replicas % group:
+        raise StrategyError(f"batch-norm groups of {group} replicas do not divide the {replicas} "
+                            f"replicas; use a divisor of {replicas}")
+    if group == 1:
+        return False, 0, f"batch norm per replica{rule}"
+    if group == replicas:
+        return True, 0, f"batch norm synchronized over all {replicas} replicas{rule}"
+    return True, group, f"batch norm synchronized over groups of {group} replicas{rule}"

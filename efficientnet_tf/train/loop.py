@@ -20,6 +20,7 @@ class LossSettings:
     num_classes: int
     label_smoothing: float = 0.0
     l2_weight_decay: float = 0.0  # as a loss term; decoupled decay lives in the optimizer
+    weight_decay_exclude: tuple = optim.NO_DECAY  # name parts of the variables not decayed
     grad_clip_norm: float = 0.0
 
 
@@ -54,7 +55,8 @@ class Steps:
             loss = tf.reduce_sum(per_example) / self.loss.global_batch
             if self.loss.l2_weight_decay:
                 replicas = tf.distribute.get_replica_context().num_replicas_in_sync
-                loss += optim.l2_penalty(variables, self.loss.l2_weight_decay) / replicas
+                loss += optim.l2_penalty(variables, self.loss.l2_weight_decay,
+                                         self.loss.weight_decay_exclude) / replicas
             scaled = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled, variables)
         if self.loss.grad_clip_norm:
@@ -134,7 +136,7 @@ class Steps:
 
 
 def set_dropout(model, rate):
-    """Sets the classifier dropout (progressive learning); takes effect in functions traced after."""
+    """Sets the classifier dropout (progressive learning), for the functions traced after."""
     try:
         layer = model.get_layer("top_dropout")
     except ValueError:

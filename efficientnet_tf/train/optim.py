@@ -1,8 +1,11 @@
-"""Learning-rate schedules, optimizers and the weight EMA of the official recipes (REFERENCE.md §5).
+"""Learning-rate schedules, optimizers and the weight EMA of the official recipes.
+
+Numbers: docs/reference.md §5.
 
 RMSProp(decay 0.9, momentum 0.9, epsilon 1e-3) with its mean-square slot started at ones as TF1's
 RMSPropOptimizer did; lr = base lr x global batch / 256, staircase decay x0.97 every 2.4 epochs
-counted from step 0 (or cosine, or constant) under a linear warmup; EMA of weights and batch-norm statistics with decay
+counted from step 0 (or cosine, or constant) under a linear warmup; EMA of weights and
+batch-norm statistics with decay
 min(d, (1 + t) / (10 + t)).
 """
 
@@ -92,18 +95,24 @@ class TF1RMSprop(keras.optimizers.RMSprop):
                                    if self.centered else [])
 
 
-# Biases and BN scale/offset are not decayed (google/automl efficientnetv2 hparams).
+# What weight decay leaves alone, by variable name (config train.weight_decay_exclude):
+# google/automl efficientnetv2 hparams weight_decay_exclude '.*(bias|gamma|beta).*': biases and
+# BN scale/offset. tensorflow/tpu efficientnet main.py excludes only 'batch_normalization'
+# variables (BN gamma/beta): the V1 recipe decays the SE and classifier biases too.
 NO_DECAY = ("bias", "gamma", "beta")
+V1_NO_DECAY = ("gamma", "beta")
 
 
-def decays(variable):
-    """Whether weight decay applies to `variable`: kernels, not biases or BN parameters."""
+def decays(variable, exclude=NO_DECAY):
+    """Whether weight decay applies to `variable`: not when its name holds one of `exclude`."""
     name = variable.path if hasattr(variable, "path") else variable.name
-    return not any(part in name.split("/")[-1] for part in NO_DECAY)
+    return not any(part in name.split("/")[-1] for part in exclude)
 
 
-def optimizer_from_config(optimizer_config, learning_rate, weight_decay=0.0, decoupled=False):
-    """The optimizer of an `optimizer` config section; decoupled weight decay if asked."""
+def optimizer_from_config(optimizer_config, learning_rate, weight_decay=0.0, decoupled=False,
+                          exclude=NO_DECAY):
+    """The optimizer of an `optimizer` config section; decoupled weight decay if asked, on the
+    variables whose names hold none of `exclude`."""
     name = optimizer_config.name
     decay = weight_decay if decoupled else None
     if name == "rmsprop":
@@ -119,13 +128,14 @@ def optimizer_from_config(optimizer_config, learning_rate, weight_decay=0.0, dec
     else:
         raise ValueError(f"unknown optimizer {name!r}; use one of {OPTIMIZERS}")
     if optimizer.weight_decay:
-        optimizer.exclude_from_weight_decay(var_names=list(NO_DECAY))
+        optimizer.exclude_from_weight_decay(var_names=list(exclude))
     return optimizer
 
 
-def l2_penalty(variables, weight_decay):
-    """weight_decay * sum ||w||^2 / 2 over the kernels: the papers' weight decay as a loss term."""
-    kernels = [tf.cast(v, tf.float32) for v in variables if decays(v)]
+def l2_penalty(variables, weight_decay, exclude=NO_DECAY):
+    """weight_decay * sum ||w||^2 / 2 over the decayed variables: the papers' weight decay as a
+    loss term (tf.nn.l2_loss, as both official codes)."""
+    kernels = [tf.cast(v, tf.float32) for v in variables if decays(v, exclude)]
     if not kernels or not weight_decay:
         return tf.constant(0.0)
     return weight_decay * tf.add_n([tf.nn.l2_loss(kernel) for kernel in kernels])

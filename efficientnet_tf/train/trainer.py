@@ -13,9 +13,10 @@
 
 import dataclasses
 import math
+import secrets
 import shutil
 import tempfile
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import keras
 import tensorflow as tf
@@ -46,28 +47,76 @@ class Plan:
     steps_per_epoch: float
     total_steps: int
     stages: List[progressive.Stage]
-    eval_size: int
+    eval_transform: preprocess.EvalTransform
     eval_batch: int
     policy: str
     image_dtype: tf.DType
     jit_compile: bool
     steps_per_loop: int
-    crop: preprocess.CropSettings
+    train_crop: str  # v1, v2 or whole
+    crop: Optional[preprocess.CropSettings]  # None: the whole image (train_crop "whole")
     resize_method: str
     seed: int
+    bn_synchronized: bool
+    bn_group_size: int  # 0: all replicas (when synchronized)
+    bn_description: str
+    weight_decay_exclude: Tuple[str, ...]
     chief: bool
     worker: int = 0
     num_workers: int = 1
+
+    @property
+    def eval_size(self):
+        return self.eval_transform.image_size
 
     def resolved(self):
         """What config.json records beside the config itself."""
         return {"num_classes": self.num_classes, "class_names": self.class_names,
                 "total_steps": self.total_steps, "steps_per_epoch": self.steps_per_epoch,
                 "eval_size": self.eval_size, "precision": self.policy,
+                "seed": self.seed, "train_crop": self.train_crop,
+                "resize_method": self.resize_method,
+                "bn_synchronized": self.bn_synchronized, "bn_group_size": self.bn_group_size,
+                "weight_decay_exclude": list(self.weight_decay_exclude),
+                "eval_transform": dataclasses.asdict(self.eval_transform),
                 "stages": [dataclasses.asdict(stage) for stage in self.stages]}
 
 
-def plan_run(config, strategy):
+def preprocessing(spec, config):
+    """(train crop name, CropSettings or None, resize method, EvalTransform) of a run: the
+    row's official path unless the config names another (data.crop, data.resize_method,
+    data.crop_area_min, eval.image_size, eval.crop_fraction)."""
+    train_crop = spec.preprocessing if config.data.crop == "auto" else config.data.crop
+    if train_crop not in preprocess.TRAIN_CROPS:
+        raise ValueError(f"config.data.crop is {config.data.crop!r}; use auto, "
+                         f"{', '.join(sorted(preprocess.TRAIN_CROPS))}")
+    crop = preprocess.TRAIN_CROPS[train_crop]
+    if config.data.crop_area_min is not None and crop is not None:
+        crop = dataclasses.replace(crop, area_range=(config.data.crop_area_min, 1.0))
+    resize_method = config.data.resize_method
+    if resize_method == "auto":  # bicubic on the official v1 path, bilinear on v2
+        resize_method = "bicubic" if spec.preprocessing == "v1" else "bilinear"
+    eval_transform = preprocess.eval_transform(
+        train_crop, config.eval.image_size or spec.eval_size, resize_method,
+        config.eval.crop_fraction)
+    return train_crop, crop, resize_method, eval_transform
+
+
+def run_seed(config, workdir=None):
+    """config.train.seed, else the seed a run in `workdir` recorded (a resumed run keeps its
+    data order), else a new random one, which config.json records."""
+    if config.train.seed is not None:
+        return int(config.train.seed)
+    if workdir and tf.io.gfile.exists(f"{workdir}/{checkpoints_lib.CONFIG_FILE}"):
+        recorded = checkpoints_lib.run_config(workdir).get("resolved", {}).get("seed")
+        if recorded is not None:
+            return int(recorded)
+    return secrets.randbits(31)
+
+
+def plan_run(config, strategy, workdir=None):
+    """Everything the run derives from `config` (and, for an unset seed, from the run already
+    in `workdir`) before it builds anything."""
     config_lib.validate(config)
     spec = registry.get(config.model.name)
     source = sources.from_config(config.data)
@@ -80,32 +129,29 @@ def plan_run(config, strategy):
     image_dtype = config.data.image_dtype
     if image_dtype == "auto":
         image_dtype = "bfloat16" if distribute.is_tpu(strategy) else "float32"
-    v1 = spec.family == registry.V1
-    crops = {"auto": preprocess.V1_CROP if v1 else preprocess.V2_CROP, "v1": preprocess.V1_CROP,
-             "v2": preprocess.V2_CROP}
-    if config.data.crop not in crops:
-        raise ValueError(f"config.data.crop is {config.data.crop!r}; use auto, v1 or v2")
-    crop = crops[config.data.crop]
-    if config.data.crop_area_min is not None:
-        crop = dataclasses.replace(crop, area_range=(config.data.crop_area_min, 1.0))
-    resize_method = config.data.resize_method
-    if resize_method == "auto":
-        resize_method = "bicubic" if v1 else "bilinear"
+    train_crop, crop, resize_method, eval_transform = preprocessing(spec, config)
     steps_per_loop = config.train.steps_per_loop or (
         min(100, config.train.log_every_steps) if distribute.is_tpu(strategy) else 1)
     jit = str(config.train.jit_compile).lower()
+    bn_synchronized, bn_group_size, bn_description = distribute.batch_norm_groups(
+        config.model.bn_sync, strategy)
     return Plan(
         spec=spec, source=source, num_classes=source.num_classes,
         class_names=list(source.class_names) if source.class_names else None,
         global_batch=global_batch, per_replica_batch=per_replica,
         steps_per_epoch=steps_per_epoch, total_steps=total_steps,
         stages=progressive.stages(spec, config, total_steps),
-        eval_size=config.eval.image_size or spec.eval_size, eval_batch=config.eval.batch_size,
+        eval_transform=eval_transform, eval_batch=config.eval.batch_size,
         policy=policy, image_dtype=tf.as_dtype(image_dtype),
         jit_compile=distribute.use_xla({"auto": "auto", "true": True, "false": False}[jit],
                                        strategy),
-        steps_per_loop=steps_per_loop, crop=crop, resize_method=resize_method,
-        seed=config.train.seed if config.train.seed is not None else 0,
+        steps_per_loop=steps_per_loop, train_crop=train_crop, crop=crop,
+        resize_method=resize_method,
+        seed=run_seed(config, workdir),
+        bn_synchronized=bn_synchronized, bn_group_size=bn_group_size,
+        bn_description=bn_description,
+        weight_decay_exclude=tuple(part.strip() for part in
+                                   config.train.weight_decay_exclude.split(",") if part.strip()),
         chief=distribute.is_chief(strategy), worker=distribute.worker(strategy)[0],
         num_workers=distribute.worker(strategy)[1])
 
@@ -129,17 +175,19 @@ class State:
 
 def build_state(plan, config, strategy, checkpoint_dir, restore_from=None):
     keras.mixed_precision.set_global_policy(plan.policy)
+    keras.utils.set_random_seed(plan.seed)  # the seed fixes the initial weights too
     with strategy.scope():
         model = efficientnet_tf.create_model(
             plan.spec, num_classes=plan.num_classes, dropout_rate=plan.stages[0].dropout_rate,
             survival_prob=config.model.survival_prob,
-            synchronized_bn=config.model.synchronized_bn, input_dtype=plan.image_dtype.name,
-            bn_group_size=config.model.bn_group_size)
+            synchronized_bn=plan.bn_synchronized, input_dtype=plan.image_dtype.name,
+            bn_group_size=plan.bn_group_size)
         schedule = optim.schedule_from_config(config.optimizer, plan.global_batch,
                                               plan.steps_per_epoch, plan.total_steps)
         decoupled = config.train.weight_decay_mode == "decoupled"
         optimizer = optim.optimizer_from_config(config.optimizer, schedule,
-                                                config.train.weight_decay, decoupled)
+                                                config.train.weight_decay, decoupled,
+                                                plan.weight_decay_exclude)
         if plan.policy == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         optimizer.build(model.trainable_variables)
@@ -149,6 +197,7 @@ def build_state(plan, config, strategy, checkpoint_dir, restore_from=None):
         global_batch=plan.global_batch, num_classes=plan.num_classes,
         label_smoothing=config.train.label_smoothing,
         l2_weight_decay=0.0 if decoupled else config.train.weight_decay,
+        weight_decay_exclude=plan.weight_decay_exclude,
         grad_clip_norm=config.train.grad_clip_norm)
     trackables = dict(model=model, optimizer=optimizer)
     if ema is not None:
@@ -201,9 +250,8 @@ def evaluate(plan, state, config, strategy):
     per_replica = plan.eval_batch // strategy.num_replicas_in_sync
     dataset = strategy.distribute_datasets_from_function(
         lambda context: pipeline.eval_dataset(
-            plan.source, plan.eval_size, per_replica, plan.num_classes, context,
-            plan.resize_method, plan.image_dtype, counter=state.counter,
-            crop_fraction=config.eval.crop_fraction))
+            plan.source, plan.eval_transform, per_replica, plan.num_classes, context,
+            plan.image_dtype, counter=state.counter))
     if config.eval.use_ema and state.ema is not None:
         with state.ema.swapped():
             return state.steps.evaluate(dataset)
@@ -270,11 +318,14 @@ def train_stage(plan, state, config, strategy, stage, progress, workdir):
 def train_and_evaluate(config, workdir, strategy=None):
     """Trains and evaluates as `config` says, in `workdir` (local or gs://). Returns results."""
     strategy = strategy or tf.distribute.get_strategy()
-    plan = plan_run(config, strategy)
+    plan = plan_run(config, strategy, workdir)
     logging.info("%s: %s, %d classes, global batch %d, %d steps (%.1f epochs), precision %s, "
-                 "XLA %s", plan.spec.name, distribute.describe(strategy), plan.num_classes,
-                 plan.global_batch, plan.total_steps, plan.total_steps / plan.steps_per_epoch,
-                 plan.policy, "on" if plan.jit_compile else "off")
+                 "XLA %s, seed %d", plan.spec.name, distribute.describe(strategy),
+                 plan.num_classes, plan.global_batch, plan.total_steps,
+                 plan.total_steps / plan.steps_per_epoch, plan.policy,
+                 "on" if plan.jit_compile else "off", plan.seed)
+    logging.info("%s; train crop %s (%s resize); eval: %s", plan.bn_description, plan.train_crop,
+                 plan.resize_method, plan.eval_transform.describe())
     for line in progressive.table(plan.stages):
         logging.info(line)
     scratch = None
@@ -333,7 +384,7 @@ def train_and_evaluate(config, workdir, strategy=None):
 def evaluate_workdir(config, workdir, strategy=None, continuous=False, timeout=None):
     """`efficientnet-tf eval`: top-1/top-5 of the latest checkpoint (or of each new one)."""
     strategy = strategy or tf.distribute.get_strategy()
-    plan = plan_run(config, strategy)
+    plan = plan_run(config, strategy, workdir)
     state = build_state(plan, config, strategy, workdir)  # restores only: nothing is saved
     trackables = {"model": state.model, "ema": state.ema} if state.ema else {"model": state.model}
     checkpoint = tf.train.Checkpoint(**trackables)

@@ -17,7 +17,8 @@ def messy_folder(tmp_path):
     root = write_folder(tmp_path / "messy", per_class=2, classes=("astronaut", "coffee"))
     gray = Image.fromarray(photo("coffee", (60, 40))).convert("L")
     gray.save(root / "coffee" / "gray.png")
-    Image.fromarray(photo("astronaut", (60, 40))).convert("CMYK").save(root / "astronaut" / "cmyk.jpg")
+    Image.fromarray(photo("astronaut", (60, 40))).convert("CMYK").save(
+        root / "astronaut" / "cmyk.jpg")
     Image.fromarray(photo("coffee", (60, 40))).save(root / "coffee" / "frame.gif")
     Image.fromarray(photo("astronaut", (60, 40))).save(root / "astronaut" / "bitmap.bmp")
     Image.fromarray(photo("coffee", (60, 40))).convert("RGBA").save(root / "coffee" / "alpha.png")

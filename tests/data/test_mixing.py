@@ -1,4 +1,4 @@
-"""Mixup and cutmix as google/automl efficientnetv2 datasets.py applies them (docs/reference.md §5)."""
+"""Mixup and cutmix as google/automl efficientnetv2 datasets.py applies them (docs/fidelity.md)."""
 
 import numpy as np
 import pytest

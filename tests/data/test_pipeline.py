@@ -46,7 +46,8 @@ def test_skip_counts_are_exact_while_the_pipeline_runs(messy_folder):
     counter = pipeline.DecodeCounter()
     dataset = pipeline.decode_skipping_bad(
         source.dataset("train").concatenate(source.dataset("eval")),
-        lambda example: preprocess.preprocess_eval(example["image"], 32), counter,
+        lambda example: preprocess.preprocess_eval(example["image"], preprocess.EvalTransform(32)),
+        counter,
         deterministic=False)
     emitted = 0
     for _ in dataset:
@@ -201,7 +202,8 @@ def test_a_ram_filesystem_dataset_works(image_folder):
     for source in (folder, records):
         images, labels = next(iter(pipeline.train_dataset(source, settings())))
         assert images.shape == (4, 32, 32, 3)
-        assert len(count_eval(pipeline.eval_dataset(source, 32, 4, 3))) == folder.num_examples("eval")
+        assert len(count_eval(pipeline.eval_dataset(source, 32, 4, 3))) == folder.num_examples(
+            "eval")
 
 
 def test_tfds_source_reads_mock_data():

@@ -1,4 +1,4 @@
-"""Decoding, crops and resizing (REFERENCE.md §5)."""
+"""Decoding, crops and resizing (docs/reference.md §5)."""
 
 import io
 
@@ -50,9 +50,43 @@ def test_eval_center_crop_is_size_over_size_plus_32_of_the_short_side():
         16, 48, 224, 224]
     image = np.zeros((256, 320, 3), np.uint8)
     image[16:240, 48:272] = 200  # exactly the crop window
-    out = preprocess.preprocess_eval(encode(image, "PNG"), 224).numpy()
+    out = preprocess.preprocess_eval(encode(image, "PNG"), preprocess.EvalTransform(224)).numpy()
     assert out.shape == (224, 224, 3) and out.dtype == np.float32
     assert out.min() == 200.0
+
+
+@pytest.mark.parametrize("train_crop, size, crop, fraction", [
+    ("v1", 224, True, 224 / 256), ("v1", 600, True, 600 / 632),  # tensorflow/tpu: any size
+    ("v2", 300, True, 300 / 332), ("v2", 319, True, 319 / 351),  # automl: crop below 320 ...
+    ("v2", 320, False, 1.0), ("v2", 384, False, 1.0),  # ... the whole image from 320 on
+    ("whole", 384, False, 1.0), ("whole", 64, False, 1.0)])  # automl fine-tuning: no crop
+def test_one_function_decides_the_eval_transform_as_the_official_codes(train_crop, size, crop,
+                                                                       fraction):
+    transform = preprocess.eval_transform(train_crop, size, "bilinear")
+    assert (transform.image_size, transform.crop) == (size, crop)
+    assert transform.fraction == pytest.approx(fraction)
+    explicit = preprocess.eval_transform(train_crop, size, "bicubic", crop_fraction=1.0)
+    assert (explicit.crop, explicit.fraction, explicit.resize_method) == (True, 1.0, "bicubic")
+    with pytest.raises(ValueError, match="unknown train crop 'v3'"):
+        preprocess.eval_transform("v3", size, "bilinear")
+
+
+def test_whole_image_transforms_resize_without_cropping():
+    """A 60 x 120 image in three vertical bands of 40 columns: 0, 100, 250. Resized whole to
+    30 x 30, each band is 10 columns (aspect not kept); the center square (columns 30-90) shows
+    the middle band over 20 of its 30 columns."""
+    image = np.zeros((60, 120, 3), np.uint8)
+    image[:, 40:80], image[:, 80:] = 100, 250
+    data = encode(image, "PNG")
+    whole = preprocess.preprocess_eval(data, preprocess.EvalTransform(30, crop=False)).numpy()
+    np.testing.assert_allclose(whole[:, [0, 8]], 0.0, atol=1e-3)
+    np.testing.assert_allclose(whole[:, [11, 18]], 100.0, atol=1e-3)
+    np.testing.assert_allclose(whole[:, [21, 29]], 250.0, atol=1e-3)
+    square = preprocess.preprocess_eval(data, preprocess.EvalTransform(30, True, 1.0)).numpy()
+    assert (np.isclose(square[0, :, 0], 100.0).sum() >= 18) and square[0, 0, 0] < 50
+    train = preprocess.preprocess_train(data, 30, tf.constant([1, 2], tf.int64), crop=None,
+                                        flip=False).numpy()
+    np.testing.assert_array_equal(train, np.round(whole).astype(np.uint8))
 
 
 def test_train_crop_areas_follow_the_settings():
@@ -94,3 +128,16 @@ def test_bicubic_resize_stays_in_range():
     image = np.repeat(checker[:, :, None], 3, axis=2).astype(np.uint8)
     out = preprocess.resize(tf.constant(image), 77, method="bicubic").numpy()
     assert out.min() >= 0.0 and out.max() <= 255.0 and out.shape == (77, 77, 3)
+
+
+def test_train_crops_are_the_official_ones():
+    """tensorflow/tpu preprocessing._decode_and_random_crop (V1, and automl's legacy path for
+    V2-B0..B3): area 0.08-1, aspect 3/4-4/3, min_object_covered 0.1, 10 attempts, center-crop
+    fallback. automl preprocessing.preprocess_for_train (V2): area 0.05-1, min_object_covered 0,
+    TF's defaults otherwise (aspect 0.75-1.33, 100 attempts), the whole image on failure."""
+    v1, v2 = preprocess.V1_CROP, preprocess.V2_CROP
+    assert (v1.area_range, v1.aspect_ratio_range, v1.min_object_covered, v1.max_attempts,
+            v1.center_fallback) == ((0.08, 1.0), (3 / 4, 4 / 3), 0.1, 10, True)
+    assert (v2.area_range, v2.aspect_ratio_range, v2.min_object_covered, v2.max_attempts,
+            v2.center_fallback) == ((0.05, 1.0), (0.75, 1.33), 0.0, 100, False)
+    assert preprocess.TRAIN_CROPS == {"v1": v1, "v2": v2, "whole": None}

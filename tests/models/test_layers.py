@@ -1,4 +1,4 @@
-"""Layers: initializers, squeeze-excite, stochastic depth, blocks (REFERENCE.md §2-3)."""
+"""Layers: initializers, squeeze-excite, stochastic depth, blocks (docs/reference.md §2-3)."""
 
 import keras
 import numpy as np
@@ -21,7 +21,8 @@ def test_dense_initializer_is_uniform_one_over_sqrt_units():
     kernel = layers.DenseKernelInitializer()((1280, 1000)).numpy()
     bound = 1 / np.sqrt(1000)
     assert kernel.max() <= bound and kernel.min() >= -bound
-    assert kernel.max() > 0.99 * bound and kernel.std() == pytest.approx(bound / np.sqrt(3), rel=0.02)
+    assert kernel.max() > 0.99 * bound
+    assert kernel.std() == pytest.approx(bound / np.sqrt(3), rel=0.02)
 
 
 def test_initializers_differ_per_call_and_follow_seeds():
@@ -112,7 +113,8 @@ def test_block_config_round_trip():
                           name="block3a")
     clone = blocks.MBConv.from_config(block.get_config())
     assert clone.get_config() == block.get_config()
-    assert keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(block)).name == "block3a"
+    serialized = keras.saving.serialize_keras_object(block)
+    assert keras.saving.deserialize_keras_object(serialized).name == "block3a"
 
 
 def test_bad_stride_is_a_clear_error():
@@ -135,7 +137,8 @@ def test_fast_swish_matches_silu_and_its_gradient():
 def test_fused_batch_norm_matches_keras_batch_normalization(dtype):
     rng = np.random.RandomState(0)
     x = tf.constant(rng.normal(3.0, 2.0, (8, 5, 5, 4)), dtype)
-    ours = layers.BatchNorm(momentum=0.9, epsilon=1e-3, dtype=f"mixed_{dtype}" if dtype != "float32" else None)
+    ours = layers.BatchNorm(momentum=0.9, epsilon=1e-3,
+                            dtype=f"mixed_{dtype}" if dtype != "float32" else None)
     theirs = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-3)
     for layer in (ours, theirs):
         layer.build(x.shape)
@@ -147,7 +150,8 @@ def test_fused_batch_norm_matches_keras_batch_normalization(dtype):
         np.testing.assert_allclose(tf.cast(ours(x, training=training), "float32"),
                                    theirs(tf.cast(x, "float32"), training=training),
                                    atol=tolerance, rtol=tolerance)
-    np.testing.assert_allclose(ours.moving_mean, theirs.moving_mean, rtol=1e-5 if dtype == "float32" else 1e-2)
+    np.testing.assert_allclose(ours.moving_mean, theirs.moving_mean,
+                               rtol=1e-5 if dtype == "float32" else 1e-2)
     # Fused: unbiased batch variance in the running average (n = 8 * 5 * 5 = 200).
     batch_variance = tf.math.reduce_variance(tf.cast(x, "float32"), axis=(0, 1, 2)).numpy()
     np.testing.assert_allclose(ours.moving_variance, 0.9 + 0.1 * batch_variance * 200 / 199,

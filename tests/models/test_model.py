@@ -8,7 +8,7 @@ import efficientnet_tf
 from efficientnet_tf.models import blocks, efficientnet, weights
 from efficientnet_tf.specs import registry
 
-# REFERENCE.md §2-3: V1 = keras.applications minus its 7 Normalization values; V2 = official.
+# docs/reference.md §2-3: V1 = keras.applications minus its 7 Normalization values; V2 = official.
 PARAMS = {
     "efficientnet-b0": 5_330_564, "efficientnet-b1": 7_856_232, "efficientnet-b2": 9_177_562,
     "efficientnet-b3": 12_320_528, "efficientnet-b4": 19_466_816, "efficientnet-b5": 30_562_520,

@@ -42,7 +42,8 @@ def keras_model(name, include_top=True, seed=0):
             gamma, beta, mean, variance = layer.get_weights()
             scale = (0.05, 0.2) if layer.name.endswith("project_bn") else (0.8, 1.2)
             layer.set_weights([rng.uniform(*scale, gamma.shape), rng.uniform(-0.1, 0.1, beta.shape),
-                               rng.uniform(-0.1, 0.1, mean.shape), rng.uniform(0.8, 1.2, variance.shape)])
+                               rng.uniform(-0.1, 0.1, mean.shape),
+                               rng.uniform(0.8, 1.2, variance.shape)])
         if isinstance(layer, keras.layers.Normalization) and layer.weights:
             # What the published V1 files hold: ImageNet mean/std of images in [0, 1].
             layer.set_weights([np.array([0.485, 0.456, 0.406]),
@@ -81,11 +82,13 @@ def test_headless_files_into_headless_and_full_models(tmp_path):
     expected = theirs(images(), training=False).numpy()
     keras3, legacy = save_both_formats(theirs, tmp_path)
     for path in (keras3, legacy):
-        headless = efficientnet_tf.create_model("efficientnetv2-b0", include_top=False, weights=path)
+        headless = efficientnet_tf.create_model("efficientnetv2-b0", include_top=False,
+                                                weights=path)
         np.testing.assert_allclose(headless(images(), training=False), expected, atol=1e-4)
         full = efficientnet_tf.create_model("efficientnetv2-b0", num_classes=5)
         report = weights_lib.load_weights(full, registry.get("efficientnetv2-b0"), path)
-        assert report.skipped == ["predictions (not in the file: classifier left freshly initialised)"]
+        assert report.skipped == [
+            "predictions (not in the file: classifier left freshly initialised)"]
         features = keras.Model(full.input, full.get_layer("top_activation").output)
         np.testing.assert_allclose(features(images(), training=False), expected, atol=1e-4)
 

@@ -1,4 +1,4 @@
-"""Block-string grammar and rounding rules (REFERENCE.md §1-3)."""
+"""Block-string grammar and rounding rules (docs/reference.md §1-3)."""
 
 import dataclasses
 
@@ -58,7 +58,7 @@ def test_bad_strings_name_the_problem(bad, message):
 
 
 def test_round_filters_v1_guard_and_v2_without_it():
-    # V1: never round down by more than 10% (REFERENCE.md §1).
+    # V1: never round down by more than 10% (docs/reference.md §1).
     assert blocks.round_filters(32, 1.1) == 32  # 35.2 -> 32, within 10%
     assert blocks.round_filters(1280, 2.0) == 2560
     assert blocks.round_filters(16, 0.25) == 8  # minimum depth

@@ -1,4 +1,4 @@
-"""The registry rows against REFERENCE.md §1-4, name resolution and compound scaling."""
+"""The registry rows against docs/reference.md §1-4, name resolution and compound scaling."""
 
 import dataclasses
 
@@ -6,19 +6,19 @@ import pytest
 
 from efficientnet_tf.specs import registry
 
-V1_TABLE = {  # width, depth, resolution, dropout (REFERENCE.md §2)
+V1_TABLE = {  # width, depth, resolution, dropout (docs/reference.md §2)
     "b0": (1.0, 1.0, 224, 0.2), "b1": (1.0, 1.1, 240, 0.2), "b2": (1.1, 1.2, 260, 0.3),
     "b3": (1.2, 1.4, 300, 0.3), "b4": (1.4, 1.8, 380, 0.4), "b5": (1.6, 2.2, 456, 0.4),
     "b6": (1.8, 2.6, 528, 0.5), "b7": (2.0, 3.1, 600, 0.5), "b8": (2.2, 3.6, 672, 0.5),
     "l2": (4.3, 5.3, 800, 0.5),
 }
-V2_TABLE = {  # width, depth, train size, eval size, dropout (REFERENCE.md §3)
+V2_TABLE = {  # width, depth, train size, eval size, dropout (docs/reference.md §3)
     "b0": (1.0, 1.0, 192, 224, 0.2), "b1": (1.0, 1.1, 192, 240, 0.2),
     "b2": (1.1, 1.2, 208, 260, 0.3), "b3": (1.2, 1.4, 240, 300, 0.3),
     "s": (1.0, 1.0, 300, 384, 0.2), "m": (1.0, 1.0, 384, 480, 0.3),
     "l": (1.0, 1.0, 384, 480, 0.4), "xl": (1.0, 1.0, 384, 512, 0.4),
 }
-# (in, out, repeats) per stage, REFERENCE.md §3 table.
+# (in, out, repeats) per stage, docs/reference.md §3 table.
 V2_STAGES = {
     "s": [(24, 24, 2), (24, 48, 4), (48, 64, 4), (64, 128, 6), (128, 160, 9), (160, 256, 15)],
     "m": [(24, 24, 3), (24, 48, 5), (48, 80, 5), (80, 160, 7), (160, 176, 14), (176, 304, 18),
@@ -51,7 +51,8 @@ def test_v1_rows(suffix):
 @pytest.mark.parametrize("suffix", list(V2_TABLE))
 def test_v2_rows(suffix):
     row = registry.get(f"efficientnetv2-{suffix}")
-    assert (row.width, row.depth, row.train_size, row.eval_size, row.dropout_rate) == V2_TABLE[suffix]
+    assert (row.width, row.depth, row.train_size, row.eval_size,
+            row.dropout_rate) == V2_TABLE[suffix]
     assert (row.bn_momentum, row.bn_epsilon) == (0.9, 1e-3)
     # S/M/L/XL: (x-128)/128; B0-B3: V1's ImageNet mean/std (official README).
     expected = registry.IMAGENET if suffix.startswith("b") else registry.SYMMETRIC

@@ -1,4 +1,4 @@
-"""Schedules, TF1 RMSProp, weight decay and EMA against their formulas (REFERENCE.md §5)."""
+"""Schedules, TF1 RMSProp, weight decay and EMA against their formulas (docs/reference.md §5)."""
 
 import keras
 import numpy as np
@@ -91,6 +91,25 @@ def test_l2_weight_decay_covers_kernels_only():
     penalty = optim.l2_penalty(model.trainable_variables, 1e-5)
     assert float(penalty) == pytest.approx(1e-5 * (kernel ** 2).sum() / 2, rel=1e-5)
     assert [optim.decays(v) for v in model.trainable_variables] == [True, False, False, False]
+
+
+def test_v1_weight_decay_takes_everything_but_batch_norm():
+    """tensorflow/tpu main.py: every trainable variable whose name lacks 'batch_normalization',
+    so the SE and classifier biases are decayed; automl V2 leaves them alone."""
+    import efficientnet_tf
+
+    model = efficientnet_tf.create_model("efficientnet-test", num_classes=3)
+    v1 = {v.path.split("/")[-1] for v in model.trainable_variables
+          if optim.decays(v, optim.V1_NO_DECAY)}
+    v2 = {v.path.split("/")[-1] for v in model.trainable_variables if optim.decays(v)}
+    assert v1 == {"kernel", "bias"} and v2 == {"kernel"}  # conv, depthwise and dense kernels
+    biases = [v for v in model.trainable_variables if v.path.endswith("bias")]
+    assert {b.path.split("/")[-2] for b in biases} >= {"predictions", "block1a_se_reduce"}
+    penalty = optim.l2_penalty(model.trainable_variables, 0.5, optim.V1_NO_DECAY)
+    expected = 0.5 * sum(float(np.sum(np.square(v.numpy())) / 2)
+                         for v in model.trainable_variables
+                         if not v.path.endswith(("gamma", "beta")))
+    assert float(penalty) == pytest.approx(expected, rel=1e-5)
 
 
 def test_ema_follows_the_formula_over_weights_and_bn_statistics():

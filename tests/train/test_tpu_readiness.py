@@ -5,6 +5,8 @@ the step holds no op a TPU cannot run; bfloat16 flows from the input pipeline th
 with float32 variables, logits, loss and BN statistics; one trace per stage and eval size.
 """
 
+from unittest import mock
+
 import keras
 import numpy as np
 import pytest
@@ -179,11 +181,55 @@ def test_tpu_topology_line():
         "TPU topology: 32 cores on 4 host(s), 8 cores per host, mesh [8, 2, 1, 2]")
 
 
-def test_tpu_defaults_follow_the_strategy():
-    strategy = tf.distribute.get_strategy()
-    assert distribute.precision_policy("auto", strategy) == "float32"  # CPU here
-    assert distribute.use_xla(True, strategy) is False  # never on CPU, even when asked
-    assert distribute.use_xla("auto", strategy) is False
+def fake_tpu_strategy(replicas):
+    """Stands in for a TPUStrategy of `replicas` cores: isinstance(TPUStrategy) holds, as it
+    does for the real one; nothing else of it is used by what the tests below call."""
+    strategy = mock.create_autospec(tf.distribute.TPUStrategy, instance=True)
+    strategy.num_replicas_in_sync = replicas
+    strategy.extended.num_hosts = max(1, replicas // 8)
+    return strategy
+
+
+def test_tpu_defaults_follow_the_strategy(photo_folder):
+    cpu = tf.distribute.get_strategy()
+    assert distribute.precision_policy("auto", cpu) == "float32"  # CPU here
+    assert distribute.use_xla(True, cpu) is False  # never on CPU, even when asked
+    assert distribute.use_xla("auto", cpu) is False
+    tpu = fake_tpu_strategy(8)
+    assert distribute.is_tpu(tpu) and not distribute.is_tpu(cpu)
+    assert distribute.precision_policy("auto", tpu) == "mixed_bfloat16"
+    assert distribute.precision_policy("float32", tpu) == "float32"  # asked for: kept
+    config = two_stage_config(photo_folder, **{"train.batch_size": 16, "eval.batch_size": 16,
+                                               "train.log_every_steps": 250})
+    on_cpu, on_tpu = trainer.plan_run(config, cpu), trainer.plan_run(config, tpu)
+    assert (on_cpu.policy, on_cpu.image_dtype, on_cpu.steps_per_loop) == (
+        "float32", tf.float32, 1)
+    assert (on_tpu.policy, on_tpu.image_dtype, on_tpu.steps_per_loop) == (
+        "mixed_bfloat16", tf.bfloat16, 100)  # min(100, log_every_steps)
+    assert on_tpu.per_replica_batch == 2
+    assert on_tpu.jit_compile and not on_cpu.jit_compile
+
+
+@pytest.mark.parametrize("rule, replicas, expected", [
+    ("v1", 8, (False, 0)), ("v1", 32, (True, 8)), ("v1", 128, (True, 16)),
+    ("v1", 1024, (True, 128)),  # tensorflow/tpu: max(8, n // 8) above 8 cores
+    ("v2", 8, (True, 0)), ("v2", 32, (True, 8)), ("v2", 4, (True, 0)),  # automl: min(8, n)
+    ("none", 32, (False, 0)), ("all", 32, (True, 0)), ("4", 32, (True, 4))])
+def test_batch_norm_groups_of_the_official_rules_on_tpu(rule, replicas, expected):
+    synchronized, group, description = distribute.batch_norm_groups(
+        rule, fake_tpu_strategy(replicas))
+    assert (synchronized, group) == expected
+    assert ("official" in description) == (rule in ("v1", "v2"))
+
+
+def test_official_batch_norm_rules_keep_per_replica_statistics_off_tpu():
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    assert distribute.batch_norm_groups("v2", mirrored)[:2] == (False, 0)
+    assert distribute.batch_norm_groups("all", mirrored)[:2] == (True, 0)
+    with pytest.raises(distribute.StrategyError, match="groups of 3 replicas do not divide"):
+        distribute.batch_norm_groups("3", mirrored)
+    with pytest.raises(distribute.StrategyError, match="bn_sync is 'some'"):
+        distribute.batch_norm_groups("some", mirrored)
 
 
 @pytest.mark.parametrize("tpu", ["local", "no-such-tpu", "grpc://127.0.0.1:1"])

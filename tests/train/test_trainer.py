@@ -1,4 +1,4 @@
-"""The trainer end to end on data written by the tests (REFERENCE.md §5 recipe, DESIGN.md loop)."""
+"""The trainer end to end on data written by the tests (docs/reference.md §5, the loop)."""
 
 import json
 import os
@@ -49,7 +49,7 @@ def _losses(workdir):
 def test_mirrored_over_two_devices_matches_one_device(photo_folder, tmp_path):
     # Same global batch of the same examples; BN statistics synchronised across the replicas and
     # no dropout / stochastic depth, so both runs compute the same function.
-    settings = {"model.synchronized_bn": True, "model.survival_prob": 1.0,
+    settings = {"model.bn_sync": "all", "model.survival_prob": 1.0,
                 "model.dropout_rate": 0.0, "train.steps": 6, "train.log_every_steps": 1,
                 "train.ema_decay": 0.0, "optimizer.lr_per_256": 0.05}
     losses = []

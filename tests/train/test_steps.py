@@ -1,0 +1,239 @@
+"""The step functions and the run settings around them, against independent computations:
+evaluation's top-1/top-5, mixed_float16 with loss scaling, weight decay, clipping, label
+smoothing, dropout raised after building, evaluation without EMA, seeds, TF_CONFIG."""
+
+import json
+import os
+from unittest import mock
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from efficientnet_tf.data import pipeline
+from efficientnet_tf.models import layers
+from efficientnet_tf.train import config as config_lib
+from efficientnet_tf.train import distribute, loop, optim, trainer
+
+from trainutil import tiny_config
+
+
+@pytest.fixture(scope="module")
+def seven_classes(tmp_path_factory):
+    """7 classes x 3 train and 3 eval images of random colours: 21 eval images, which batches
+    of 8 do not divide (3 padding rows in the last batch)."""
+    root = tmp_path_factory.mktemp("seven")
+    rng = np.random.RandomState(0)
+    for split in ("train", "eval"):
+        for label in range(7):
+            folder = root / split / f"class{label}"
+            folder.mkdir(parents=True)
+            for index in range(3):
+                pixels = rng.randint(0, 256, (20, 24, 3)).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / f"{index}.png")
+    return str(root / "train"), str(root / "eval")
+
+
+def build(config, workdir, strategy=None):
+    strategy = strategy or tf.distribute.get_strategy()
+    plan = trainer.plan_run(config, strategy)
+    return plan, trainer.build_state(plan, config, strategy, str(workdir))
+
+
+def test_eval_top1_and_top5_equal_numpy_and_skip_the_padding(seven_classes, tmp_path):
+    train_root, eval_root = seven_classes
+    config = tiny_config(train_root, **{"data.eval_root": eval_root, "train.ema_decay": 0.0})
+    plan, state = build(config, tmp_path)
+    metrics = trainer.evaluate(plan, state, config, tf.distribute.get_strategy())
+    # Independently: the same eval batches, padding rows dropped, logits ranked in NumPy.
+    logits, labels = [], []
+    for images, batch_labels in pipeline.eval_dataset(plan.source, plan.eval_transform, 8, 7):
+        keep = batch_labels.numpy() >= 0
+        logits.append(state.model(images, training=False).numpy()[keep])
+        labels.append(batch_labels.numpy()[keep])
+    logits, labels = np.concatenate(logits), np.concatenate(labels)
+    assert len(labels) == 21 and metrics["examples"] == 21
+    ranks = np.argsort(-logits, axis=1)
+    top1 = np.mean(ranks[:, 0] == labels)
+    top5 = np.mean([label in row[:5] for label, row in zip(labels, ranks)])
+    assert 0.0 < top5 < 1.0 and top1 < top5  # a random model: something to count
+    assert metrics["top1"] == pytest.approx(top1, abs=1e-6)
+    assert metrics["top5"] == pytest.approx(top5, abs=1e-6)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    cross_entropy = -(shifted[np.arange(21), labels] - np.log(np.exp(shifted).sum(axis=1)))
+    assert metrics["loss"] == pytest.approx(cross_entropy.mean(), rel=1e-4)
+
+
+def _sgd_updates(photo_folder, workdir, precision, batch, max_steps):
+    """Trains on one fixed batch until a step changes the weights; returns (state, update of
+    that step, loss scales before each step)."""
+    config = tiny_config(photo_folder, **{"train.precision": precision, "train.ema_decay": 0.0,
+                                          "model.survival_prob": 1.0, "model.dropout_rate": 0.0})
+    config.optimizer.name = "sgd"
+    config.optimizer.momentum = 0.0
+    config.optimizer.lr_per_256 = 0.32  # 0.01 at batch 8
+    strategy = tf.distribute.get_strategy()
+    _, state = build(config, workdir, strategy)
+    train_loop = state.steps.make_train_loop()
+    iterator = iter(strategy.experimental_distribute_dataset(
+        tf.data.Dataset.from_tensors(batch).repeat()))
+    scales = []
+    for _ in range(max_steps):
+        if isinstance(state.optimizer, keras.optimizers.LossScaleOptimizer):
+            scales.append(float(state.optimizer.dynamic_scale.numpy()))
+        before = [v.numpy().copy() for v in state.model.trainable_variables]
+        train_loop(iterator, tf.constant(1))
+        update = [v.numpy() - b for v, b in zip(state.model.trainable_variables, before)]
+        if any(np.any(u != 0) for u in update):
+            break
+    keras.mixed_precision.set_global_policy("float32")
+    return state, update, scales
+
+
+def test_a_mixed_float16_step_scales_the_loss_and_unscales_its_update(photo_folder, tmp_path):
+    """Dynamic loss scaling through our step: the loss is multiplied by the scale (2^15 at
+    first) before the gradient; a step whose float16 gradients overflow is skipped and halves
+    the scale; the first step taken equals the float32 step from the same weights and batch,
+    not 2^k times it."""
+    config = tiny_config(photo_folder)
+    plan = trainer.plan_run(config, tf.distribute.get_strategy())
+    images, labels = next(iter(pipeline.train_dataset(plan.source, pipeline.TrainSettings(
+        image_size=32, batch_size=8, num_classes=3, seed=1, deterministic=True))))
+    batch = (images, labels)
+    _, update32, _ = _sgd_updates(photo_folder, tmp_path / "f32", "float32", batch, 1)
+    state, update16, scales = _sgd_updates(photo_folder, tmp_path / "f16", "mixed_float16",
+                                           batch, 20)
+    assert isinstance(state.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert all(v.dtype == "float32" for v in state.model.trainable_variables)
+    assert scales[0] == 2.0 ** 15
+    assert scales == [2.0 ** (15 - k) for k in range(len(scales))]  # halved at each skip
+    norm32 = np.sqrt(sum(np.sum(u ** 2) for u in update32))
+    norm16 = np.sqrt(sum(np.sum(u ** 2) for u in update16))
+    assert norm32 > 0 and norm16 == pytest.approx(norm32, rel=0.05)
+
+
+def test_decoupled_weight_decay_leaves_biases_and_batch_norm_alone():
+    config = config_lib.base_config().optimizer
+    with config.unlocked():
+        config.name, config.momentum = "sgd", 0.0
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, bias_initializer="ones"),
+                              keras.layers.BatchNormalization()])
+    optimizer = optim.optimizer_from_config(config, 0.5, weight_decay=0.1, decoupled=True)
+    before = {v.path: v.numpy().copy() for v in model.trainable_variables}
+    optimizer.apply([tf.zeros_like(v) for v in model.trainable_variables],
+                    model.trainable_variables)
+    for variable in model.trainable_variables:
+        if variable.path.endswith("kernel"):  # w -= lr * wd * w
+            np.testing.assert_allclose(variable.numpy(), before[variable.path] * (1 - 0.05),
+                                       rtol=1e-6)
+        else:  # bias, gamma, beta
+            np.testing.assert_array_equal(variable.numpy(), before[variable.path])
+
+
+def _tiny_steps(**loss_settings):
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="dense")])
+    optimizer = keras.optimizers.SGD(1.0)
+    optimizer.build(model.trainable_variables)
+    settings = loop.LossSettings(global_batch=2, num_classes=3, **loss_settings)
+    return model, loop.Steps(model, optimizer, tf.distribute.get_strategy(), settings)
+
+
+def test_gradient_clipping_bounds_the_global_norm():
+    model, steps = _tiny_steps(grad_clip_norm=0.01)
+    before = [v.numpy().copy() for v in model.trainable_variables]
+    images = tf.constant([[10.0, -20.0, 30.0, 5.0], [1.0, 2.0, 3.0, 4.0]])
+    steps.train_step(images, tf.one_hot([0, 2], 3))
+    change = np.sqrt(sum(np.sum((v.numpy() - b) ** 2)
+                         for v, b in zip(model.trainable_variables, before)))
+    assert change == pytest.approx(0.01, rel=1e-4)  # lr 1 x the clipped global norm
+
+
+def test_label_smoothing_spreads_its_share_over_all_classes():
+    logits = tf.constant([[2.0, 0.5, -1.0, 0.0]])
+    labels = tf.one_hot([0], 4)
+    got = float(loop.cross_entropy(labels, logits, label_smoothing=0.1)[0])
+    target = np.array([0.9 + 0.025, 0.025, 0.025, 0.025])
+    log_softmax = logits.numpy()[0] - np.log(np.exp(logits.numpy()[0]).sum())
+    assert got == pytest.approx(-(target * log_softmax).sum(), rel=1e-6)
+
+
+def test_a_dropout_layer_built_at_rate_zero_drops_once_raised():
+    dropout = layers.Dropout(0.0, name="top_dropout")
+    inputs = tf.ones((64, 100))
+    np.testing.assert_array_equal(dropout(inputs, training=True), inputs)
+    dropout.rate = 0.5
+    dropped = (dropout(inputs, training=True).numpy() == 0).mean()
+    assert dropped == pytest.approx(0.5, abs=0.05)
+    np.testing.assert_array_equal(dropout(inputs, training=False), inputs)
+
+
+def test_use_ema_false_evaluates_the_raw_weights(photo_folder, tmp_path):
+    config = tiny_config(photo_folder, **{"train.steps": 6, "train.ema_decay": 0.9})
+    workdir = str(tmp_path / "run")
+    trainer.train_and_evaluate(config, workdir)
+    strategy = tf.distribute.get_strategy()
+    with_ema = trainer.evaluate_workdir(config, workdir)
+    config.eval.use_ema = False
+    raw = trainer.evaluate_workdir(config, workdir)
+    plan, state = build(config, tmp_path / "check", strategy)
+    tf.train.Checkpoint(model=state.model).restore(
+        tf.train.latest_checkpoint(workdir)).expect_partial()
+    direct = state.steps.evaluate(strategy.distribute_datasets_from_function(
+        lambda context: pipeline.eval_dataset(plan.source, plan.eval_transform, 8, 3, context)))
+    assert raw["loss"] == pytest.approx(direct["loss"], rel=1e-5)
+    assert raw["loss"] != pytest.approx(with_ema["loss"], rel=1e-3)
+
+
+def test_an_unset_seed_is_drawn_recorded_and_reused_when_the_run_resumes(photo_folder,
+                                                                         tmp_path):
+    config = tiny_config(photo_folder, **{"train.steps": 2, "train.checkpoint_every_steps": 2})
+    config.train.seed = None
+    seeds = []
+    for name in ("a", "b"):
+        trainer.train_and_evaluate(config, str(tmp_path / name))
+        saved = json.load(open(os.path.join(tmp_path, name, "config.json")))
+        seeds.append(saved["resolved"]["seed"])
+    assert seeds[0] != seeds[1]  # two runs, two seeds (a clash is a 1-in-2^31 chance)
+    assert trainer.plan_run(config, tf.distribute.get_strategy(),
+                            str(tmp_path / "a")).seed == seeds[0]
+
+
+def test_a_fixed_seed_fixes_the_initial_weights(photo_folder, tmp_path):
+    config = tiny_config(photo_folder, **{"train.seed": 5})
+    first = [v.numpy() for v in build(config, tmp_path / "1")[1].model.weights]
+    keras.utils.set_random_seed(99)  # whatever the process did before
+    second = [v.numpy() for v in build(config, tmp_path / "2")[1].model.weights]
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("{not json", "TF_CONFIG is not valid JSON"),
+    ('{"task": {"type": "worker", "index": 0}}', "TF_CONFIG has no cluster with workers"),
+    ('{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 2}}',
+     r"TF_CONFIG task .* is not one of the cluster's worker 0..1"),
+    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "ps", "index": 0}}',
+     "is not one of the cluster's")])
+def test_an_invalid_tf_config_is_one_clear_error(text, message, monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", text)
+    with pytest.raises(distribute.StrategyError, match=message):
+        distribute.resolve()
+
+
+def test_a_chief_task_is_the_chief_and_worker_zero_is_not():
+    def strategy(task_type, task_id):
+        fake = mock.create_autospec(tf.distribute.MultiWorkerMirroredStrategy, instance=True)
+        fake.cluster_resolver.task_type, fake.cluster_resolver.task_id = task_type, task_id
+        fake.cluster_resolver.cluster_spec.return_value.as_dict.return_value = {
+            "chief": ["c:1"], "worker": ["w0:1", "w1:1"]}
+        return fake
+
+    assert distribute.is_chief(strategy("chief", 0))
+    assert not distribute.is_chief(strategy("worker", 0))
+    assert distribute.worker(strategy("chief", 0)) == (0, 3)
+    assert distribute.worker(strategy("worker", 1)) == (2, 3)
+    assert distribute.check_tf_config(
+        '{"cluster": {"chief": ["c:1"], "worker": ["w:1"]}, "task": {"type": "chief", '
+        '"index": 0}}') == {"chief": ["c:1"], "worker": ["w:1"]}
