@@ -169,7 +169,7 @@ def test_a_tf_serving_rest_body_goes_through_the_signature(run):
     """The REST body {"instances": [{"b64": ...}]} as TF Serving handles it: a PredictRequest
     (tensorflow-serving-api), the serving_default signature of the loaded SavedModel on the
     request's tensors, a PredictResponse, the REST reply."""
-    import servingutil
+    servingutil = pytest.importorskip("servingutil", reason="needs tensorflow-serving-api")
 
     loaded = tf.saved_model.load(run["export"])
     serve = loaded.signatures["serving_default"]

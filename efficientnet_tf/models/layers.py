@@ -7,6 +7,7 @@ Keras layers and ops, so the layers also run under the JAX backend; on the Tenso
 """
 
 import math
+import random
 
 import keras
 import tensorflow as tf
@@ -123,7 +124,7 @@ class BatchNorm(keras.layers.BatchNormalization):
 
     def _fused(self, inputs, mask):
         return (_tensorflow_backend() and mask is None and not self.synchronized
-                and not self.renorm and self.center and self.scale
+                and not getattr(self, "renorm", False) and self.center and self.scale
                 and len(inputs.shape) == 4 and self.axis in (-1, 3))
 
     def call(self, inputs, training=None, mask=None):
@@ -143,6 +144,13 @@ class BatchNorm(keras.layers.BatchNormalization):
         return ops.cast(outputs, self.compute_dtype)
 
 
+def _draw_seed(seed):
+    """`seed`, or one drawn from Python's generator, which keras.utils.set_random_seed resets
+    in every Keras 3 (Keras before 3.9 does not reset its own global seed generator, whose
+    integer state variable Keras 3.7 cannot even create under a distribution strategy)."""
+    return seed if seed is not None else random.randint(0, 2 ** 31 - 1)
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class ConvKernelInitializer(keras.initializers.Initializer):
     """normal(0, sqrt(2 / fan_out)) with fan_out = kh * kw * out, as the official conv init.
@@ -156,7 +164,7 @@ class ConvKernelInitializer(keras.initializers.Initializer):
     def __call__(self, shape, dtype=None):
         kernel_height, kernel_width, _, out_filters = shape
         stddev = math.sqrt(2.0 / (kernel_height * kernel_width * out_filters))
-        return keras.random.normal(shape, stddev=stddev, dtype=dtype, seed=self.seed)
+        return keras.random.normal(shape, stddev=stddev, dtype=dtype, seed=_draw_seed(self.seed))
 
     def get_config(self):
         return {"seed": self.seed}
@@ -171,7 +179,7 @@ class DenseKernelInitializer(keras.initializers.Initializer):
 
     def __call__(self, shape, dtype=None):
         limit = 1.0 / math.sqrt(shape[1])
-        return keras.random.uniform(shape, -limit, limit, dtype=dtype, seed=self.seed)
+        return keras.random.uniform(shape, -limit, limit, dtype=dtype, seed=_draw_seed(self.seed))
 
     def get_config(self):
         return {"seed": self.seed}

@@ -88,11 +88,15 @@ class TF1RMSprop(keras.optimizers.RMSprop):
         if self.built:
             return
         keras.optimizers.Optimizer.build(self, var_list)
-        self._velocities = self.add_optimizer_variables(var_list, "velocity", initializer="ones")
-        self._momentums = (self.add_optimizer_variables(var_list, "momentum")
-                           if self.momentum > 0 else [])
-        self._average_gradients = (self.add_optimizer_variables(var_list, "average_gradient")
-                                   if self.centered else [])
+
+        def slots(name, initializer="zeros"):
+            # add_variable_from_reference: in every Keras 3 (add_optimizer_variables is 3.9+).
+            return [self.add_variable_from_reference(variable, name, initializer=initializer)
+                    for variable in var_list]
+
+        self._velocities = slots("velocity", initializer="ones")
+        self._momentums = slots("momentum") if self.momentum > 0 else []
+        self._average_gradients = slots("average_gradient") if self.centered else []
 
 
 # What weight decay leaves alone, by variable name (config train.weight_decay_exclude):
