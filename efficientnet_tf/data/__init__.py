@@ -1,0 +1,1 @@
+"""Sources, preprocessing, augmentation and input pipelines."""

@@ -1,0 +1,1 @@
+"""Keras 3 layers, blocks and the EfficientNet builder."""

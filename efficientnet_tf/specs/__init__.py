@@ -1,0 +1,1 @@
+"""The registry of scaling tables and the block-string grammar."""

@@ -1,0 +1,1 @@
+"""The trainer: config, strategies, loop, optimizers, progressive learning, checkpoints."""
