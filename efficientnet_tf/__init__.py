@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 def create_model(name_or_spec, num_classes=1000, include_top=True, weights=None, input_shape=None,
                  dropout_rate=None, survival_prob=None, pooling=None, features_only=False,
                  classifier_activation=None, synchronized_bn=False, name=None,
-                 input_dtype="float32", bn_group_size=0):
+                 input_dtype="float32", bn_group_size=0, bn_momentum=None):
     """A keras.Model of an EfficientNet variant, taking RGB images in [0, 255].
 
     Args:
@@ -31,6 +31,8 @@ def create_model(name_or_spec, num_classes=1000, include_top=True, weights=None,
       synchronized_bn: batch-norm statistics averaged over all replicas (large TPU slices).
       bn_group_size: synchronized batch norm over groups of this many consecutive replicas
         (the official code's num_shards_per_group); 0 = all replicas. Implies synchronized_bn.
+      bn_momentum: batch norm's moving-average momentum (TF convention); None: the family's
+        (V1 0.99, V2 0.9).
       input_dtype: dtype of the image input; 'bfloat16' takes the TPU input pipeline's images
         as they come (integers up to 256 are exact in bfloat16), with no cast to float32.
     """
@@ -44,7 +46,7 @@ def create_model(name_or_spec, num_classes=1000, include_top=True, weights=None,
         dropout_rate=dropout_rate, survival_prob=survival_prob, pooling=pooling,
         features_only=features_only, classifier_activation=classifier_activation,
         synchronized_bn=synchronized_bn, name=name, input_dtype=input_dtype,
-        bn_group_size=bn_group_size)
+        bn_group_size=bn_group_size, bn_momentum=bn_momentum)
     if weights is not None:
         weights_lib.load_weights(model, spec, weights, include_top=include_top)
     return model

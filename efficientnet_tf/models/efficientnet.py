@@ -54,7 +54,7 @@ def normalization_layer(spec):
 def build(spec, num_classes=1000, include_top=True, input_shape=None, dropout_rate=None,
           survival_prob=None, pooling=None, features_only=False, classifier_activation=None,
           synchronized_bn=False, activation="swish", name=None, fold_batch_norm=False,
-          input_dtype="float32", bn_group_size=0):
+          input_dtype="float32", bn_group_size=0, bn_momentum=None):
     """The keras.Model of `spec` (a registry row). See efficientnet_tf.create_model."""
     dropout_rate = spec.dropout_rate if dropout_rate is None else dropout_rate
     survival_prob = spec.survival_prob if survival_prob is None else survival_prob
@@ -65,7 +65,8 @@ def build(spec, num_classes=1000, include_top=True, input_shape=None, dropout_ra
     if pooling not in (None, "avg", "max"):
         raise ValueError(f"pooling must be None, 'avg' or 'max', got {pooling!r}")
     synchronized_bn = bool(synchronized_bn or bn_group_size)
-    bn = dict(momentum=spec.bn_momentum, epsilon=spec.bn_epsilon, synchronized=synchronized_bn,
+    bn_momentum = spec.bn_momentum if bn_momentum is None else bn_momentum
+    bn = dict(momentum=bn_momentum, epsilon=spec.bn_epsilon, synchronized=synchronized_bn,
               group_size=bn_group_size)
 
     def batch_norm(inputs, layer_name):
@@ -92,7 +93,7 @@ def build(spec, num_classes=1000, include_top=True, input_shape=None, dropout_ra
                 strides=block.stride if repeat == 0 else 1, expand_ratio=block.expand_ratio,
                 se_ratio=block.se_ratio, id_skip=block.id_skip,
                 survival_prob=1.0 - (1.0 - survival_prob) * block_index / total_blocks,
-                activation=activation, bn_momentum=spec.bn_momentum,
+                activation=activation, bn_momentum=bn_momentum,
                 bn_epsilon=spec.bn_epsilon, synchronized_bn=synchronized_bn,
                 bn_group_size=bn_group_size, fold_batch_norm=fold_batch_norm,
                 name=block_name)(x)

@@ -23,6 +23,7 @@ def base_config():
         name="efficientnetv2-s",
         dropout_rate=placeholder(float),  # None: the row's; progressive learning ramps it
         survival_prob=placeholder(float),  # None: the row's (0.8)
+        bn_momentum=placeholder(float),  # None: the family's (V1 0.99, V2 0.9, TF convention)
         # batch-norm statistics over: none (each replica's batch), all (all replicas), N
         # (groups of N replicas), v1 / v2 (the official codes' TPU rules, distribute.py)
         bn_sync="none",
@@ -102,6 +103,8 @@ def base_config():
         crop_fraction=placeholder(float),
     ))
     config.init_from = ""  # a workdir/checkpoint of ours or a keras.applications .h5 file
+    # True: keys left None in train/adapt.py's list are decided from the data (folder recipe)
+    config.adapt_to_data = False
     config.lock()
     return config
 

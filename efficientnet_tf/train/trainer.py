@@ -24,10 +24,11 @@ from absl import logging
 
 import efficientnet_tf
 from efficientnet_tf.data import augment, mixing, pipeline, preprocess, sources
+from efficientnet_tf.data import profile as profile_lib
 from efficientnet_tf.specs import registry
 from efficientnet_tf.train import checkpoints as checkpoints_lib
 from efficientnet_tf.train import config as config_lib
-from efficientnet_tf.train import distribute, loop, optim, progressive, report
+from efficientnet_tf.train import adapt, distribute, loop, optim, progressive, report
 
 
 class TrainingDiverged(ValueError):
@@ -38,6 +39,8 @@ class TrainingDiverged(ValueError):
 class Plan:
     """Everything a run derives from its config before it builds anything."""
 
+    config: object  # the config the run uses (with what adapt_to_data decided)
+    decisions: list  # adapt.Decision: what was decided from the data, and why
     spec: registry.ModelSpec
     source: object
     num_classes: int
@@ -116,10 +119,15 @@ def run_seed(config, workdir=None):
 
 def plan_run(config, strategy, workdir=None):
     """Everything the run derives from `config` (and, for an unset seed, from the run already
-    in `workdir`) before it builds anything."""
-    config_lib.validate(config)
+    in `workdir`) before it builds anything. With config.adapt_to_data, the keys the config
+    leaves open are decided from the data first (train/adapt.py); Plan.config is then the
+    config the run really uses."""
     spec = registry.get(config.model.name)
     source = sources.from_config(config.data)
+    decisions = []
+    if config.adapt_to_data and adapt.open_keys(config):
+        config, decisions = adapt.adapt(config, spec, profile_lib.profile(source))
+    config_lib.validate(config)
     global_batch = config.train.batch_size
     per_replica = distribute.check_batch(global_batch, strategy)
     distribute.check_batch(config.eval.batch_size, strategy)
@@ -136,7 +144,8 @@ def plan_run(config, strategy, workdir=None):
     bn_synchronized, bn_group_size, bn_description = distribute.batch_norm_groups(
         config.model.bn_sync, strategy)
     return Plan(
-        spec=spec, source=source, num_classes=source.num_classes,
+        config=config, decisions=decisions, spec=spec, source=source,
+        num_classes=source.num_classes,
         class_names=list(source.class_names) if source.class_names else None,
         global_batch=global_batch, per_replica_batch=per_replica,
         steps_per_epoch=steps_per_epoch, total_steps=total_steps,
@@ -181,7 +190,7 @@ def build_state(plan, config, strategy, checkpoint_dir, restore_from=None):
             plan.spec, num_classes=plan.num_classes, dropout_rate=plan.stages[0].dropout_rate,
             survival_prob=config.model.survival_prob,
             synchronized_bn=plan.bn_synchronized, input_dtype=plan.image_dtype.name,
-            bn_group_size=plan.bn_group_size)
+            bn_group_size=plan.bn_group_size, bn_momentum=config.model.bn_momentum)
         schedule = optim.schedule_from_config(config.optimizer, plan.global_batch,
                                               plan.steps_per_epoch, plan.total_steps)
         decoupled = config.train.weight_decay_mode == "decoupled"
@@ -319,6 +328,9 @@ def train_and_evaluate(config, workdir, strategy=None):
     """Trains and evaluates as `config` says, in `workdir` (local or gs://). Returns results."""
     strategy = strategy or tf.distribute.get_strategy()
     plan = plan_run(config, strategy, workdir)
+    config = plan.config
+    for decision in plan.decisions:
+        logging.info("decided from the data: %s", decision.line())
     logging.info("%s: %s, %d classes, global batch %d, %d steps (%.1f epochs), precision %s, "
                  "XLA %s, seed %d", plan.spec.name, distribute.describe(strategy),
                  plan.num_classes, plan.global_batch, plan.total_steps,
@@ -385,6 +397,7 @@ def evaluate_workdir(config, workdir, strategy=None, continuous=False, timeout=N
     """`efficientnet-tf eval`: top-1/top-5 of the latest checkpoint (or of each new one)."""
     strategy = strategy or tf.distribute.get_strategy()
     plan = plan_run(config, strategy, workdir)
+    config = plan.config
     state = build_state(plan, config, strategy, workdir)  # restores only: nothing is saved
     trackables = {"model": state.model, "ema": state.ema} if state.ema else {"model": state.model}
     checkpoint = tf.train.Checkpoint(**trackables)

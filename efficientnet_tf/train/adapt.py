@@ -1,0 +1,111 @@
+"""Settings a run decides from its data, when its recipe leaves them open (config.adapt_to_data).
+
+The folder recipe (experiments/folder.py) is for a user's own images: a few hundred to a few
+thousand pictures of any size. The numbers that suit ImageNet (224-px crops, batch 4096, a
+5-epoch warmup, EMA over 10,000 steps) do not suit them, and the right ones depend on the data.
+Each rule below fills a key that the config leaves None and says why; `adapt` returns the
+filled config and those reasons, which the start-of-run log prints. A key the user sets is
+never changed. Measurements behind the rules: scripts/ablate_small_data.py (README, "Your own
+images").
+"""
+
+import dataclasses
+import math
+from typing import Any, List
+
+# The sizes a run adapts to are multiples of 16 (the network's stride-32 stages then see whole
+# 2 x 2 maps at least), between these bounds.
+MIN_IMAGE_SIZE = 32
+SIZE_MULTIPLE = 16
+# Steps per epoch the batch size aims at, at least: a small folder should still take some
+# twenty optimizer steps per pass over it.
+STEPS_PER_EPOCH = 20
+MAX_BATCH, MIN_BATCH = 32, 8
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    key: str
+    value: Any
+    reason: str
+
+    def line(self):
+        return f"{self.key} = {self.value}: {self.reason}"
+
+
+def _round_size(size):
+    return max(MIN_IMAGE_SIZE, int(round(size / SIZE_MULTIPLE)) * SIZE_MULTIPLE)
+
+
+def image_size(spec, profile):
+    """The images' own size (median short side, to a multiple of 16), at most the row's train
+    size: upscaling small images only costs time; downscaling large ones saves it."""
+    return min(_round_size(profile.short_side), spec.train_size)
+
+
+def batch_size(profile):
+    """32, or a power of two that still gives STEPS_PER_EPOCH steps per epoch (at least 8)."""
+    batch = MAX_BATCH
+    while batch > MIN_BATCH and profile.train_images / batch < STEPS_PER_EPOCH:
+        batch //= 2
+    return batch
+
+
+ADAPTED_KEYS = ("progressive.image_size_max", "progressive.image_size_min", "eval.image_size",
+                "train.batch_size", "optimizer.warmup_epochs", "train.ema_decay", "data.crop",
+                "optimizer.lr_per_256")
+
+
+def open_keys(config):
+    """The keys of ADAPTED_KEYS that `config` leaves to the data (None)."""
+    return [key for key in ADAPTED_KEYS if config[key.split(".")[0]][key.split(".")[1]] is None]
+
+
+def adapt(config, spec, profile):
+    """(config with the open keys decided, [Decision]) for `profile` (data.profile)."""
+    config = config.copy_and_resolve_references()
+    decisions: List[Decision] = []
+
+    def decide(section, name, value, reason):
+        if config[section][name] is None:
+            config[section][name] = value
+            decisions.append(Decision(f"{section}.{name}", value, reason))
+
+    fine_tuning = bool(config.init_from)
+    size = image_size(spec, profile)
+    size_reason = (f"the images' median short side is {profile.short_side} px"
+                   + (f"; {spec.name} trains at most at {spec.train_size}"
+                      if size == spec.train_size else ""))
+    decide("progressive", "image_size_max", size, size_reason)
+    decide("eval", "image_size", config.progressive.image_size_max,
+           "evaluate at the final training size")
+    low = _round_size(config.progressive.image_size_max * 2 / 3)
+    if fine_tuning or low >= config.progressive.image_size_max or low < 48:
+        decide("progressive", "image_size_min", config.progressive.image_size_max,
+               "one size: " + ("fine-tuning keeps the size the features were trained at"
+                               if fine_tuning else "too small to grow"))
+    else:
+        decide("progressive", "image_size_min", low,
+               "progressive learning from 2/3 of the final size (V2 paper §4): faster early "
+               "epochs")
+    decide("train", "batch_size", batch_size(profile),
+           f"{profile.train_images} training images: at least {STEPS_PER_EPOCH} steps per "
+           "epoch")
+    steps_per_epoch = profile.train_images / config.train.batch_size
+    total_steps = config.train.steps or max(1, math.ceil(config.train.epochs * steps_per_epoch))
+    epochs = total_steps / steps_per_epoch
+    decide("optimizer", "warmup_epochs", round(min(1.0, 0.05 * epochs), 3),
+           f"{total_steps} steps: warm up over min(1 epoch, 5% of the run)")
+    window = max(10.0, 0.1 * total_steps)
+    decide("train", "ema_decay", round(1.0 - 1.0 / window, 5),
+           f"{total_steps} steps: average over about the last 10% ({int(window)} steps)")
+    if fine_tuning:
+        decide("data", "crop", "whole",
+               "fine-tuning: the whole image, as the official fine-tuning path")
+        decide("optimizer", "lr_per_256", 0.0008,
+               "fine-tuning: a tenth of the from-scratch rate, so the loaded features survive")
+    else:
+        decide("data", "crop", "v1", "training from scratch: random crops of area >= "
+               f"{config.data.crop_area_min} and flips")
+        decide("optimizer", "lr_per_256", 0.008, "AdamW at 1e-3 for a batch of 32")
+    return config, decisions
