@@ -3,8 +3,9 @@
 #   docker run --rm efficientnet-tf info --model=efficientnetv2-s
 #   mkdir -p runs && docker run --rm --user "$(id -u)" -v "$PWD/runs:/runs" efficientnet-tf \
 #       demo --workdir=/runs/digits
-# TensorFlow here is the PyPI CPU/GPU wheel: on a TPU VM, install the package on the host instead
-# (scripts/tpu/install.sh), where the VM image's TensorFlow drives the TPU.
+# For CPUs and GPUs: TensorFlow here is the PyPI wheel, which cannot drive TPUs. On a Cloud TPU
+# VM, install the package on the host instead (scripts/tpu/install.sh), under the image's TPU
+# build of TensorFlow.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -16,13 +17,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN useradd --create-home --uid 1000 --shell /usr/sbin/nologin efficientnet
 
 WORKDIR /opt/efficientnet_tf
-COPY setup.py README.md ./
+COPY setup.py README.md requirements.txt MANIFEST.in ./
 COPY efficientnet_tf ./efficientnet_tf
 COPY experiments ./experiments
 COPY scripts ./scripts
 # The package installed is this checkout itself; its dependencies are the ranges setup.py declares.
 # hadolint ignore=DL3013
-RUN pip install ".[tpu]"
+RUN pip install .
 
 USER 1000:1000
 WORKDIR /home/efficientnet

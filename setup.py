@@ -10,22 +10,14 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["efficientnet_tf", "efficientnet_tf.*"]),
-    install_requires=[
-        "tensorflow>=2.16",
-        "keras>=3",
-        "absl-py",
-        "ml_collections",
-        "tensorflow-datasets",
-        "h5py",
-        "numpy",
-        "tqdm",
-        "tensorboard",
-        "matplotlib",
-        # The embedded default run (efficientnet-tf demo) writes scikit-learn's digits as PNGs.
-        "scikit-learn",
-        "pillow",
-    ],
+    # TensorFlow 2.16.1 with Keras 3.8 is the oldest pair the tests pass on (.ci/run's TPU tier:
+    # the TPU VM runtimes go from TF 2.16 to 2.18); requirements.txt lists the rest.
+    install_requires=["tensorflow>=2.16.1", "keras>=3.8"] + [
+        line.strip() for line in open("requirements.txt", encoding="utf-8")  # local: build
+        if line.strip() and not line.startswith("#")],
     extras_require={
+        # Resolving a pod slice by name (TPUClusterResolver(tpu=NAME)) asks the Cloud TPU API
+        # through cloud-tpu-client (google-api-python-client, oauth2client).
         "tpu": ["cloud-tpu-client"],
         "dev": ["pytest", "scikit-image", "tensorflow-serving-api", "ruff"],
     },

@@ -7,6 +7,7 @@
            [--quantize=none|dynamic|int8] [--top_k=5]: the EMA weights, ready to serve
   predict  --model=EXPORT_DIR_OR_WORKDIR [--json] IMAGE...: top-5 labels per image
   demo     --workdir=DIR: the embedded default run (digits, progressive learning, export)
+  tpu      --tpu=local|NAME: the TPU software, topology and devices reached (fails without one)
 """
 
 import os
@@ -103,6 +104,22 @@ def _predict(argv):
         sys.exit(1)
 
 
+def _tpu(argv):
+    from efficientnet_tf.train import distribute, tpu_runtime
+    if not FLAGS.tpu:
+        raise ValueError("tpu needs --tpu=local (a TPU VM) or --tpu=NAME (a pod slice, from "
+                         "host 0)")
+    strategy = distribute.resolve(FLAGS.tpu)
+    import tensorflow as tf
+
+    devices = tf.config.list_logical_devices("TPU")
+    print(f"TPU software: {tpu_runtime.describe_software()}")
+    print(f"{distribute.describe(strategy)}; {len(devices)} TPU devices")
+    if not devices:
+        sys.exit(f"efficientnet-tf tpu: error: --tpu={FLAGS.tpu} initialised but no TPU devices "
+                 "are visible to TensorFlow")
+
+
 def _demo(argv):
     from efficientnet_tf import demo
     _require_workdir("demo")
@@ -115,13 +132,17 @@ def _demo(argv):
 
 
 COMMANDS = {"info": _info, "train": _train, "eval": _eval, "export": _export,
-            "predict": _predict, "demo": _demo}
+            "predict": _predict, "demo": _demo, "tpu": _tpu}
 
 
 def main(argv):
     if len(argv) < 2 or argv[1] not in COMMANDS:
         raise app.UsageError(f"usage: efficientnet-tf {{{'|'.join(COMMANDS)}}} [--flags]; "
                              f"got {' '.join(argv[1:]) or 'no command'}")
+    if FLAGS.tpu:  # before TensorFlow is imported: it loads libtpu at import time
+        from efficientnet_tf.train import tpu_runtime
+        for name, value in tpu_runtime.configure(FLAGS.tpu).items():
+            logging.info("TPU runtime: %s=%s", name, value)
     try:
         COMMANDS[argv[1]](argv[2:])
     except ValueError as error:  # bad names, paths and settings: one clear line, no traceback

@@ -208,7 +208,7 @@ def equalize(image):
     table = (tf.cumsum(histogram, axis=1) + safe_step // 2) // safe_step
     table = tf.clip_by_value(tf.pad(table[:, :-1], [[0, 0], [1, 0]]), 0, 255)
     identity = tf.broadcast_to(tf.range(256), tf.shape(table))
-    table = tf.where((step == 0)[:, tf.newaxis], identity, table)
+    table = tf.where(tf.equal(step, 0)[:, tf.newaxis], identity, table)
     # One lookup in the flattened [3 * 256] table: channel c reads entries c*256 .. c*256+255.
     flat_table = tf.cast(tf.reshape(table, [-1]), tf.uint8)
     return tf.gather(flat_table, channels + tf.constant([0, 256, 512]))

@@ -56,7 +56,9 @@ def _placeholder(spec):
 
 
 def decode_skipping_bad(dataset, decode_fn, counter, deterministic):
-    """dataset.map(decode_fn), where an element whose decoding fails is dropped and counted.
+    """dataset.map(decode_fn), where an element whose decoding fails is dropped and counted
+    (in `counter`, a DecodeCounter; None: dropped uncounted, and the function captures no
+    variable -- what a TPU pod's other hosts need, whose pipelines cannot reach host 0's).
 
     Each element becomes a one-element dataset: (decoded, True) if decode_fn succeeds (else
     ignore_errors drops it and a placeholder (marker, False) comes first). Downstream, each
@@ -76,7 +78,9 @@ def decode_skipping_bad(dataset, decode_fn, counter, deterministic):
 
     dataset = dataset.interleave(attempt, cycle_length=AUTOTUNE, block_length=1,
                                  num_parallel_calls=AUTOTUNE, deterministic=deterministic)
-    dataset = dataset.map(count).filter(lambda item, is_image: is_image)
+    if counter is not None:
+        dataset = dataset.map(count)
+    dataset = dataset.filter(lambda item, is_image: is_image)
     return dataset.map(lambda item, is_image: item)
 
 
@@ -123,11 +127,12 @@ def _options(deterministic):
 
 
 def train_dataset(source, settings, input_context=None, counter=None):
-    """Batches of (images [B, S, S, 3] in `settings.dtype`, one-hot labels [B, classes] float32)."""
+    """Batches of (images [B, S, S, 3] in `settings.dtype`, one-hot labels [B, classes] float32).
+
+    Undecodable images are skipped, and counted in `counter` (a DecodeCounter) when given."""
     mixing = settings.mixing if settings.mixing is not None and settings.mixing.active else None
     if mixing is not None and settings.dtype == tf.uint8:
         raise ValueError("mixup/cutmix blend images: use a float dtype, not uint8")
-    counter = counter or DecodeCounter()
     seed = settings.seed if settings.seed is not None else secrets.randbits(31)
     dataset = source.dataset(TRAIN, input_context=input_context, shuffle_files=True, seed=seed,
                              deterministic=settings.deterministic)
@@ -181,7 +186,6 @@ def eval_dataset(source, transform, batch_size, num_classes, input_context=None,
     if isinstance(transform, int):
         transform = preprocess.EvalTransform(transform)
     image_size = transform.image_size
-    counter = counter or DecodeCounter()
     dataset = _cache(source.dataset(split, input_context=input_context), cache)
 
     def decode(example):

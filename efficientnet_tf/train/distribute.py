@@ -12,27 +12,11 @@ import socket
 import tensorflow as tf
 from absl import logging
 
+from efficientnet_tf.train import tpu_runtime
+
 
 class StrategyError(ValueError):
     """A strategy that cannot be set up, in one line that says what was tried."""
-
-
-def _configure_tpu_node(tpu):
-    """A TPU node (not a TPU VM) runs its own TensorFlow server, which must match ours: the [tpu]
-    extra's cloud-tpu-client sets its runtime version to this TensorFlow's."""
-    try:
-        from cloud_tpu_client import Client
-    except ImportError:
-        logging.info("cloud-tpu-client not installed (pip install 'efficientnet_tf[tpu]'): "
-                     "TPU node %s keeps its runtime version", tpu)
-        return
-    client = Client(tpu)
-    runtime = getattr(client, "runtime_version", lambda: None)() or ""
-    if runtime.startswith("tpu-vm"):  # a TPU VM slice: its TensorFlow comes with the VM image
-        return
-    client.configure_tpu_version(tf.__version__, restart_type="ifNeeded")
-    client.wait_for_healthy()
-    logging.info("TPU node %s runtime version set to TensorFlow %s", tpu, tf.__version__)
 
 
 def _unreachable(resolver, timeout):
@@ -52,11 +36,12 @@ def _unreachable(resolver, timeout):
 
 
 def _tpu_strategy(tpu, connect_timeout=20.0):
+    """TPUStrategy on the TPU VM's own chips ('local') or a pod slice by name (host 0 reaches
+    every host's TensorFlow server; resolving a name needs the [tpu] extra's cloud-tpu-client).
+    TPU Nodes (end of life April 2025) are not supported."""
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
         if tpu not in ("local", ""):
-            if not tpu.startswith("grpc://"):
-                _configure_tpu_node(tpu)
             failed = _unreachable(resolver, connect_timeout)
             if failed:
                 raise ConnectionError(f"cannot connect to {', '.join(failed)}")
@@ -67,10 +52,13 @@ def _tpu_strategy(tpu, connect_timeout=20.0):
         first_line = text.splitlines()[0] if text else type(error).__name__
         raise StrategyError(
             f"no TPU found for --tpu={tpu!r} (tried TPUClusterResolver(tpu={tpu!r}) and "
-            f"initialize_tpu_system): {first_line}. On a TPU VM use --tpu=local; for a TPU node "
-            "give its name or grpc://IP:8470; without a TPU leave --tpu unset") from None
+            f"initialize_tpu_system): {first_line}. On a single-host TPU VM use --tpu=local; "
+            "on a pod slice run on host 0 with the TPU's name (pip install "
+            "'efficientnet_tf[tpu]' to resolve names); without a TPU leave --tpu unset") from None
     strategy = tf.distribute.TPUStrategy(resolver)
-    logging.info(describe_topology(topology))  # printed at start, beside the stage table
+    # Printed at start, beside the stage table: what the run really runs on.
+    logging.info("TPU software: %s", tpu_runtime.describe_software())
+    logging.info(describe_topology(topology))
     return strategy
 
 
@@ -130,6 +118,13 @@ def num_hosts(strategy):
     return 1
 
 
+def describe_xla(jit_compile, strategy):
+    """'on', 'off' or 'implicit (TPU)', for the start-of-run line."""
+    if is_tpu(strategy):
+        return "implicit (TPU)"
+    return "on" if jit_compile else "off"
+
+
 def describe(strategy):
     """One line: the strategy, its replicas and hosts."""
     return (f"{type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s) on "
@@ -186,10 +181,12 @@ def precision_policy(setting, strategy):
 
 
 def use_xla(setting, strategy):
-    """XLA: always on TPU, never on CPU (several times slower for depthwise convolutions here),
-    on GPU as the setting says ('auto' = on)."""
+    """Whether to wrap the replica step in tf.function(jit_compile=True): on GPU as the setting
+    says ('auto' = on); never on CPU (several times slower for depthwise convolutions there);
+    never on TPU, where every replicated step is compiled by XLA already and an explicit
+    jit_compile inside TPUStrategy.run is a known source of failures."""
     if is_tpu(strategy):
-        return True
+        return False
     if not tf.config.list_logical_devices("GPU"):
         if setting is True:
             logging.warning("jit_compile requested on CPU: ignored, XLA is several times slower "

@@ -2,9 +2,10 @@
 
 The loss is averaged over the GLOBAL batch (each replica divides its sum by the global batch
 size and the optimizer sums gradients over replicas), computed in float32 from float32 logits
-whatever the compute precision. `steps_per_loop` train steps run inside one tf.function (the TPU
-host loop); each stage of progressive learning gets its own function, so each image size is
-traced (and on TPU compiled) once.
+whatever the compute precision. The replica step also updates the EMA, so on TPU the whole step
+is one compiled program. `steps_per_loop` train steps run inside one tf.function (the TPU host
+loop); each stage of progressive learning gets its own function, so each image size is traced
+(and on TPU compiled) once.
 """
 
 import dataclasses
@@ -62,6 +63,8 @@ class Steps:
         if self.loss.grad_clip_norm:
             gradients, _ = tf.clip_by_global_norm(gradients, self.loss.grad_clip_norm)
         self.optimizer.apply(gradients, variables)
+        if self.ema is not None:
+            self.ema.update_in_replica(self.optimizer.iterations)
         correct = tf.equal(tf.argmax(logits, -1), tf.argmax(labels, -1))
         return {"loss": tf.reduce_sum(per_example),
                 "correct": tf.reduce_sum(tf.cast(correct, tf.float32)),
@@ -87,8 +90,6 @@ class Steps:
             for _ in tf.range(num_steps):
                 images, labels = next(iterator)
                 sums = self._reduce(self.strategy.run(replica_step, args=(images, labels)))
-                if self.ema is not None:
-                    self.ema.update(self.optimizer.iterations, self.strategy)
                 totals = {key: totals[key] + sums[key] for key in totals}
             return totals
 

@@ -164,8 +164,16 @@ class ExponentialMovingAverage(tf.Module):
         step = tf.cast(step, tf.float32)
         return tf.minimum(self.decay, (1.0 + step) / (10.0 + step))
 
+    def update_in_replica(self, step):
+        """The averaging step from inside the replicated train step, right after the optimizer's
+        update: one merge into cross-replica context updates every average, so on TPU the
+        averages stay in the compiled step (outside it they would run on the host and move
+        every weight off the chips at every step)."""
+        tf.distribute.get_replica_context().merge_call(
+            lambda strategy: self.update(step, strategy))
+
     def update(self, step, strategy=None):
-        """One averaging step (call in cross-replica context, after the optimizer's update)."""
+        """One averaging step (in cross-replica context, after the optimizer's update)."""
         decay = self.decay_at(step)
         strategy = strategy or tf.distribute.get_strategy()
 

@@ -65,6 +65,7 @@ class Plan:
     bn_description: str
     weight_decay_exclude: Tuple[str, ...]
     chief: bool
+    pod: bool  # a multi-host TPU slice: host 0's program feeds every host's pipeline
     worker: int = 0
     num_workers: int = 1
 
@@ -161,7 +162,9 @@ def plan_run(config, strategy, workdir=None):
         bn_description=bn_description,
         weight_decay_exclude=tuple(part.strip() for part in
                                    config.train.weight_decay_exclude.split(",") if part.strip()),
-        chief=distribute.is_chief(strategy), worker=distribute.worker(strategy)[0],
+        chief=distribute.is_chief(strategy),
+        pod=distribute.is_tpu(strategy) and distribute.num_hosts(strategy) > 1,
+        worker=distribute.worker(strategy)[0],
         num_workers=distribute.worker(strategy)[1])
 
 
@@ -175,7 +178,7 @@ class State:
     ema: Optional[optim.ExponentialMovingAverage]
     steps: loop.Steps
     checkpoints: checkpoints_lib.Checkpoints
-    counter: pipeline.DecodeCounter
+    counter: Optional[pipeline.DecodeCounter]  # None on TPU pods: see decode_skipping_bad
 
     @property
     def step(self):
@@ -216,7 +219,7 @@ def build_state(plan, config, strategy, checkpoint_dir, restore_from=None):
                                   jit_compile=plan.jit_compile),
                  checkpoints=checkpoints_lib.Checkpoints(
                      checkpoint_dir, config.train.keep_checkpoints, restore_from, **trackables),
-                 counter=pipeline.DecodeCounter())
+                 counter=None if plan.pod else pipeline.DecodeCounter())
 
 
 def enter_stage(state, stage):
@@ -238,8 +241,10 @@ def augmenter(config, stage):
     return None
 
 
-def train_iterator(plan, state, config, strategy, stage, start_step):
-    settings = pipeline.TrainSettings(
+def train_settings(plan, config, stage, start_step):
+    """How the stage's training images are made: every stage value is a constant of its
+    dataset, so the dataset functions capture no variable and run on every host of a pod."""
+    return pipeline.TrainSettings(
         image_size=stage.image_size, batch_size=plan.per_replica_batch,
         num_classes=plan.num_classes, crop=plan.crop, resize_method=plan.resize_method,
         random_flip=config.data.random_flip, augmenter=augmenter(config, stage),
@@ -249,6 +254,10 @@ def train_iterator(plan, state, config, strategy, stage, start_step):
         # A resumed stage draws new examples rather than repeating the ones before the crash.
         seed=(plan.seed * 1_000_003 + start_step) % (2 ** 31),
         deterministic=config.data.deterministic)
+
+
+def train_iterator(plan, state, config, strategy, stage, start_step):
+    settings = train_settings(plan, config, stage, start_step)
     dataset = strategy.distribute_datasets_from_function(
         lambda context: pipeline.train_dataset(plan.source, settings, context, state.counter))
     return iter(dataset)
@@ -283,7 +292,7 @@ def train_stage(plan, state, config, strategy, stage, progress, workdir):
                  stage.mixup_alpha, stage.cutmix_alpha)
     step, first = start, True
     train_cfg = config.train
-    input_meter = report.InputMeter(state.counter)
+    input_meter = report.InputMeter(state.counter) if state.counter else None
     while step < stage.end_step:
         count = int(min(plan.steps_per_loop, stage.end_step - step,
                         _next_boundary(step, train_cfg.log_every_steps) - step,
@@ -303,9 +312,10 @@ def train_stage(plan, state, config, strategy, stage, progress, workdir):
         first = False
         step += count
         if step % train_cfg.log_every_steps == 0 or step == stage.end_step:
-            extra = f"skipped images {state.counter.skipped}" if state.counter.skipped else ""
+            extra = (f"skipped images {state.counter.skipped}"
+                     if state.counter and state.counter.skipped else "")
             progress.emit(step, float(state.schedule(step)), stage, extra)
-            if plan.num_workers > 1:  # every host: its own input pipeline, so a slow one shows
+            if plan.num_workers > 1 and input_meter:  # each host's pipeline: a slow one shows
                 logging.info("worker %d/%d at step %d: %s", plan.worker + 1, plan.num_workers,
                              step, input_meter.line())
         if step % train_cfg.checkpoint_every_steps == 0 and step < plan.total_steps:
@@ -335,7 +345,7 @@ def train_and_evaluate(config, workdir, strategy=None):
                  "XLA %s, seed %d", plan.spec.name, distribute.describe(strategy),
                  plan.num_classes, plan.global_batch, plan.total_steps,
                  plan.total_steps / plan.steps_per_epoch, plan.policy,
-                 "on" if plan.jit_compile else "off", plan.seed)
+                 distribute.describe_xla(plan.jit_compile, strategy), plan.seed)
     logging.info("%s; train crop %s (%s resize); eval: %s", plan.bn_description, plan.train_crop,
                  plan.resize_method, plan.eval_transform.describe())
     for line in progressive.table(plan.stages):
@@ -378,12 +388,14 @@ def train_and_evaluate(config, workdir, strategy=None):
         "train_loss": progress.last.get("loss"), "train_top1": progress.last.get("top1"),
         "train_seconds": wall, "steps_this_run": state.step - start_step,
         "images_per_second": progress.last.get("images_per_second"),
-        "skipped_images": state.counter.skipped, "checkpoint": state.checkpoints.latest,
+        "skipped_images": state.counter.skipped if state.counter else None,
+        "checkpoint": state.checkpoints.latest,
     }
     logging.info("done: %d steps in %s; eval top1 %.2f%% top5 %.2f%% on %d images at %d px%s; "
-                 "skipped images %d", state.step, report.duration(wall), 100 * metrics["top1"],
+                 "skipped images %s", state.step, report.duration(wall), 100 * metrics["top1"],
                  100 * metrics["top5"], metrics["examples"], plan.eval_size,
-                 " (EMA weights)" if results["ema"] else "", state.counter.skipped)
+                 " (EMA weights)" if results["ema"] else "",
+                 results["skipped_images"] if state.counter else "not counted on a TPU pod")
     if plan.chief:
         report.write_eval_summary(workdir, state.step, metrics)
         report.write_json(f"{workdir}/results.json", results)

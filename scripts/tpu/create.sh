@@ -1,13 +1,43 @@
 #!/usr/bin/env bash
-# Creates a TPU VM (v3-8, v4-8) or a pod slice (v3-32, v4-32, ...) with TensorFlow preinstalled.
+# Creates a TPU VM (v3-8, v4-8, v5litepod-8, ...) or a multi-host slice with TensorFlow
+# preinstalled, after checking that the zone offers the runtime version.
 #   ACCELERATOR=v4-8 ZONE=us-central2-b bash scripts/tpu/create.sh
+#   SPOT=1 QUEUED=1 ACCELERATOR=v5litepod-16 ZONE=us-west4-a TF_VERSION=2.18.0 bash ...create.sh
 # Delete it with scripts/tpu/delete.sh when done: a TPU bills while it exists, idle or not.
 set -euo pipefail
 # shellcheck source=scripts/tpu/common.sh
 source "$(dirname "$0")/common.sh"
 
+available="$(gcloud compute tpus tpu-vm versions list --zone "$ZONE" "${PROJECT_FLAG[@]}" \
+  --format 'value(version)')"
+if ! grep -qx "$RUNTIME_VERSION" <<< "$available"; then
+  echo "runtime $RUNTIME_VERSION is not offered in $ZONE; its TensorFlow runtimes are:" >&2
+  grep '^tpu-vm-tf-' <<< "$available" | sort -V >&2 || echo "  (none)" >&2
+  echo "set TF_VERSION=X.Y.Z or RUNTIME_VERSION=NAME (v5e/v5p need a -pjrt one)" >&2
+  exit 1
+fi
+
+options=(--zone "$ZONE" "${PROJECT_FLAG[@]}" --accelerator-type "$ACCELERATOR"
+         --scopes "$SCOPES")
+if [[ -n "$SERVICE_ACCOUNT" ]]; then
+  options+=(--service-account "$SERVICE_ACCOUNT")
+fi
+if (( SPOT )); then
+  options+=(--spot)
+fi
+
 echo "creating $ACCELERATOR '$TPU_NAME' in $ZONE with $RUNTIME_VERSION"
-gcloud compute tpus tpu-vm create "$TPU_NAME" --zone "$ZONE" "${PROJECT_FLAG[@]}" \
-  --accelerator-type "$ACCELERATOR" --version "$RUNTIME_VERSION"
+if (( QUEUED )); then
+  # A queued resource waits for capacity; the TPU exists once it is ACTIVE.
+  gcloud compute tpus queued-resources create "$TPU_NAME" --node-id "$TPU_NAME" \
+    --runtime-version "$RUNTIME_VERSION" "${options[@]}"
+  until [[ "$(gcloud compute tpus queued-resources describe "$TPU_NAME" --zone "$ZONE" \
+      "${PROJECT_FLAG[@]}" --format 'value(state.state)')" == ACTIVE ]]; do
+    echo "waiting for capacity (queued resource $TPU_NAME)..."
+    sleep 60
+  done
+else
+  gcloud compute tpus tpu-vm create "$TPU_NAME" --version "$RUNTIME_VERSION" "${options[@]}"
+fi
 gcloud compute tpus tpu-vm describe "$TPU_NAME" --zone "$ZONE" "${PROJECT_FLAG[@]}" \
   --format "value(state,networkEndpoints[].ipAddress)"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Copies this checkout to every host of the slice and installs it there. The TPU VM image already
-# has TensorFlow for the TPU; installing the package keeps it (setup.py asks tensorflow>=2.16).
+# Copies this checkout to every host of the slice, installs it there under the image's own
+# TensorFlow (scripts/tpu/host_install.sh), then checks from host 0 that the program reaches the
+# TPU: it fails here, in one line, rather than at the first training step.
 #   bash scripts/tpu/install.sh
 set -euo pipefail
 # shellcheck source=scripts/tpu/common.sh
@@ -8,9 +9,17 @@ source "$(dirname "$0")/common.sh"
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 
 archive="$(mktemp -d)/efficientnet_tf.tar.gz"
-tar -C "$root" -czf "$archive" setup.py README.md efficientnet_tf experiments scripts
+tar -C "$root" -czf "$archive" setup.py README.md requirements.txt MANIFEST.in efficientnet_tf \
+  experiments scripts
 gcloud compute tpus tpu-vm scp "$archive" "$TPU_NAME:~/efficientnet_tf.tar.gz" --zone "$ZONE" \
   "${PROJECT_FLAG[@]}" --worker=all
-tpu_ssh "set -o pipefail; mkdir -p ~/efficientnet_tf && tar -C ~/efficientnet_tf -xzf ~/efficientnet_tf.tar.gz \
-  && python3 -m pip install --user -e ~/efficientnet_tf && ~/.local/bin/efficientnet-tf info \
-  --model=efficientnet-b0 | tail -1"
+tpu_ssh all "set -euo pipefail; mkdir -p ~/efficientnet_tf \
+  && tar -C ~/efficientnet_tf -xzf ~/efficientnet_tf.tar.gz \
+  && bash ~/efficientnet_tf/scripts/tpu/host_install.sh $MULTI_HOST"
+
+tpu_flag=local
+if (( MULTI_HOST )); then
+  tpu_flag="$TPU_NAME"
+fi
+tpu_ssh 0 "cd ~/efficientnet_tf && TPU_RUNTIME_VERSION=$RUNTIME_VERSION \
+  ~/.local/bin/efficientnet-tf tpu --tpu=$tpu_flag"

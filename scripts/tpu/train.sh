@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Launches training from host 0 of the slice. TensorFlow drives TPUs as a single client: on a
-# v3-8/v4-8 the program talks to the local chips (--tpu=local); on a pod slice (a "-pod" runtime
-# version) every host runs a TensorFlow server and host 0's program reaches all of them through
-# the TPU's name (--tpu=$TPU_NAME), placing one input pipeline on each host, each reading its own
-# shard of the files. Data and workdir must be on gs://, which every host can read.
+# single-host slice the program loads libtpu and talks to the local chips (--tpu=local); on a
+# multi-host slice (a "-pod" runtime version) every host runs a TensorFlow server and host 0's
+# program reaches all of them through the TPU's name (--tpu=$TPU_NAME), placing one input
+# pipeline on each host, each reading its own shard of the files. Data and workdir must be on
+# gs://, which every host can read (the TPU's service account needs access to the bucket).
 #   WORKDIR=gs://BUCKET/runs/v2-s DATA=gs://BUCKET/imagenet bash scripts/tpu/train.sh
 #   EXPERIMENT=experiments/imagenet_v2.py:efficientnetv2-m EXTRA="--config.train.batch_size=1024" ...
 # Progress: bash scripts/tpu/train.sh logs (tails host 0's log). A preempted or crashed run resumes
@@ -13,8 +14,7 @@ set -euo pipefail
 source "$(dirname "$0")/common.sh"
 
 if [[ "${1:-}" == "logs" ]]; then
-  gcloud compute tpus tpu-vm ssh "$TPU_NAME" --zone "$ZONE" "${PROJECT_FLAG[@]}" --worker=0 \
-    --command "tail -f ~/efficientnet_tf/train.log"
+  tpu_ssh 0 "tail -f ~/efficientnet_tf/train.log"
   exit 0
 fi
 
@@ -22,17 +22,22 @@ fi
 : "${DATA:?set DATA=gs://BUCKET/imagenet (ImageNet TFRecords: train-*, validation-*)}"
 EXPERIMENT="${EXPERIMENT:-experiments/imagenet_v2.py:efficientnetv2-s}"
 # v3-8 / v4-8: 1024 images per step (128 per core, the V2 recipe's per-core batch); pods: 4096.
-BATCH="${BATCH:-$(( cores >= 32 ? 4096 : 1024 ))}"
+BATCH="${BATCH:-$(( size >= 32 ? 4096 : 1024 ))}"
 EXTRA="${EXTRA:-}"
 
-TPU_FLAG=local
-if (( cores > 8 )); then
+# What the PJRT runtimes need, set before TensorFlow starts (the CLI sets the same when unset;
+# sources: TensorFlow's TPU tests and the Vertex AI TPU docs, README "Training on Cloud TPU").
+if (( MULTI_HOST )); then
   TPU_FLAG="$TPU_NAME"
+  RUNTIME_ENV="TPU_NAME=$TPU_NAME TPU_LOAD_LIBRARY=0"
+else
+  TPU_FLAG=local
+  # The CLI adds TF_PLUGGABLE_DEVICE_LIBRARY_PATH: the image's /lib/libtpu.so or libtpu's own.
+  RUNTIME_ENV="NEXT_PLUGGABLE_DEVICE_USE_C_API=true"
 fi
 
-gcloud compute tpus tpu-vm ssh "$TPU_NAME" --zone "$ZONE" "${PROJECT_FLAG[@]}" --worker=0 \
-  --command "cd ~/efficientnet_tf && nohup ~/.local/bin/efficientnet-tf train --tpu=$TPU_FLAG \
-  --config=$EXPERIMENT --workdir=$WORKDIR \
+tpu_ssh 0 "cd ~/efficientnet_tf && env $RUNTIME_ENV TPU_RUNTIME_VERSION=$RUNTIME_VERSION \
+  nohup ~/.local/bin/efficientnet-tf train --tpu=$TPU_FLAG --config=$EXPERIMENT --workdir=$WORKDIR \
   --config.data.train_pattern='$DATA/train-*' --config.data.eval_pattern='$DATA/validation-*' \
   --config.train.batch_size=$BATCH $EXTRA > train.log 2>&1 &"
 echo "training launched on host 0 of $TPU_NAME; follow it: bash scripts/tpu/train.sh logs"

@@ -237,3 +237,32 @@ def test_a_chief_task_is_the_chief_and_worker_zero_is_not():
     assert distribute.check_tf_config(
         '{"cluster": {"chief": ["c:1"], "worker": ["w:1"]}, "task": {"type": "chief", '
         '"index": 0}}') == {"chief": ["c:1"], "worker": ["w:1"]}
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_the_ema_update_inside_the_replica_step_follows_the_recurrence(replicas):
+    """shadow_t = d_t * shadow_{t-1} + (1 - d_t) * w_t with d_t = min(d, (1 + t) / (10 + t)),
+    t the step count after the update: the averages move once per step, in the replicated step
+    itself, on one replica and on two (MirroredStrategy over the 2 logical CPUs)."""
+    strategy = (tf.distribute.get_strategy() if replicas == 1 else tf.distribute.MirroredStrategy(
+        ["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice()))
+    with strategy.scope():
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="dense")])
+        optimizer = keras.optimizers.SGD(0.5)
+        optimizer.build(model.trainable_variables)
+        ema = optim.ExponentialMovingAverage(model, decay=0.6)
+    steps = loop.Steps(model, optimizer, strategy,
+                       loop.LossSettings(global_batch=2, num_classes=3), ema)
+    batch = (tf.constant([[1.0, -2.0, 3.0, 0.5], [0.1, 0.2, -0.3, 4.0]]), tf.one_hot([0, 2], 3))
+    iterator = iter(strategy.experimental_distribute_dataset(
+        tf.data.Dataset.from_tensors(batch).repeat()))
+    train_loop = steps.make_train_loop()
+    expected = [v.numpy().copy() for v in model.weights]
+    for t in range(1, 5):
+        train_loop(iterator, tf.constant(1))
+        decay = min(0.6, (1 + t) / (10 + t))
+        expected = [decay * e + (1 - decay) * v.numpy() for e, v in zip(expected, model.weights)]
+        for shadow, value in zip(ema.averages, expected):
+            for local in strategy.experimental_local_results(shadow):
+                np.testing.assert_allclose(local.numpy(), value, rtol=1e-6)
+    assert int(optimizer.iterations.numpy()) == 4

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from efficientnet_tf.data import pipeline
 from efficientnet_tf.train import distribute, trainer
 
 from trainutil import tiny_config
@@ -207,7 +208,10 @@ def test_tpu_defaults_follow_the_strategy(photo_folder):
     assert (on_tpu.policy, on_tpu.image_dtype, on_tpu.steps_per_loop) == (
         "mixed_bfloat16", tf.bfloat16, 100)  # min(100, log_every_steps)
     assert on_tpu.per_replica_batch == 2
-    assert on_tpu.jit_compile and not on_cpu.jit_compile
+    # XLA compiles every TPU step already: no explicit jit_compile wrapper there (nor on CPU).
+    assert not on_tpu.jit_compile and not on_cpu.jit_compile
+    assert distribute.describe_xla(on_tpu.jit_compile, tpu) == "implicit (TPU)"
+    assert distribute.describe_xla(on_cpu.jit_compile, cpu) == "off"
 
 
 @pytest.mark.parametrize("rule, replicas, expected", [
@@ -237,3 +241,33 @@ def test_no_tpu_reachable_is_one_clear_error(tpu):
     with pytest.raises(distribute.StrategyError, match=rf"no TPU found for --tpu='{tpu}' "
                                                        r"\(tried TPUClusterResolver"):
         distribute.resolve(tpu=tpu)
+
+
+def test_the_input_functions_capture_no_variable(photo_folder, tmp_path):
+    """On a TPU pod each host runs the dataset function in its own TensorFlow server, which
+    cannot reach host 0's variables: the stage's augmentation, mixing and sizes are constants,
+    and the pod run counts no skipped images. Built in a fresh graph, with none of the trainer's
+    variables, the train and eval datasets still build and run; with the counter they do not."""
+    config = two_stage_config(photo_folder)
+    config.augment.kind = "randaugment"
+    config.progressive.mixup_min, config.progressive.mixup_max = 0.2, 0.2
+    config.progressive.cutmix_min, config.progressive.cutmix_max = 0.5, 0.5
+    strategy, plan, state = build(config, str(tmp_path))
+    stage = plan.stages[-1]
+    settings = trainer.train_settings(plan, config, stage, 0)
+    context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=1,
+                                         num_replicas_in_sync=2)
+    with tf.Graph().as_default():
+        train = pipeline.train_dataset(plan.source, settings, context)
+        evaluation = pipeline.eval_dataset(plan.source, plan.eval_transform, 4, plan.num_classes,
+                                           context)
+        batches = [tf.compat.v1.data.make_one_shot_iterator(d).get_next()
+                   for d in (train, evaluation)]
+        with tf.compat.v1.Session() as session:
+            (images, labels), (eval_images, _) = session.run(batches)
+    assert images.shape == (8, 32, 32, 3) and labels.shape == (8, 3)
+    assert ((labels > 0.01) & (labels < 0.99)).any()  # mixed in the graph of the other host
+    assert eval_images.shape == (4, 32, 32, 3)
+    assert state.counter is not None and not plan.pod  # one process on the CPU: counted
+    with tf.Graph().as_default(), pytest.raises(Exception, match="capture an EagerTensor"):
+        pipeline.train_dataset(plan.source, settings, context, counter=state.counter)
