@@ -12,4 +12,4 @@ def test_every_folder_of_the_package_is_a_package_setup_finds():
                for directory, _, files in os.walk(os.path.join(ROOT, "efficientnet_tf"))
                if any(name.endswith(".py") for name in files)}
     found = set(find_packages(ROOT, include=["efficientnet_tf", "efficientnet_tf.*"]))
-    assert folders == found, f"folders without __init__.py are left out of wheels: {folders - found}"
+    assert folders == found, f"folders without __init__.py miss from wheels: {folders - found}"
