@@ -32,9 +32,21 @@ V1_CROP = CropSettings()  # tensorflow/tpu efficientnet preprocessing.py
 # google/automl efficientnetv2 preprocessing.py: TF's defaults apart from the area range.
 V2_CROP = CropSettings(area_range=(0.05, 1.0), aspect_ratio_range=(0.75, 1.33),
                        min_object_covered=0.0, max_attempts=100, center_fallback=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class PadCrop:
+    """The whole image resized, padded by `fraction` of its side on each edge (reflecting its
+    border), and a random square of the original size taken from it: translations of up to
+    `fraction`, with every pixel of the picture kept (the classic small-image crop of CIFAR
+    training, 4 px of 32)."""
+
+    fraction: float = 0.125
+
+
 # The train transforms by name (config data.crop); "whole": no crop, the whole image resized
-# (automl's fine-tuning path, preprocess_for_finetune).
-TRAIN_CROPS = {"v1": V1_CROP, "v2": V2_CROP, "whole": None}
+# (automl's fine-tuning path, preprocess_for_finetune); "pad": PadCrop.
+TRAIN_CROPS = {"v1": V1_CROP, "v2": V2_CROP, "whole": None, "pad": PadCrop()}
 # automl preprocessing.py preprocess_for_eval: V2 center-crops only below 320 px.
 V2_WHOLE_IMAGE_FROM = 320
 
@@ -71,7 +83,7 @@ def eval_transform(train_crop, image_size, resize_method, crop_fraction=None):
       v1     center crop of size / (size + 32) at every size (tensorflow/tpu; automl's legacy
              path for V2-B0..B3);
       v2     that crop below 320 px, the whole image from 320 px on (automl preprocessing.py);
-      whole  the whole image (automl's fine-tuning path).
+      whole  the whole image (automl's fine-tuning path); pad the same.
     An explicit `crop_fraction` (config eval.crop_fraction) keeps that share of the short side.
     """
     if train_crop not in TRAIN_CROPS:
@@ -81,6 +93,7 @@ def eval_transform(train_crop, image_size, resize_method, crop_fraction=None):
             raise ValueError(f"eval.crop_fraction must be in (0, 1], got {crop_fraction!r}")
         return EvalTransform(image_size, True, float(crop_fraction), resize_method)
     crop = train_crop == "v1" or (train_crop == "v2" and image_size < V2_WHOLE_IMAGE_FROM)
+    # "whole" and "pad" train on the whole picture: evaluate on it too.
     fraction = image_size / (image_size + CROP_PADDING) if crop else None
     return EvalTransform(image_size, crop, fraction, resize_method)
 
@@ -177,6 +190,11 @@ def preprocess_train(image_bytes, image_size, seed, crop=V1_CROP, method="biline
     crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     if crop is None:
         image = resize(decode(image_bytes), image_size, method)
+    elif isinstance(crop, PadCrop):
+        pad = int(round(image_size * crop.fraction))
+        image = tf.pad(resize(decode(image_bytes), image_size, method),
+                       [[pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
+        image = tf.image.stateless_random_crop(image, [image_size, image_size, 3], crop_seed)
     else:
         image = resize(decode_and_random_crop(image_bytes, image_size, crop_seed, crop),
                        image_size, method)

@@ -57,7 +57,7 @@ class Plan:
     jit_compile: bool
     steps_per_loop: int
     train_crop: str  # v1, v2 or whole
-    crop: Optional[preprocess.CropSettings]  # None: the whole image (train_crop "whole")
+    crop: object  # CropSettings, PadCrop, or None: the whole image (train_crop "whole")
     resize_method: str
     seed: int
     bn_synchronized: bool
@@ -95,7 +95,7 @@ def preprocessing(spec, config):
         raise ValueError(f"config.data.crop is {config.data.crop!r}; use auto, "
                          f"{', '.join(sorted(preprocess.TRAIN_CROPS))}")
     crop = preprocess.TRAIN_CROPS[train_crop]
-    if config.data.crop_area_min is not None and crop is not None:
+    if config.data.crop_area_min is not None and isinstance(crop, preprocess.CropSettings):
         crop = dataclasses.replace(crop, area_range=(config.data.crop_area_min, 1.0))
     resize_method = config.data.resize_method
     if resize_method == "auto":  # bicubic on the official v1 path, bilinear on v2

@@ -140,4 +140,24 @@ def test_train_crops_are_the_official_ones():
             v1.center_fallback) == ((0.08, 1.0), (3 / 4, 4 / 3), 0.1, 10, True)
     assert (v2.area_range, v2.aspect_ratio_range, v2.min_object_covered, v2.max_attempts,
             v2.center_fallback) == ((0.05, 1.0), (0.75, 1.33), 0.0, 100, False)
-    assert preprocess.TRAIN_CROPS == {"v1": v1, "v2": v2, "whole": None}
+    assert preprocess.TRAIN_CROPS == {"v1": v1, "v2": v2, "whole": None,
+                                      "pad": preprocess.PadCrop(0.125)}
+
+
+def test_pad_crop_translates_the_whole_picture_by_at_most_an_eighth():
+    """40 x 40 picture: each training image is it shifted by (dy, dx) in [-5, 5] (5 = 40 / 8),
+    the uncovered border reflected; the shifts vary with the seed."""
+    image = photo("astronaut", (40, 40))
+    data = encode(image, "PNG")
+    shifts = set()
+    for index in range(12):
+        out = preprocess.preprocess_train(data, 40, tf.constant([index, 7], tf.int64),
+                                          crop=preprocess.PadCrop(), flip=False).numpy()
+        found = [(dy, dx) for dy in range(-5, 6) for dx in range(-5, 6)
+                 if np.array_equal(out[max(dy, 0):40 + min(dy, 0), max(dx, 0):40 + min(dx, 0)],
+                                   image[max(-dy, 0):40 + min(-dy, 0),
+                                         max(-dx, 0):40 + min(-dx, 0)])]
+        assert len(found) == 1, found
+        shifts.add(found[0])
+    assert len(shifts) > 4
+    assert preprocess.eval_transform("pad", 40, "bilinear").crop is False  # eval: the whole
