@@ -1,0 +1,104 @@
+"""Why does a small photo folder learn badly? One setting changed at a time, on three datasets.
+
+    python scripts/ablate_small_data.py --out=ablation.jsonl [--variants=NAME,...]
+
+Each variant is the folder recipe (experiments/folder.py, as scripts/bench_small_data.py runs
+it) with a few keys changed; every (variant, dataset) pair is one training run whose held-out
+top-1 and wall time are appended to --out as a JSON line, so a killed ablation resumes where it
+stopped. At the end the table (variant x dataset) is printed in markdown.
+"""
+
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import tensorflow as tf  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+
+import bench_small_data as bench  # noqa: E402
+from efficientnet_tf.data import samples  # noqa: E402
+
+# name: overrides of the folder recipe (experiments/folder.py, with what it decides from the
+# data); each variant puts back one setting of the ImageNet recipe, or varies one of ours.
+VARIANTS = {
+    "recipe": [],
+    "official_randaugment_pixels": ["augment.relative_to_size=false"],
+    "randaugment_magnitude_10": ["progressive.randaug_min=10", "progressive.randaug_max=10"],
+    "randaugment_magnitude_15": ["progressive.randaug_min=15", "progressive.randaug_max=15"],
+    "no_randaugment": ["augment.kind=none"],
+    "crop_area_0.05_v2": ["data.crop_area_min=0.05"],
+    "crop_area_0.08_v1": ["data.crop_area_min=0.08"],
+    "no_crop": ["data.crop=whole"],
+    "eval_center_crop_padding_32": ["eval.crop_fraction=None"],
+    "rmsprop_official": ["optimizer.name=rmsprop", "optimizer.lr_per_256=0.016",
+                         "optimizer.epsilon=0.001", "optimizer.schedule=exponential",
+                         "train.weight_decay=1e-5", "train.weight_decay_mode=l2"],
+    "adamw_lr_x3": ["optimizer.lr_per_256=0.024"],
+    "adamw_lr_x0.3": ["optimizer.lr_per_256=0.0024"],
+    "no_label_smoothing": ["train.label_smoothing=0.0"],
+    "no_dropout_no_stochastic_depth": ["progressive.dropout_min=0.0",
+                                       "progressive.dropout_max=0.0", "model.survival_prob=1.0"],
+    "no_ema": ["train.ema_decay=0.0"],
+    "ema_0.9999": ["train.ema_decay=0.9999"],
+    "bn_momentum_0.99": ["model.bn_momentum=0.99"],
+    "no_weight_decay": ["train.weight_decay=0.0"],
+    "fixed_size": ["progressive.num_stages=1"],
+    "batch_32": ["train.batch_size=32"],
+}
+
+flags.DEFINE_string("out", "ablation.jsonl", "JSON lines of finished runs (appended, resumed).")
+flags.DEFINE_list("variants", list(VARIANTS), "Which variants to run.")
+flags.DEFINE_multi_string("extra", [], "KEY=VALUE overrides added to every variant.")
+FLAGS = flags.FLAGS
+
+
+def finished(path):
+    done = {}
+    if tf.io.gfile.exists(path):
+        with tf.io.gfile.GFile(path) as stream:
+            for line in stream:
+                if line.strip():
+                    record = json.loads(line)
+                    done[(record["variant"], record["dataset"])] = record
+    return done
+
+
+def markdown(done, variants, datasets):
+    lines = ["| variant | " + " | ".join(datasets) + " | mean |",
+             "|---|" + "---|" * (len(datasets) + 1)]
+    for variant in variants:
+        cells = [done.get((variant, dataset)) for dataset in datasets]
+        values = [c["top1"] for c in cells if c]
+        mean = f"{100 * sum(values) / len(values):.1f}" if len(values) == len(datasets) else ""
+        lines.append(f"| {variant} | " + " | ".join(
+            f"{100 * c['top1']:.1f}" if c else "" for c in cells) + f" | {mean} |")
+    return "\n".join(lines)
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.WARNING)
+    unknown = sorted(set(FLAGS.variants) - set(VARIANTS))
+    if unknown:
+        sys.exit(f"unknown variants {unknown}; known: {sorted(VARIANTS)}")
+    done = finished(FLAGS.out)
+    for variant in FLAGS.variants:
+        for dataset in FLAGS.datasets:
+            if (variant, dataset) in done:
+                continue
+            _, epochs = bench.DATASETS[dataset]
+            roots = samples.WRITERS[dataset](os.path.join(FLAGS.data_dir, dataset))
+            result = bench.ours(*roots, epochs, FLAGS.extra + VARIANTS[variant])
+            record = {"variant": variant, "dataset": dataset, **result}
+            print(json.dumps(record), flush=True)
+            with tf.io.gfile.GFile(FLAGS.out, "a") as stream:
+                stream.write(json.dumps(record) + "\n")
+            done[(variant, dataset)] = record
+    print(markdown(done, FLAGS.variants, FLAGS.datasets))
+
+
+if __name__ == "__main__":
+    app.run(main)
