@@ -19,7 +19,10 @@ setup(
         # Resolving a pod slice by name (TPUClusterResolver(tpu=NAME)) asks the Cloud TPU API
         # through cloud-tpu-client (google-api-python-client, oauth2client).
         "tpu": ["cloud-tpu-client"],
-        "dev": ["pytest", "scikit-image", "tensorflow-serving-api", "ruff"],
+        # TFDS datasets as a data source (the fine-tuning recipes); heavy, so optional.
+        "tfds": ["tensorflow-datasets"],
+        "dev": ["pytest", "scikit-image", "tensorflow-serving-api", "ruff",
+                "tensorflow-datasets"],
     },
     entry_points={"console_scripts": ["efficientnet-tf=efficientnet_tf.main:run"]},
     classifiers=["Programming Language :: Python :: 3",

@@ -58,7 +58,7 @@ def digits_config(root):
 def served_accuracy(export_dir, examples, batch_size=64):
     """Top-1 of an exported SavedModel's serving_default on [(image path, label)]: the image
     files' bytes go in, as a TF Serving client would send them."""
-    import tensorflow as tf
+    import tensorflow as tf  # see run()
 
     serve = tf.saved_model.load(export_dir).signatures["serving_default"]
     correct = 0
@@ -73,7 +73,9 @@ def served_accuracy(export_dir, examples, batch_size=64):
 def run(workdir, strategy=None):
     """Writes the digits under WORKDIR/digits, trains and evaluates in WORKDIR, exports a
     SavedModel to WORKDIR/export and measures it on the held-out files; returns the results."""
-    from efficientnet_tf import export
+    # Imported here: experiments/digits.py imports this module's digits_config while the flags
+    # are parsed, before TensorFlow may load (main.py sets its environment first).
+    from efficientnet_tf import rundir
     from efficientnet_tf.data import digits, sources
     from efficientnet_tf.train import trainer
 
@@ -82,7 +84,7 @@ def run(workdir, strategy=None):
     digits.write_digits(root)
     config = digits_config(root)
     results = trainer.train_and_evaluate(config, workdir, strategy)
-    results["export_dir"] = export.export_workdir(workdir, f"{workdir}/export")
+    results["export_dir"] = rundir.export_workdir(workdir, f"{workdir}/export")
     held_out = sources.from_config(config.data).examples(sources.EVAL)
     results["served_top1"] = served_accuracy(results["export_dir"], held_out)
     return results

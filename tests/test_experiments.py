@@ -7,6 +7,7 @@ import os
 import pytest
 
 from efficientnet_tf.specs import registry
+from efficientnet_tf.tasks import classification
 from efficientnet_tf.train import config as config_lib, progressive, trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,9 +31,10 @@ def with_data(config):
 
 def resolved(config):
     """(train crop, area range, resize method, eval crop?, eval crop fraction) of a recipe."""
-    crop_name, crop, resize, transform = trainer.preprocessing(
+    crop_name, resize, transform = classification.preprocessing(
         registry.get(config.model.name), config)
-    return (crop_name, crop.area_range if crop else None, resize, transform.crop,
+    crop = classification.crop_settings(crop_name, config.data.crop_area_min)
+    return (crop_name, getattr(crop, "area_range", None), resize, transform.crop,
             round(transform.fraction, 4))
 
 

@@ -14,11 +14,11 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from efficientnet_tf import export, predict
+from efficientnet_tf import export, predict, rundir, tflite
 from efficientnet_tf.data import sources
 from efficientnet_tf.models import fold
 from efficientnet_tf.specs import registry
-from efficientnet_tf.train import checkpoints, trainer
+from efficientnet_tf.train import trainer
 
 from imagedata import photo, write_folder
 from trainutil import tiny_config
@@ -38,11 +38,11 @@ def run(tmp_path_factory):
     config.optimizer.lr_per_256 = 1.6
     keras.utils.set_random_seed(0)
     trainer.train_and_evaluate(config, workdir)
-    export_dir = export.export_workdir(workdir, str(base / "export"))
-    keras.mixed_precision.set_global_policy("float32")
-    model, _, saved = checkpoints.load_trained_model(workdir)
+    export_dir = rundir.export_workdir(workdir, str(base / "export"))
+    model, recorded, _ = rundir.restore_model(workdir)
     return {"root": root, "workdir": workdir, "export": export_dir, "model": model,
-            "settings": export.serving_settings(saved), "base": base,
+            "settings": export.ServingSettings(recorded.task_settings.eval_transform),
+            "base": base,
             "eval": sources.ImageFolderSource(root, eval_percent=25).examples("eval")}
 
 
@@ -197,7 +197,7 @@ def test_a_tf_serving_rest_body_goes_through_the_signature(run):
 
 def test_export_to_a_ram_path(run):
     """ram:// is a TensorFlow filesystem that open() and os.path cannot see: gs:// stands in."""
-    path = export.export_workdir(run["workdir"], "ram://exports/tiny")
+    path = rundir.export_workdir(run["workdir"], "ram://exports/tiny")
     assert tf.io.gfile.exists("ram://exports/tiny/saved_model.pb")
     serve = tf.saved_model.load(path).signatures["serving_default"]
     assert serve(image_bytes=tf.constant([request_images()["bitmap.bmp"]]))["classes"].shape == (
@@ -214,8 +214,8 @@ def test_tflite_float_dynamic_and_int8_agree_with_the_saved_model(run):
     float_top1 = reference.argmax(1)
     for quantize in ("none", "dynamic", "int8"):
         calibration = images if quantize == "int8" else None
-        flatbuffer = export.tflite_bytes(run["export"], quantize, calibration)
-        _, probabilities = export.run_tflite(flatbuffer, images)
+        flatbuffer = tflite.tflite_bytes(run["export"], quantize, calibration)
+        _, probabilities = tflite.run_tflite(flatbuffer, images)
         # Quantized probabilities tie (int8 has 256 levels): a class within 0.02 of the best
         # counts as a top-1. `ahead`: classes clearly above the float model's top-1.
         own = probabilities[np.arange(len(images)), float_top1]
@@ -232,14 +232,14 @@ def test_tflite_float_dynamic_and_int8_agree_with_the_saved_model(run):
 
 
 def test_tflite_command_writes_a_file(run, tmp_path):
-    path = export.export_workdir(run["workdir"], str(tmp_path / "model.tflite"), "tflite",
+    path = rundir.export_workdir(run["workdir"], str(tmp_path / "model.tflite"), "tflite",
                                  quantize="int8", calibration_count=8)
     interpreter = tf.lite.Interpreter(model_path=path)
     assert "predict_images" in interpreter.get_signature_list()
 
 
 def test_keras_format(run, tmp_path):
-    path = export.export_workdir(run["workdir"], str(tmp_path / "model.keras"), "keras")
+    path = rundir.export_workdir(run["workdir"], str(tmp_path / "model.keras"), "keras")
     loaded = keras.models.load_model(path)
     images = np.random.RandomState(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     np.testing.assert_allclose(loaded(images), run["model"](images, training=False), atol=1e-6)
@@ -266,6 +266,6 @@ def test_predict_command_reports_bad_files_and_goes_on(run, tmp_path):
         assert "is not a JPEG, PNG, GIF or BMP image" in by_file[files[1]]["error"]
         assert by_file[files[2]]["error"]  # the missing file
         assert by_file[other]["top"]
-    text = predict.format_text(predict.predict_files(run["export"], [good, files[1]]))
+    text = predict.format_text(*predict.predict_files(run["export"], [good, files[1]]))
     assert text.splitlines()[0] == good and text.splitlines()[1].strip().startswith("1. ")
     assert text.splitlines()[-1].startswith(f"{files[1]}: error: ")

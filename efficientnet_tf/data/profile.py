@@ -42,7 +42,7 @@ def _header_size(data):
     from PIL import Image
 
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with Image.open(io.BytesIO(data)) as image:  # local: bytes already in memory
             width, height = image.size
     except Exception:  # a bad file is the pipeline's to skip and count
         return None

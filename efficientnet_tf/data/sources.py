@@ -14,6 +14,8 @@ from typing import Dict, Optional, Sequence
 
 import tensorflow as tf
 
+from efficientnet_tf.data import labels
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
 TRAIN, EVAL = "train", "eval"
 AUTOTUNE = tf.data.AUTOTUNE
@@ -89,6 +91,16 @@ class TFRecordSource:
         return dataset.map(self._parse, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
 
 
+def _tfds():
+    """tensorflow_datasets, an optional dependency (the [tfds] extra)."""
+    try:
+        import tensorflow_datasets
+    except ImportError:
+        raise ValueError("data.source='tfds' needs tensorflow-datasets: pip install "
+                         "'efficientnet_tf[tfds]'") from None
+    return tensorflow_datasets
+
+
 @dataclasses.dataclass
 class TFDSSource:
     """Any TFDS image-classification dataset by name, read from `data_dir` (no download)."""
@@ -101,8 +113,7 @@ class TFDSSource:
     label_feature: str = "label"
 
     def __post_init__(self):
-        import tensorflow_datasets as tfds
-
+        tfds = _tfds()
         self._builder = tfds.builder(self.name, data_dir=self.data_dir)
         label = self._builder.info.features[self.label_feature]
         self.num_classes = label.num_classes
@@ -117,8 +128,7 @@ class TFDSSource:
 
     def dataset(self, split, input_context=None, shuffle_files=False, seed=None,
                 deterministic=True):
-        import tensorflow_datasets as tfds
-
+        tfds = _tfds()
         _check_split(split, self.splits)
         read_config = tfds.ReadConfig(input_context=input_context, shuffle_seed=seed,
                                       add_tfds_id=True)
@@ -216,18 +226,19 @@ class ImageFolderSource:
 
 def from_config(data):
     """The source a `data` config section describes (see efficientnet_tf/train/config.py)."""
+    if data.source not in ("folder", "tfrecord", "tfds"):
+        raise ValueError(f"unknown data source {data.source!r}; use folder, tfrecord or tfds")
+    needed = {"folder": ["root"], "tfrecord": ["train_pattern", "eval_pattern"],
+              "tfds": ["tfds_name"]}[data.source]
+    missing = [f"data.{key}" for key in needed if not data[key]]
+    if missing:
+        raise ValueError(f"data.source={data.source!r} needs {', '.join(missing)}")
     if data.source == "folder":
         return ImageFolderSource(data.root, eval_root=data.eval_root or None,
                                  eval_percent=data.eval_percent)
     if data.source == "tfrecord":
-        from efficientnet_tf.data import tfrecords
-
-        class_names = None
-        if data.labels_file:
-            with tf.io.gfile.GFile(data.labels_file) as stream:
-                class_names = [line.strip() for line in stream if line.strip()]
-        else:
-            class_names = tfrecords.read_labels(data.train_pattern.rsplit("/", 1)[0])
+        class_names = labels.read_labels(
+            data.labels_file or data.train_pattern.rsplit("/", 1)[0])
         if class_names is not None and len(class_names) != data.num_classes:
             raise ValueError(f"data.num_classes is {data.num_classes} but the labels file lists "
                              f"{len(class_names)} classes")

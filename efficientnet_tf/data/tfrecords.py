@@ -12,10 +12,8 @@ from typing import Dict, List, Tuple
 
 import tensorflow as tf
 
+from efficientnet_tf.data import labels
 from efficientnet_tf.data.sources import EVAL, TRAIN, ImageFolderSource
-
-LABELS_FILE = "labels.txt"
-
 
 @dataclasses.dataclass
 class WriteSummary:
@@ -84,8 +82,7 @@ def write_image_folder(source, output_dir, shards=None, label_offset=1, progress
     `progress(total)` returns an object with update(n) and close(), e.g. tqdm.
     """
     tf.io.gfile.makedirs(output_dir)
-    with tf.io.gfile.GFile(f"{output_dir}/{LABELS_FILE}", "w") as labels_file:
-        labels_file.write("".join(f"{name}\n" for name in source.class_names))
+    labels.write_labels(f"{output_dir}/{labels.LABELS_FILE}", source.class_names)
     prefix = len(source.root.rstrip("/")) + 1
     written, skipped, files = {}, [], {}
     for split in (TRAIN, EVAL):
@@ -113,15 +110,6 @@ def write_image_folder(source, output_dir, shards=None, label_offset=1, progress
             writer.close()
         files[split] = names
     return WriteSummary(written=written, skipped=skipped, files=files)
-
-
-def read_labels(directory):
-    """The class names of labels.txt in `directory`, or None if there is none."""
-    path = f"{directory.rstrip('/')}/{LABELS_FILE}"
-    if not tf.io.gfile.exists(path):
-        return None
-    with tf.io.gfile.GFile(path) as labels_file:
-        return [line.rstrip("\n") for line in labels_file if line.strip()]
 
 
 def folder_to_tfrecords(root, output_dir, eval_percent=10, shards=None, label_offset=1,

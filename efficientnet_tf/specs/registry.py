@@ -295,12 +295,59 @@ def names(family=None, include_test=False):
             and (include_test or name not in _TEST_VARIANTS)]
 
 
+# A scaled row by name: "BASE:KEY=VALUE,..." with w, d, r (and train, dropout) for `scale`, or
+# phi (and alpha, beta, gamma, dropout) for `compound_scale`.
+SCALE_KEYS = {"w": "width", "d": "depth", "r": "resolution", "train": "train_size",
+              "dropout": "dropout_rate"}
+COMPOUND_KEYS = {"phi": "phi", "alpha": "alpha", "beta": "beta", "gamma": "gamma",
+                 "dropout": "dropout_rate"}
+
+
+def _scaled(name):
+    """The row of a scaled name such as 'efficientnet-b0:w=1.1,d=1.2,r=240' or
+    'efficientnet-b0:phi=1.5'; the row's name is the canonical form of that string."""
+    base_name, _, arguments = name.partition(":")
+    base = get(base_name)
+    values = {}
+    for item in filter(None, (part.strip() for part in arguments.split(","))):
+        key, _, value = item.partition("=")
+        try:
+            values[key.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"model {name!r}: {item!r} is not KEY=NUMBER") from None
+    compound = "phi" in values
+    allowed = COMPOUND_KEYS if compound else SCALE_KEYS
+    unknown = sorted(set(values) - set(allowed))
+    if unknown or not values:
+        raise ValueError(
+            f"model {name!r}: {'unknown keys ' + ', '.join(unknown) if unknown else 'no keys'}; "
+            "write BASE:w=WIDTH,d=DEPTH,r=RESOLUTION[,train=SIZE][,dropout=RATE] or "
+            "BASE:phi=PHI[,alpha=A,beta=B,gamma=G][,dropout=RATE]")
+    canonical = f"{base.name}:" + ",".join(f"{key}={values[key]:g}" for key in allowed
+                                          if key in values)
+    if compound:
+        return compound_scale(base=base, name=canonical,
+                              **{COMPOUND_KEYS[k]: v for k, v in values.items()})
+    missing = [key for key in ("w", "d", "r") if key not in values]
+    if missing:
+        raise ValueError(f"model {name!r} lacks {', '.join(missing)}: a scaled row needs w, d "
+                         "and r (or phi)")
+    arguments = {SCALE_KEYS[k]: v for k, v in values.items()}
+    for key in ("resolution", "train_size"):
+        if key in arguments:
+            arguments[key] = int(arguments[key])
+    return scale(base, name=canonical, **arguments)
+
+
 def get(name):
-    """A variant's row, by official ('efficientnetv2-s') or snake-case ('efficientnet_b0') name."""
+    """A variant's row, by official ('efficientnetv2-s') or snake-case ('efficientnet_b0') name,
+    or a scaled row by name ('efficientnet-b0:w=1.1,d=1.2,r=240', 'efficientnet-b0:phi=1.5')."""
     if isinstance(name, ModelSpec):
         return name
     if not isinstance(name, str):
         raise TypeError(f"a model name must be a string or ModelSpec, got {type(name).__name__}")
+    if ":" in name:
+        return _scaled(name)
     canonical = _BY_KEY.get(_key(name))
     if canonical is None:
         close = difflib.get_close_matches(name.lower().replace("_", "-"), list(_ROWS), n=3,

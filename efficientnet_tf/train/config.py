@@ -10,7 +10,6 @@ locked). `placeholder` fields default to None, meaning "the variant's value" (it
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-SOURCES = ("folder", "tfrecord", "tfds")
 AUGMENTS = ("none", "randaugment", "autoaugment")
 PROGRESSIVE = ("none", "paper", "official", "custom")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
@@ -19,6 +18,7 @@ PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 def base_config():
     """The ImageNet recipe of the papers for EfficientNetV2-S; experiments change what differs."""
     config = ml_collections.ConfigDict()
+    config.task = "classification"  # what the run learns (efficientnet_tf/tasks)
     config.model = ml_collections.ConfigDict(dict(
         name="efficientnetv2-s",
         dropout_rate=placeholder(float),  # None: the row's; progressive learning ramps it
@@ -64,6 +64,7 @@ def base_config():
     ))
     config.train = ml_collections.ConfigDict(dict(
         batch_size=4096, epochs=350.0,
+        image_size=placeholder(int),  # schedule "none": train at this size (None: the row's)
         steps=0,  # > 0: train this many steps instead of `epochs`
         steps_per_loop=0,  # train steps per host loop; 0: 100 on TPU, 1 elsewhere
         log_every_steps=100, checkpoint_every_steps=1000, keep_checkpoints=3,
@@ -146,8 +147,8 @@ def _one_of(value, allowed, key):
 
 
 def validate(config):
-    """Checks the settings that do not fail on their own; returns `config`."""
-    _one_of(config.data.source, SOURCES, "data.source")
+    """Checks the settings that do not fail on their own; returns `config`. (config.task is
+    checked by tasks.get when the run is planned, the data section by the task's source.)"""
     _one_of(config.augment.kind, AUGMENTS, "augment.kind")
     _one_of(config.progressive.schedule, PROGRESSIVE, "progressive.schedule")
     _one_of(config.train.precision, PRECISIONS, "train.precision")
@@ -162,10 +163,4 @@ def validate(config):
             raise ValueError(f"config.{key} must be > 0, got {config[section][name]!r}")
     if config.train.steps <= 0 and config.train.epochs <= 0:
         raise ValueError("set config.train.epochs or config.train.steps to a positive number")
-    source = config.data.source
-    needed = {"folder": ["root"], "tfrecord": ["train_pattern", "eval_pattern"],
-              "tfds": ["tfds_name"]}[source]
-    missing = [f"data.{key}" for key in needed if not config.data[key]]
-    if missing:
-        raise ValueError(f"data.source={source!r} needs {', '.join(missing)}")
     return config

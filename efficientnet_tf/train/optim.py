@@ -65,14 +65,13 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
                 "minimum": self.minimum}
 
 
-def schedule_from_config(optimizer_config, global_batch, steps_per_epoch, total_steps):
-    """The WarmupSchedule of an `optimizer` config section: lr scales with global batch / 256."""
+def schedule_from_run(settings, total_steps):
+    """The WarmupSchedule of a Run's resolved optimization settings (train/run.Optimization)."""
     return WarmupSchedule(
-        peak=optimizer_config.lr_per_256 * global_batch / 256.0, total_steps=total_steps,
-        warmup_steps=int(optimizer_config.warmup_epochs * steps_per_epoch),  # official: int()
-        kind=optimizer_config.schedule, decay_rate=optimizer_config.decay_rate,
-        decay_steps=max(optimizer_config.decay_epochs * steps_per_epoch, 1e-9),
-        minimum=optimizer_config.min_lr)
+        peak=settings.peak_learning_rate, total_steps=total_steps,
+        warmup_steps=settings.warmup_steps, kind=settings.schedule,
+        decay_rate=settings.decay_rate, decay_steps=settings.decay_steps,
+        minimum=settings.min_learning_rate)
 
 
 @keras.saving.register_keras_serializable(package="efficientnet_tf")
@@ -113,27 +112,44 @@ def decays(variable, exclude=NO_DECAY):
     return not any(part in name.split("/")[-1] for part in exclude)
 
 
-def optimizer_from_config(optimizer_config, learning_rate, weight_decay=0.0, decoupled=False,
-                          exclude=NO_DECAY):
-    """The optimizer of an `optimizer` config section; decoupled weight decay if asked, on the
+def make_optimizer(name, learning_rate, momentum=0.9, rmsprop_decay=0.9, epsilon=1e-3,
+                   nesterov=False, weight_decay=0.0, decoupled=False, exclude=NO_DECAY):
+    """rmsprop (TF1), sgd or adamw; decoupled weight decay if asked (adamw: always), on the
     variables whose names hold none of `exclude`."""
-    name = optimizer_config.name
     decay = weight_decay if decoupled else None
     if name == "rmsprop":
-        optimizer = TF1RMSprop(learning_rate, rho=optimizer_config.rmsprop_decay,
-                               momentum=optimizer_config.momentum,
-                               epsilon=optimizer_config.epsilon, weight_decay=decay)
+        optimizer = TF1RMSprop(learning_rate, rho=rmsprop_decay, momentum=momentum,
+                               epsilon=epsilon, weight_decay=decay)
     elif name == "sgd":
-        optimizer = keras.optimizers.SGD(learning_rate, momentum=optimizer_config.momentum,
-                                         nesterov=optimizer_config.nesterov, weight_decay=decay)
+        optimizer = keras.optimizers.SGD(learning_rate, momentum=momentum, nesterov=nesterov,
+                                         weight_decay=decay)
     elif name == "adamw":
         optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay,
-                                           epsilon=optimizer_config.epsilon)
+                                           epsilon=epsilon)
     else:
         raise ValueError(f"unknown optimizer {name!r}; use one of {OPTIMIZERS}")
     if optimizer.weight_decay:
         optimizer.exclude_from_weight_decay(var_names=list(exclude))
     return optimizer
+
+
+def optimizer_from_config(optimizer_config, learning_rate, weight_decay=0.0, decoupled=False,
+                          exclude=NO_DECAY):
+    """The optimizer of an `optimizer` config section (see make_optimizer)."""
+    return make_optimizer(optimizer_config.name, learning_rate,
+                          momentum=optimizer_config.momentum,
+                          rmsprop_decay=optimizer_config.rmsprop_decay,
+                          epsilon=optimizer_config.epsilon, nesterov=optimizer_config.nesterov,
+                          weight_decay=weight_decay, decoupled=decoupled, exclude=exclude)
+
+
+def optimizer_from_run(settings, learning_rate):
+    """The optimizer of a Run's resolved optimization settings (train/run.Optimization)."""
+    return make_optimizer(settings.name, learning_rate, momentum=settings.momentum,
+                          rmsprop_decay=settings.rmsprop_decay, epsilon=settings.epsilon,
+                          nesterov=settings.nesterov, weight_decay=settings.weight_decay,
+                          decoupled=settings.decoupled_weight_decay,
+                          exclude=settings.weight_decay_exclude)
 
 
 def l2_penalty(variables, weight_decay, exclude=NO_DECAY):

@@ -14,7 +14,8 @@ Schedules:
             paper ramps dropout too; that part is ours, as the official code never did it.
   custom    the paper's interpolation between the (min, max) given in the config (defaults: the
             row's paper targets).
-  none      one stage at the row's train size and the configured regularization.
+  none      one stage at train.image_size (default: the row's train size) and the configured
+            regularization.
 """
 
 import dataclasses
@@ -91,7 +92,8 @@ def stages(spec, config, total_steps):
     dropout = config.model.dropout_rate
     dropout = spec.dropout_rate if dropout is None else dropout
     if schedule == "none":
-        return [Stage(0, 0, total_steps, spec.train_size, dropout,
+        size = config.train.image_size or spec.train_size
+        return [Stage(0, 0, total_steps, size, dropout,
                       config.augment.randaug_magnitude, config.augment.mixup_alpha,
                       config.augment.cutmix_alpha)]
     if schedule not in ("official", "paper", "custom"):

@@ -11,6 +11,8 @@ import time
 
 import tensorflow as tf
 from absl import logging
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 
 def duration(seconds):
@@ -28,37 +30,49 @@ def duration(seconds):
 class Progress:
     """The periodic progress line and the train summaries.
 
-    images/s and the ETA exclude each stage's first host loop, which also traces the step.
+    `summarize` turns summed window totals into the task's values (e.g. top1), and `headline`
+    names the one the line shows beside the loss. images/s and the ETA exclude each stage's
+    first host loop, which also traces the step.
     """
 
-    def __init__(self, workdir, total_steps, steps_per_epoch, global_batch, write=True):
+    def __init__(self, workdir, total_steps, steps_per_epoch, global_batch, write=True,
+                 summarize=None, headline="top1"):
         self.total_steps = total_steps
         self.steps_per_epoch = steps_per_epoch
         self.global_batch = global_batch
         self.writer = tf.summary.create_file_writer(f"{workdir}/train") if write else None
         self.print = write
-        self._window = {"loss": 0.0, "correct": 0.0, "examples": 0.0, "seconds": 0.0, "steps": 0}
+        self.summarize = summarize or (lambda totals: {})
+        self.headline = headline
+        self._window = self._empty()
         self._rate = float("nan")
         self.last = {}
 
+    @staticmethod
+    def _empty():
+        return {"seconds": 0.0, "steps": 0}
+
     def add(self, totals, steps, seconds, timed=True):
-        for key in ("loss", "correct", "examples"):
-            self._window[key] += float(totals[key])
+        for key, value in totals.items():
+            self._window[key] = self._window.get(key, 0.0) + float(value)
         if timed:
             self._window["seconds"] += seconds
             self._window["steps"] += steps
 
     def emit(self, step, learning_rate, stage=None, extra=None):
         window = self._window
-        examples = max(window["examples"], 1.0)
+        examples = max(window.get("examples", 0.0), 1.0)
         if window["steps"]:
             self._rate = window["steps"] * self.global_batch / max(window["seconds"], 1e-9)
         remaining = (self.total_steps - step) * self.global_batch / self._rate
-        self.last = {"step": step, "loss": window["loss"] / examples,
-                     "top1": window["correct"] / examples, "learning_rate": float(learning_rate),
-                     "images_per_second": self._rate, "epoch": step / self.steps_per_epoch}
+        self.last = {"step": step, "loss": window.get("loss", 0.0) / examples,
+                     **self.summarize({**window, "examples": examples}),
+                     "learning_rate": float(learning_rate), "images_per_second": self._rate,
+                     "epoch": step / self.steps_per_epoch}
+        headline = (f" {self.headline} {100 * self.last[self.headline]:.1f}%"
+                    if self.headline in self.last else "")
         line = (f"step {step}/{self.total_steps} epoch {self.last['epoch']:.2f} "
-                f"loss {self.last['loss']:.4f} top1 {100 * self.last['top1']:.1f}% "
+                f"loss {self.last['loss']:.4f}{headline} "
                 f"lr {learning_rate:.3g} {self._rate:.1f} img/s ETA {duration(remaining)}")
         if stage is not None:
             line += f" [stage {stage.index + 1} size {stage.image_size}]"
@@ -68,16 +82,16 @@ class Progress:
             logging.info(line)
         if self.writer is not None:
             with self.writer.as_default(step=step):
-                for key in ("loss", "top1", "learning_rate", "images_per_second"):
-                    if math.isfinite(self.last[key]):
-                        tf.summary.scalar(key, self.last[key])
+                for key, value in self.last.items():
+                    if key not in ("step", "epoch") and math.isfinite(value):
+                        tf.summary.scalar(key, value)
                 if stage is not None:
                     tf.summary.scalar("image_size", stage.image_size)
                     tf.summary.scalar("dropout_rate", stage.dropout_rate)
                     tf.summary.scalar("randaug_magnitude", stage.randaug_magnitude)
                     tf.summary.scalar("mixup_alpha", stage.mixup_alpha)
             self.writer.flush()
-        self._window = {"loss": 0.0, "correct": 0.0, "examples": 0.0, "seconds": 0.0, "steps": 0}
+        self._window = self._empty()
         return line
 
 
@@ -100,10 +114,12 @@ class InputMeter:
 
 
 def write_eval_summary(workdir, step, metrics):
+    """The evaluation's numbers (not its example count) as summaries under WORKDIR/eval."""
     writer = tf.summary.create_file_writer(f"{workdir}/eval")
     with writer.as_default(step=step):
-        for key in ("loss", "top1", "top5"):
-            tf.summary.scalar(key, metrics[key])
+        for key, value in metrics.items():
+            if key != "examples" and isinstance(value, (int, float)):
+                tf.summary.scalar(key, value)
     writer.flush()
 
 
@@ -121,16 +137,15 @@ def read_scalars(directory):
     return {tag: sorted(points.items()) for tag, points in series.items()}
 
 
-def write_plot(workdir):
-    """WORKDIR/training.png: loss, top-1 (train and eval) and learning rate over steps."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def write_plot(workdir, headline="top1", headline_title="top-1 accuracy"):
+    """WORKDIR/training.png: loss, the task's headline metric (train and eval) and the learning
+    rate over steps."""
     train, evaluation = read_scalars(f"{workdir}/train"), read_scalars(f"{workdir}/eval")
-    figure, axes = plt.subplots(1, 3, figsize=(15, 4))
-    for axis, tag, title in ((axes[0], "loss", "loss"), (axes[1], "top1", "top-1 accuracy")):
+    # The object interface (a Figure with an Agg canvas): no pyplot, no global backend change.
+    figure = Figure(figsize=(15, 4))
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(1, 3)
+    for axis, tag, title in ((axes[0], "loss", "loss"), (axes[1], headline, headline_title)):
         for series, label, style in ((train, "train", "-"), (evaluation, "eval", "o-")):
             if series.get(tag):
                 steps, values = zip(*series[tag])
@@ -146,7 +161,6 @@ def write_plot(workdir):
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90)
-    plt.close(figure)
     path = f"{workdir}/training.png"
     with tf.io.gfile.GFile(path, "wb") as stream:
         stream.write(buffer.getvalue())

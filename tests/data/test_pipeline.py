@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from efficientnet_tf.data import augment, mixing, pipeline, preprocess, sources, tfrecords
+from efficientnet_tf.data import labels as labels_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -130,7 +131,7 @@ def test_make_tfrecords_script_round_trip(tmp_path, messy_folder):
     assert result.returncode == 0, result.stderr
     assert "skipped 3 images" in result.stdout
     assert "1 empty file" in result.stdout and "2 not a decodable image" in result.stdout
-    assert tfrecords.read_labels(str(output)) == ["astronaut", "coffee"]
+    assert labels_lib.read_labels(str(output)) == ["astronaut", "coffee"]
     folder = sources.ImageFolderSource(str(messy_folder), eval_percent=50)
     records = sources.TFRecordSource({"train": str(output / "train-*"),
                                       "eval": str(output / "eval-*")}, num_classes=2)
@@ -198,7 +199,7 @@ def test_a_ram_filesystem_dataset_works(image_folder):
     folder = sources.ImageFolderSource(root, eval_percent=20)
     records = sources.TFRecordSource({"train": root + "-records/train-*",
                                       "eval": root + "-records/eval-*"}, num_classes=3)
-    assert tfrecords.read_labels(root + "-records") == folder.class_names
+    assert labels_lib.read_labels(root + "-records") == folder.class_names
     for source in (folder, records):
         images, labels = next(iter(pipeline.train_dataset(source, settings())))
         assert images.shape == (4, 32, 32, 3)

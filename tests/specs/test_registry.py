@@ -175,3 +175,26 @@ def test_rows_validate_their_fields():
         dataclasses.replace(row, dropout_rate=1.5)
     with pytest.raises(ValueError, match="unknown token"):
         dataclasses.replace(row, base_blocks=("r1_k3_s1_e1_i32_o16_zz",))
+
+
+def test_scaled_rows_by_name():
+    """The grammar of --config.model.name and `info --model`: BASE:w=,d=,r= or BASE:phi=."""
+    row = registry.get("efficientnet-b0:w=1.1,d=1.2,r=240")
+    assert row.name == "efficientnet-b0:w=1.1,d=1.2,r=240"
+    assert (row.width, row.depth, row.eval_size) == (1.1, 1.2, 240)
+    assert row.scaled_head_filters == 1408  # round_filters(1280 x 1.1), as B2
+    assert [b.repeats for b in row.blocks] == [2, 3, 3, 4, 4, 5, 2]  # ceil(1.2 x 1,2,2,3,3,4,1)
+    # Spacing and number formats do not matter: the row's name is canonical.
+    assert registry.get("efficientnet-b0: r=240, d=1.20, w=1.10").name == row.name
+    phi = registry.get("efficientnet-b0:phi=2")
+    assert phi.blocks == registry.compound_scale(2).blocks and phi.eval_size == 296
+    assert registry.get(phi.name) == phi  # the recorded name rebuilds the same row
+
+
+@pytest.mark.parametrize("name, message", [
+    ("efficientnet-b0:w=1.1", "lacks d, r"), ("efficientnet-b0:w=wide,d=1,r=224", "KEY=NUMBER"),
+    ("efficientnet-b0:x=2", "unknown keys x"), ("efficientnet-b0:", "no keys"),
+    ("efficientnet-b9:phi=1", "unknown model 'efficientnet-b9'")])
+def test_bad_scaled_names_say_what_is_wrong(name, message):
+    with pytest.raises(ValueError, match=message):
+        registry.get(name)

@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from efficientnet_tf.train import config as config_lib
 from efficientnet_tf.train import optim
+from efficientnet_tf.train import run as run_lib
 
 
 def test_official_schedule_decays_from_step_zero_under_the_warmup():
@@ -14,7 +15,8 @@ def test_official_schedule_decays_from_step_zero_under_the_warmup():
     lr(s) = 0.256 * s / 1563 for s < 1563, else 0.256 * 0.97 ** floor(s / 750.67)."""
     config = config_lib.base_config()
     steps_per_epoch = 1_281_167 / 4096  # ImageNet at batch 4096: 312.78 steps per epoch
-    schedule = optim.schedule_from_config(config.optimizer, 4096, steps_per_epoch, 350 * 313)
+    schedule = optim.schedule_from_run(
+        run_lib.optimization_settings(config, 4096, steps_per_epoch), 350 * 313)
     assert schedule.warmup_steps == 1563  # int(5 * 312.78)
     assert float(schedule(0)) == 0.0
     assert float(schedule(781)) == pytest.approx(0.256 * 781 / 1563, rel=1e-6)

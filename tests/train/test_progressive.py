@@ -129,20 +129,18 @@ def test_each_stage_trains_with_its_own_size_dropout_magnitude_and_mixup(photo_f
     monkeypatch.setattr(layers_lib.Dropout, "call", measuring_call)
     config = three_stage_config(photo_folder, **{"train.batch_size": 32})
     strategy = tf.distribute.get_strategy()
-    plan = trainer.plan_run(config, strategy)
-    state = trainer.build_state(plan, config, strategy, str(tmp_path))
-    progress = trainer.report.Progress(str(tmp_path), plan.total_steps, plan.steps_per_epoch,
-                                       plan.global_batch, write=False)
-    assert [s.image_size for s in plan.stages] == [16, 24, 32]
-    for stage in plan.stages:
-        trainer.train_stage(plan, state, config, strategy, stage, progress, str(tmp_path))
+    run = trainer.plan(config, strategy)
+    state = trainer.build_state(run, strategy, str(tmp_path))
+    progress = trainer.report.Progress(str(tmp_path), run.total_steps, run.steps_per_epoch,
+                                       run.global_batch, write=False)
+    assert [s.image_size for s in run.stages] == [16, 24, 32]
+    for stage in run.stages:
+        trainer.train_stage(run, state, stage, progress, str(tmp_path))
         assert state.step == stage.end_step
         # 32 examples x 320 features: the measured rate is the stage's within a few percent.
         assert float(zero_fraction.numpy()) == pytest.approx(stage.dropout_rate, abs=0.04)
-        assert trainer.augmenter(config, stage).magnitude == pytest.approx(
-            stage.randaug_magnitude)
-        images, labels = next(trainer.train_iterator(plan, state, config, strategy, stage,
-                                                     state.step))
+        assert state.task.augmenter(stage).magnitude == pytest.approx(stage.randaug_magnitude)
+        images, labels = next(trainer.train_iterator(run, state, stage, state.step))
         assert images.shape[1:3] == (stage.image_size, stage.image_size)
         mixed = ((labels.numpy() > 0.01) & (labels.numpy() < 0.99)).any()
         assert mixed == (stage.mixup_alpha > 0)
@@ -166,10 +164,11 @@ def test_a_run_killed_in_stage_three_resumes_in_stage_three(photo_folder, tmp_pa
         trainer.train_and_evaluate(config, workdir)
     monkeypatch.setattr(checkpoints.Checkpoints, "save", original_save)
     entered = []
-    original_enter = trainer.enter_stage
-    monkeypatch.setattr(trainer, "enter_stage",
-                        lambda state, stage: (entered.append((state.step, stage)),
-                                              original_enter(state, stage)))
+    original_train_stage = trainer.train_stage
+    monkeypatch.setattr(trainer, "train_stage",
+                        lambda run, state, stage, *rest: (entered.append((state.step, stage)),
+                                                          original_train_stage(run, state, stage,
+                                                                               *rest)))
     results = trainer.train_and_evaluate(config, workdir)
     assert results["steps"] == 12 and results["steps_this_run"] == 2
     (step, stage), = entered

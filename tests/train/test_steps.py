@@ -14,10 +14,11 @@ from PIL import Image
 
 from efficientnet_tf.data import pipeline
 from efficientnet_tf.models import layers
+from efficientnet_tf.tasks import classification
 from efficientnet_tf.train import config as config_lib
 from efficientnet_tf.train import distribute, loop, optim, trainer
 
-from trainutil import tiny_config
+from trainutil import SoftmaxTask, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -38,18 +39,19 @@ def seven_classes(tmp_path_factory):
 
 def build(config, workdir, strategy=None):
     strategy = strategy or tf.distribute.get_strategy()
-    plan = trainer.plan_run(config, strategy)
-    return plan, trainer.build_state(plan, config, strategy, str(workdir))
+    run = trainer.plan(config, strategy)
+    return run, trainer.build_state(run, strategy, str(workdir))
 
 
 def test_eval_top1_and_top5_equal_numpy_and_skip_the_padding(seven_classes, tmp_path):
     train_root, eval_root = seven_classes
     config = tiny_config(train_root, **{"data.eval_root": eval_root, "train.ema_decay": 0.0})
-    plan, state = build(config, tmp_path)
-    metrics = trainer.evaluate(plan, state, config, tf.distribute.get_strategy())
+    run, state = build(config, tmp_path)
+    metrics = trainer.evaluate(run, state)
     # Independently: the same eval batches, padding rows dropped, logits ranked in NumPy.
     logits, labels = [], []
-    for images, batch_labels in pipeline.eval_dataset(plan.source, plan.eval_transform, 8, 7):
+    for images, batch_labels in pipeline.eval_dataset(
+            run.source, run.task_settings.eval_transform, 8, 7):
         keep = batch_labels.numpy() >= 0
         logits.append(state.model(images, training=False).numpy()[keep])
         labels.append(batch_labels.numpy()[keep])
@@ -98,8 +100,8 @@ def test_a_mixed_float16_step_scales_the_loss_and_unscales_its_update(photo_fold
     the scale; the first step taken equals the float32 step from the same weights and batch,
     not 2^k times it."""
     config = tiny_config(photo_folder)
-    plan = trainer.plan_run(config, tf.distribute.get_strategy())
-    images, labels = next(iter(pipeline.train_dataset(plan.source, pipeline.TrainSettings(
+    run = trainer.plan(config, tf.distribute.get_strategy())
+    images, labels = next(iter(pipeline.train_dataset(run.source, pipeline.TrainSettings(
         image_size=32, batch_size=8, num_classes=3, seed=1, deterministic=True))))
     batch = (images, labels)
     _, update32, _ = _sgd_updates(photo_folder, tmp_path / "f32", "float32", batch, 1)
@@ -136,8 +138,9 @@ def _tiny_steps(**loss_settings):
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="dense")])
     optimizer = keras.optimizers.SGD(1.0)
     optimizer.build(model.trainable_variables)
-    settings = loop.LossSettings(global_batch=2, num_classes=3, **loss_settings)
-    return model, loop.Steps(model, optimizer, tf.distribute.get_strategy(), settings)
+    settings = loop.LossSettings(global_batch=2, **loss_settings)
+    return model, loop.Steps(SoftmaxTask(), model, optimizer, tf.distribute.get_strategy(),
+                             settings)
 
 
 def test_gradient_clipping_bounds_the_global_norm():
@@ -153,7 +156,7 @@ def test_gradient_clipping_bounds_the_global_norm():
 def test_label_smoothing_spreads_its_share_over_all_classes():
     logits = tf.constant([[2.0, 0.5, -1.0, 0.0]])
     labels = tf.one_hot([0], 4)
-    got = float(loop.cross_entropy(labels, logits, label_smoothing=0.1)[0])
+    got = float(classification.cross_entropy(labels, logits, label_smoothing=0.1)[0])
     target = np.array([0.9 + 0.025, 0.025, 0.025, 0.025])
     log_softmax = logits.numpy()[0] - np.log(np.exp(logits.numpy()[0]).sum())
     assert got == pytest.approx(-(target * log_softmax).sum(), rel=1e-6)
@@ -174,14 +177,15 @@ def test_use_ema_false_evaluates_the_raw_weights(photo_folder, tmp_path):
     workdir = str(tmp_path / "run")
     trainer.train_and_evaluate(config, workdir)
     strategy = tf.distribute.get_strategy()
-    with_ema = trainer.evaluate_workdir(config, workdir)
+    with_ema = trainer.evaluate_workdir(workdir, config)
     config.eval.use_ema = False
-    raw = trainer.evaluate_workdir(config, workdir)
-    plan, state = build(config, tmp_path / "check", strategy)
+    raw = trainer.evaluate_workdir(workdir, config)
+    run, state = build(config, tmp_path / "check", strategy)
     tf.train.Checkpoint(model=state.model).restore(
         tf.train.latest_checkpoint(workdir)).expect_partial()
     direct = state.steps.evaluate(strategy.distribute_datasets_from_function(
-        lambda context: pipeline.eval_dataset(plan.source, plan.eval_transform, 8, 3, context)))
+        lambda context: pipeline.eval_dataset(run.source, run.task_settings.eval_transform, 8,
+                                              3, context)))
     assert raw["loss"] == pytest.approx(direct["loss"], rel=1e-5)
     assert raw["loss"] != pytest.approx(with_ema["loss"], rel=1e-3)
 
@@ -196,8 +200,8 @@ def test_an_unset_seed_is_drawn_recorded_and_reused_when_the_run_resumes(photo_f
         saved = json.load(open(os.path.join(tmp_path, name, "config.json")))
         seeds.append(saved["resolved"]["seed"])
     assert seeds[0] != seeds[1]  # two runs, two seeds (a clash is a 1-in-2^31 chance)
-    assert trainer.plan_run(config, tf.distribute.get_strategy(),
-                            str(tmp_path / "a")).seed == seeds[0]
+    assert trainer.plan(config, tf.distribute.get_strategy(),
+                        str(tmp_path / "a")).seed == seeds[0]
 
 
 def test_a_fixed_seed_fixes_the_initial_weights(photo_folder, tmp_path):
@@ -251,8 +255,8 @@ def test_the_ema_update_inside_the_replica_step_follows_the_recurrence(replicas)
         optimizer = keras.optimizers.SGD(0.5)
         optimizer.build(model.trainable_variables)
         ema = optim.ExponentialMovingAverage(model, decay=0.6)
-    steps = loop.Steps(model, optimizer, strategy,
-                       loop.LossSettings(global_batch=2, num_classes=3), ema)
+    steps = loop.Steps(SoftmaxTask(), model, optimizer, strategy,
+                       loop.LossSettings(global_batch=2), ema)
     batch = (tf.constant([[1.0, -2.0, 3.0, 0.5], [0.1, 0.2, -0.3, 4.0]]), tf.one_hot([0, 2], 3))
     iterator = iter(strategy.experimental_distribute_dataset(
         tf.data.Dataset.from_tensors(batch).repeat()))

@@ -39,8 +39,8 @@ def two_stage_config(root, **overrides):
 def build(config, workdir, strategy=None):
     strategy = strategy or tf.distribute.get_strategy()
     keras.utils.set_random_seed(0)
-    plan = trainer.plan_run(config, strategy)
-    return strategy, plan, trainer.build_state(plan, config, strategy, workdir)
+    run = trainer.plan(config, strategy)
+    return strategy, run, trainer.build_state(run, strategy, workdir)
 
 
 def graph_ops(concrete):
@@ -65,15 +65,15 @@ def test_xla_compiled_steps_give_the_plain_steps_losses(photo_folder, tmp_path):
         state.steps.jit_compile = jit  # plan_run never turns XLA on for a CPU; the test does
         losses = []
         for stage in plan.stages:
-            trainer.enter_stage(state, stage)
-            iterator = trainer.train_iterator(plan, state, config, strategy, stage, state.step)
+            state.task.enter_stage(state.model, stage)
+            iterator = trainer.train_iterator(plan, state, stage, state.step)
             train_loop = state.steps.make_train_loop()
             totals = train_loop(iterator, tf.constant(2))  # a 2-step host loop
             losses.append(float(totals["loss"]) / float(totals["examples"]))
             if jit:
                 nodes = graph_ops(train_loop.get_concrete_function(iterator, tf.constant(2)))
                 assert any(node.attr["_XlaMustCompile"].b for node in nodes)
-        losses.append(trainer.evaluate(plan, state, config, strategy)["loss"])
+        losses.append(trainer.evaluate(plan, state)["loss"])
         results[jit] = losses
     assert state.steps.traces == {"train": 2, "eval": 1}
     np.testing.assert_allclose(results[True], results[False], rtol=1e-3)
@@ -85,7 +85,7 @@ def test_every_training_and_eval_batch_has_a_static_shape(photo_folder, tmp_path
     config = two_stage_config(photo_folder)
     strategy, plan, state = build(config, str(tmp_path), strategy)
     for stage in plan.stages:
-        iterator = trainer.train_iterator(plan, state, config, strategy, stage, 0)
+        iterator = trainer.train_iterator(plan, state, stage, 0)
         specs = tf.nest.flatten(iterator.element_spec, expand_composites=True)
         assert len(specs) == 4  # images and labels of each of the two replicas
         for spec in specs:
@@ -94,8 +94,7 @@ def test_every_training_and_eval_batch_has_a_static_shape(photo_folder, tmp_path
         assert images.shape == (4, stage.image_size, stage.image_size, 3)
         assert labels.shape == (4, plan.num_classes)  # one-hot (mixup-ready) labels
     eval_dataset = strategy.distribute_datasets_from_function(
-        lambda context: trainer.pipeline.eval_dataset(plan.source, plan.eval_size, 4,
-                                                      plan.num_classes, context))
+        lambda context: state.task.eval_dataset(context, batch_size=4))
     for spec in tf.nest.flatten(eval_dataset.element_spec, expand_composites=True):
         assert spec.shape.is_fully_defined() and spec.shape[0] == 4, spec
 
@@ -104,8 +103,8 @@ def test_the_step_functions_hold_no_host_only_ops(photo_folder, tmp_path):
     config = two_stage_config(photo_folder)
     strategy, plan, state = build(config, str(tmp_path))
     stage = plan.stages[0]
-    trainer.enter_stage(state, stage)
-    iterator = trainer.train_iterator(plan, state, config, strategy, stage, 0)
+    state.task.enter_stage(state.model, stage)
+    iterator = trainer.train_iterator(plan, state, stage, 0)
     train_loop = state.steps.make_train_loop()
     ops = {node.op for node in graph_ops(train_loop.get_concrete_function(iterator,
                                                                           tf.constant(1)))}
@@ -128,7 +127,7 @@ def test_bfloat16_from_the_input_pipeline_to_float32_loss(photo_folder, tmp_path
     model = state.model
     # Input pipeline -> model input: bfloat16 images, no cast to float32 in between.
     stage = plan.stages[0]
-    iterator = trainer.train_iterator(plan, state, config, strategy, stage, 0)
+    iterator = trainer.train_iterator(plan, state, stage, 0)
     images_spec, labels_spec = iterator.element_spec
     assert images_spec.dtype == tf.bfloat16 and labels_spec.dtype == tf.float32
     assert model.inputs[0].dtype == "bfloat16"
@@ -161,8 +160,8 @@ def test_one_trace_per_stage_and_per_eval_size_over_a_three_stage_run(photo_fold
                                        plan.global_batch, write=False)
     assert [s.image_size for s in plan.stages] == [16, 24, 32]
     for stage in plan.stages:
-        trainer.train_stage(plan, state, config, strategy, stage, progress, str(tmp_path))
-    trainer.evaluate(plan, state, config, strategy)
+        trainer.train_stage(plan, state, stage, progress, str(tmp_path))
+    trainer.evaluate(plan, state)
     # 9 host-loop calls of one step each and 5 evaluations (every 2 steps, then at the end):
     # 3 traces of the train loop (one per image size), 1 of the eval step (one eval size).
     assert state.step == 9
@@ -202,11 +201,12 @@ def test_tpu_defaults_follow_the_strategy(photo_folder):
     assert distribute.precision_policy("float32", tpu) == "float32"  # asked for: kept
     config = two_stage_config(photo_folder, **{"train.batch_size": 16, "eval.batch_size": 16,
                                                "train.log_every_steps": 250})
-    on_cpu, on_tpu = trainer.plan_run(config, cpu), trainer.plan_run(config, tpu)
-    assert (on_cpu.policy, on_cpu.image_dtype, on_cpu.steps_per_loop) == (
-        "float32", tf.float32, 1)
-    assert (on_tpu.policy, on_tpu.image_dtype, on_tpu.steps_per_loop) == (
-        "mixed_bfloat16", tf.bfloat16, 100)  # min(100, log_every_steps)
+    on_cpu, on_tpu = trainer.plan(config, cpu), trainer.plan(config, tpu)
+    assert (on_cpu.precision, on_cpu.image_dtype, on_cpu.steps_per_loop) == (
+        "float32", "float32", 1)
+    assert (on_tpu.precision, on_tpu.image_dtype, on_tpu.steps_per_loop) == (
+        "mixed_bfloat16", "bfloat16", 100)  # min(100, log_every_steps)
+    assert on_tpu.placement.tpu and not on_tpu.placement.pod
     assert on_tpu.per_replica_batch == 2
     # XLA compiles every TPU step already: no explicit jit_compile wrapper there (nor on CPU).
     assert not on_tpu.jit_compile and not on_cpu.jit_compile
@@ -254,13 +254,12 @@ def test_the_input_functions_capture_no_variable(photo_folder, tmp_path):
     config.progressive.cutmix_min, config.progressive.cutmix_max = 0.5, 0.5
     strategy, plan, state = build(config, str(tmp_path))
     stage = plan.stages[-1]
-    settings = trainer.train_settings(plan, config, stage, 0)
+    settings = state.task.train_settings(stage, 0)
     context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=1,
                                          num_replicas_in_sync=2)
     with tf.Graph().as_default():
         train = pipeline.train_dataset(plan.source, settings, context)
-        evaluation = pipeline.eval_dataset(plan.source, plan.eval_transform, 4, plan.num_classes,
-                                           context)
+        evaluation = state.task.eval_dataset(context, batch_size=4)
         batches = [tf.compat.v1.data.make_one_shot_iterator(d).get_next()
                    for d in (train, evaluation)]
         with tf.compat.v1.Session() as session:
@@ -268,6 +267,6 @@ def test_the_input_functions_capture_no_variable(photo_folder, tmp_path):
     assert images.shape == (8, 32, 32, 3) and labels.shape == (8, 3)
     assert ((labels > 0.01) & (labels < 0.99)).any()  # mixed in the graph of the other host
     assert eval_images.shape == (4, 32, 32, 3)
-    assert state.counter is not None and not plan.pod  # one process on the CPU: counted
+    assert state.counter is not None and not plan.placement.pod  # one process on the CPU: counted
     with tf.Graph().as_default(), pytest.raises(Exception, match="capture an EagerTensor"):
         pipeline.train_dataset(plan.source, settings, context, counter=state.counter)

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 
 import keras
 import numpy as np
@@ -13,8 +14,10 @@ import pytest
 import tensorflow as tf
 
 import efficientnet_tf
+from efficientnet_tf import predict, rundir
 from efficientnet_tf.specs import registry
-from efficientnet_tf.train import checkpoints, loop, optim, report, trainer
+from efficientnet_tf.tasks import classification
+from efficientnet_tf.train import optim, report, trainer
 
 from trainutil import tiny_config
 
@@ -23,6 +26,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def mirrored():
     return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
+def task_of(variant):
+    """A classification task of `variant` without data: what fine-tuning needs of it."""
+    return classification.ClassificationTask(types.SimpleNamespace(spec=registry.get(variant)),
+                                             None)
 
 
 def test_a_run_writes_config_checkpoints_summaries_results_and_plot(photo_folder, tmp_path):
@@ -116,8 +125,8 @@ def test_resume_restores_optimizer_ema_and_schedule_state(photo_folder, tmp_path
     workdir = str(tmp_path / "run")
     trainer.train_and_evaluate(tiny_config(photo_folder, **{"train.steps": 6}), workdir)
     config = tiny_config(photo_folder, **{"train.steps": 9})
-    plan = trainer.plan_run(config, tf.distribute.get_strategy())
-    state = trainer.build_state(plan, config, tf.distribute.get_strategy(), workdir)
+    run = trainer.plan(config, tf.distribute.get_strategy())
+    state = trainer.build_state(run, tf.distribute.get_strategy(), workdir)
     assert state.checkpoints.restore_latest().endswith("ckpt-6")
     assert state.step == 6
     reader = tf.train.load_checkpoint(workdir)
@@ -147,8 +156,8 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(photo_folder, 
         open(data, "wb").write(content[: len(content) // 2])
     else:  # a lost file
         os.remove(data)
-    plan = trainer.plan_run(config, tf.distribute.get_strategy())
-    state = trainer.build_state(plan, config, tf.distribute.get_strategy(), workdir)
+    run = trainer.plan(config, tf.distribute.get_strategy())
+    state = trainer.build_state(run, tf.distribute.get_strategy(), workdir)
     assert state.checkpoints.restore_latest().endswith("ckpt-6")
     assert state.step == 6
 
@@ -158,8 +167,8 @@ def test_a_storage_outage_while_restoring_stops_the_run(photo_folder, tmp_path, 
     workdir = str(tmp_path / "run")
     config = tiny_config(photo_folder)
     trainer.train_and_evaluate(config, workdir)
-    plan = trainer.plan_run(config, tf.distribute.get_strategy())
-    state = trainer.build_state(plan, config, tf.distribute.get_strategy(), workdir)
+    run = trainer.plan(config, tf.distribute.get_strategy())
+    state = trainer.build_state(run, tf.distribute.get_strategy(), workdir)
 
     def outage(*args, **kwargs):
         raise tf.errors.UnavailableError(None, None, "storage backend unavailable")
@@ -172,14 +181,14 @@ def test_a_storage_outage_while_restoring_stops_the_run(photo_folder, tmp_path, 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(photo_folder, tmp_path,
                                                                    monkeypatch):
     calls = tf.Variable(0)
-    original = loop.cross_entropy
+    original = classification.cross_entropy
 
     def poisoned(labels, logits, label_smoothing=0.0):
         calls.assign_add(1)
         poison = tf.cond(calls > 8, lambda: tf.constant(np.nan), lambda: tf.constant(0.0))
         return original(labels, logits, label_smoothing) + poison
 
-    monkeypatch.setattr(loop, "cross_entropy", poisoned)
+    monkeypatch.setattr(classification, "cross_entropy", poisoned)
     workdir = str(tmp_path / "run")
     with pytest.raises(trainer.TrainingDiverged, match=r"loss is nan at step 9 .*ckpt-6 stays "
                                                        r"the latest good state"):
@@ -195,14 +204,11 @@ def test_a_ram_workdir_trains_evaluates_and_exports_to_ram(photo_folder):
     for name in ("config.json", "results.json", "training.png", "checkpoint"):
         assert tf.io.gfile.exists(f"{workdir}/{name}"), name
     assert not os.path.exists(os.path.join("runs", "tiny"))  # nothing went to the local disk
-    config = checkpoints.load_config(workdir)
-    evaluated = trainer.evaluate_workdir(config, workdir)
+    evaluated = trainer.evaluate_workdir(workdir)
     assert evaluated["step"] == 12
     assert evaluated["top1"] == pytest.approx(results["eval_top1"])
     # ... and export from the ram:// workdir to a ram:// export dir, then serve from there.
-    from efficientnet_tf import export, predict
-
-    export.export_workdir(workdir, "ram://exports/from_ram")
+    rundir.export_workdir(workdir, "ram://exports/from_ram")
     image = sorted(tf.io.gfile.glob(f"{photo_folder}/*/*.jpg"))[0]
     with tf.io.gfile.GFile(image, "rb") as stream:
         data = stream.read()
@@ -210,15 +216,15 @@ def test_a_ram_workdir_trains_evaluates_and_exports_to_ram(photo_folder):
     assert served(image_bytes=tf.constant([data]))["classes"].shape == (1, 3)
     tf.io.gfile.makedirs("ram://photos")
     tf.io.gfile.copy(image, "ram://photos/one.jpg", overwrite=True)
-    (prediction,) = predict.predict_files("ram://exports/from_ram", ["ram://photos/one.jpg"])
-    assert prediction.error is None and len(prediction.top) == 3
+    _, (prediction,) = predict.predict_files("ram://exports/from_ram", ["ram://photos/one.jpg"])
+    assert prediction.error is None and len(prediction.result["top"]) == 3
 
 
 def test_continuous_eval_visits_every_checkpoint(photo_folder, tmp_path):
     workdir = str(tmp_path / "run")
     config = tiny_config(photo_folder)
     trainer.train_and_evaluate(config, workdir)
-    results = trainer.evaluate_workdir(config, workdir, continuous=True, timeout=1)
+    results = trainer.evaluate_workdir(workdir, continuous=True, timeout=1)
     assert results["step"] == 12
     steps = [step for step, _ in report.read_scalars(os.path.join(workdir, "eval"))["top1"]]
     assert 12 in steps
@@ -229,8 +235,8 @@ def test_fine_tuning_from_our_run_reinitialises_a_different_classifier(photo_fol
     trainer.train_and_evaluate(tiny_config(photo_folder), first)
     model = efficientnet_tf.create_model("efficientnetv2-test", num_classes=2)
     classifier_before = model.get_layer("predictions").get_weights()[0].copy()
-    skipped = checkpoints.initialize(model, registry.get("efficientnetv2-test"), first)
-    assert skipped == ["predictions (other number of classes: re-initialised)"]
+    skipped = rundir.initialize(task_of("efficientnetv2-test"), model, first)
+    assert skipped == ["predictions (other shapes: re-initialised)"]
     np.testing.assert_array_equal(model.get_layer("predictions").get_weights()[0],
                                   classifier_before)
     reader = tf.train.load_checkpoint(first)
@@ -245,7 +251,7 @@ def test_fine_tuning_from_keras_applications_weights(tmp_path):
     path = str(tmp_path / "efficientnetv2-b0.weights.h5")
     theirs.save_weights(path)
     ours = efficientnet_tf.create_model("efficientnetv2-b0", num_classes=5)
-    skipped = checkpoints.initialize(ours, registry.get("efficientnetv2-b0"), path)
+    skipped = rundir.initialize(task_of("efficientnetv2-b0"), ours, path)
     assert len(skipped) == 1 and skipped[0].startswith("predictions")
     np.testing.assert_array_equal(ours.get_layer("block6h").project_conv.kernel.numpy(),
                                   theirs.get_layer("block6h_project_conv").kernel.numpy())
@@ -300,3 +306,18 @@ def test_no_tpu_is_a_one_line_error(tmp_path):
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("efficientnet-tf train: error: no TPU found for --tpu='no-such-tpu' "
                            "(tried TPUClusterResolver"), result.stderr[-1500:]
+
+
+def test_a_scaled_row_trains_by_name_and_is_rebuilt_from_the_record(photo_folder, tmp_path):
+    name = "efficientnetv2-test:w=1.5,d=2,r=32"
+    workdir = str(tmp_path / "run")
+    results = trainer.train_and_evaluate(
+        tiny_config(photo_folder, **{"model.name": name, "train.steps": 2}), workdir)
+    assert results["model"] == name
+    run = rundir.load_run(workdir)
+    assert run.spec == registry.get(name) and run.spec.width == 1.5
+    model, _, _ = rundir.restore_model(workdir)
+    plain = efficientnet_tf.create_model("efficientnetv2-test", num_classes=run.num_classes)
+    assert model.count_params() > plain.count_params()  # wider and deeper than its base
+    assert model.count_params() == efficientnet_tf.create_model(
+        name, num_classes=run.num_classes).count_params()

@@ -1,0 +1,17 @@
+"""Tasks: what a run learns, how it is judged and served (tasks/base.py). config.task picks one."""
+
+from efficientnet_tf.tasks.classification import ClassificationTask
+
+TASKS = {task.NAME: task for task in (ClassificationTask,)}
+
+
+def get(name):
+    """The Task class called `name`."""
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; use one of {', '.join(sorted(TASKS))}")
+    return TASKS[name]
+
+
+def create(run):
+    """The Task object of a Run (its data source included)."""
+    return get(run.task)(run, run.source)

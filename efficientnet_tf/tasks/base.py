@@ -1,0 +1,119 @@
+"""The Task interface: what a kind of model learns and how it is judged and served.
+
+The trainer (train/trainer.py), the host loop and step functions (train/loop.py), EMA,
+checkpoints, progressive stages, strategies and reports know nothing of images and labels; a
+Task does. A run's task is chosen by `config.task` (tasks.get) and made once per run from the
+resolved Run and its data source. It owns:
+
+  data source  make_source(config.data): what the run reads;
+  settings     resolve(config, spec, source, strategy): its part of the Run (recorded in
+               config.json under resolved.task_settings), decided once;
+  model        build_model(stage): the keras.Model; enter_stage: a stage's regularization;
+               load_weights_file, REINITIALIZED_LAYERS: fine-tuning (rundir.initialize);
+  data         train_dataset(stage, input_context, seed, counter) and eval_dataset(...): per-host
+               datasets of (inputs, targets) batches with static shapes;
+  training     loss(targets, outputs): per-example loss; train_metrics(targets, outputs): sums
+               per replica, which the loop adds up; summarize(totals): the progress line's values;
+  evaluation   eval_step(model, inputs, targets): what one batch contributes, reduced across
+               replicas as EVAL_REDUCTIONS says ("sum", or "gather" for per-example outputs);
+               evaluator(): accumulates them (update) and gives the metrics (finish);
+  serving      serving_module(model, top_k): a tf.Module with the export's signatures;
+               read_outputs(outputs, top_k): one image's result from serving_default's
+               outputs, and format_result(result): its lines, for `predict`;
+  reports      describe(metrics): the one-line summary of an evaluation.
+"""
+
+import abc
+
+
+class Task(abc.ABC):
+    """One kind of model. Subclasses set NAME and implement the methods below."""
+
+    NAME = ""
+    # Keys of train_metrics' sums (fixed: the host loop adds them up in a tf.function).
+    TRAIN_METRICS = ()
+    # Keys of eval_step's outputs -> how the loop reduces them across replicas.
+    EVAL_REDUCTIONS = {}
+    # The key of summarize() that the progress line and results.json call the train accuracy.
+    HEADLINE = ""
+
+    def __init__(self, run, source):
+        self.run = run
+        self.source = source
+
+    @classmethod
+    @abc.abstractmethod
+    def make_source(cls, data_config):
+        """The data source of a config's `data` section (num_examples(split), num_classes,
+        class_names, and whatever the task's datasets read)."""
+
+    @classmethod
+    @abc.abstractmethod
+    def resolve(cls, config, spec, source, strategy):
+        """The task's settings for a run (a frozen dataclass with to_dict/from_dict)."""
+
+    @classmethod
+    @abc.abstractmethod
+    def settings_from_dict(cls, values):
+        """The inverse of resolve(...).to_dict(), for a recorded run."""
+
+    @abc.abstractmethod
+    def build_model(self, stage=None, for_serving=False):
+        """The model of the run (under the current strategy scope and precision policy)."""
+
+    # Layers that fine-tuning (rundir.initialize) re-initialises when their shapes differ.
+    REINITIALIZED_LAYERS = ()
+
+    def load_weights_file(self, model, path):
+        """Loads a Keras weights file (init_from ending in .h5); returns what was skipped."""
+        raise NotImplementedError(f"task {self.NAME!r} takes no Keras weights file")
+
+    def enter_stage(self, model, stage):
+        """Sets what the model regularizes with in `stage` (before its step is traced); by
+        default nothing changes between stages."""
+        return None
+
+    @abc.abstractmethod
+    def train_dataset(self, stage, input_context=None, seed=None, counter=None):
+        """Batches of (inputs, targets) for one replica of the stage."""
+
+    @abc.abstractmethod
+    def eval_dataset(self, input_context=None, counter=None, batch_size=None):
+        """Batches of (inputs, targets) covering the eval split once (padding marked)."""
+
+    @abc.abstractmethod
+    def loss(self, targets, outputs):
+        """Per-example loss [batch] in float32."""
+
+    def train_metrics(self, targets, outputs):
+        """{name: sum over this replica's batch}, added up by the loop."""
+        return {}
+
+    def summarize(self, totals):
+        """{name: value} of summed train totals (with 'loss' and 'examples')."""
+        return {}
+
+    @abc.abstractmethod
+    def eval_step(self, model, inputs, targets):
+        """{name: tensor} of one eval batch, reduced as EVAL_REDUCTIONS says."""
+
+    @abc.abstractmethod
+    def evaluator(self):
+        """A fresh accumulator: update(results of one batch, as NumPy) and finish() -> metrics."""
+
+    def serving_module(self, model, top_k=5):
+        raise NotImplementedError(f"task {self.NAME!r} has no export")
+
+    @staticmethod
+    def read_outputs(outputs, top_k):
+        """predict's result (JSON values) for one image from serving_default's outputs."""
+        raise NotImplementedError("this task has no export to predict with")
+
+    @staticmethod
+    def format_result(result):
+        """The text lines `predict` prints for one image's result."""
+        return [f"  {key}: {value}" for key, value in result.items()]
+
+    def describe(self, metrics):
+        """One line for the log and results.json: the evaluation's metrics."""
+        return ", ".join(f"{key} {value:.4g}" for key, value in sorted(metrics.items()))
