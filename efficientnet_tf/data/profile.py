@@ -12,6 +12,7 @@ import statistics
 from typing import Optional, Tuple
 
 import tensorflow as tf
+from PIL import Image
 
 from efficientnet_tf.data.sources import EVAL, TRAIN
 
@@ -39,8 +40,6 @@ class DataProfile:
 
 def _header_size(data):
     """(height, width) from an encoded image's header, or None when PIL cannot read it."""
-    from PIL import Image
-
     try:
         with Image.open(io.BytesIO(data)) as image:  # local: bytes already in memory
             width, height = image.size

@@ -40,7 +40,7 @@ def test_a_run_writes_config_checkpoints_summaries_results_and_plot(photo_folder
     assert results["steps"] == 12 and results["eval_examples"] > 0
     saved = json.load(open(os.path.join(workdir, "config.json")))
     assert saved["model"]["name"] == "efficientnetv2-test"
-    assert saved["resolved"]["num_classes"] == 3 and saved["resolved"]["total_steps"] == 12
+    assert saved["resolved"]["model"]["num_classes"] == 3 and saved["resolved"]["total_steps"] == 12
     assert saved["resolved"]["class_names"] == ["astronaut", "chelsea", "coffee"]
     assert tf.train.latest_checkpoint(workdir).endswith("ckpt-12")
     scalars = report.read_scalars(os.path.join(workdir, "train"))
