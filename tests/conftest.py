@@ -14,6 +14,9 @@ import tensorflow as tf  # noqa: E402
 # must happen before TensorFlow initialises its devices, i.e. before any test touches a tensor.
 tf.config.set_logical_device_configuration(
     tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+# Same ops, same order, same numbers on every run: a test that trains gives one verdict (its
+# seeds are fixed by the fixture below and by the configs it trains with).
+tf.config.experimental.enable_op_determinism()
 
 
 def pytest_configure(config):

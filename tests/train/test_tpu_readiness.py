@@ -258,6 +258,7 @@ def test_the_input_functions_capture_no_variable(photo_folder, tmp_path):
     context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=1,
                                          num_replicas_in_sync=2)
     with tf.Graph().as_default():
+        tf.random.set_seed(0)  # a graph's own seed (tests run with op determinism on)
         train = pipeline.train_dataset(plan.source, settings, context)
         evaluation = state.task.eval_dataset(context, batch_size=4)
         batches = [tf.compat.v1.data.make_one_shot_iterator(d).get_next()
