@@ -8,7 +8,7 @@ The argument picks the variant (":efficientnetv2-b0", the default). Hardware: an
 trains efficientnetv2-b0 on a thousand 96-px images in a few minutes.
 What the recipe decides from the data (logged at start as "decided from the data", each with
 its reason; set a key to keep your own value): the image size (the images' own, at most the
-variant's train size), progressive learning from 2/3 of it, the batch (32, smaller for small
+variant's train size), progressive learning from 2/3 of it, the batch (32, or 16 for small
 folders), the warmup and the EMA window (from the run's length), and, with init_from, the
 fine-tuning path (whole images, a tenth of the learning rate, one size).
 Decided too: random crops of at least half the image from 96 px up, the whole image below
