@@ -75,11 +75,6 @@ def _flatten(nested, prefix=""):
     return flat
 
 
-def load_config(path):
-    """The ConfigDict a run at `path` used (for `eval` without --config)."""
-    return config_from_dict(read_record(path))
-
-
 def load_run(path, with_source=False):
     """The Run recorded at `path`; with_source: with its data source, for what reads the data
     (evaluation, int8 calibration)."""
