@@ -13,6 +13,7 @@
 TensorFlow's start-up messages (CUDA probing, oneDNN notices) are hidden unless --verbose.
 """
 
+import contextlib
 import json
 import os
 import sys
@@ -50,10 +51,34 @@ def _quiet_tensorflow():
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
+@contextlib.contextmanager
+def _stderr_hidden(hide):
+    """Process-level stderr (file descriptor 2) sent to /dev/null while TensorFlow loads and
+    finds its devices: since TensorFlow logs through Abseil, its start-up lines (the oneDNN
+    notice, "Could not find cuda drivers", cuInit) come before TF_CPP_MIN_LOG_LEVEL is read.
+    A Python exception still propagates, and is printed after stderr is back."""
+    if not hide:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
 # Imported after the flags are parsed and the environment is set (main): TensorFlow reads
 # TF_CPP_MIN_LOG_LEVEL and the TPU runtime's variables when it loads.
 def _commands():
-    import tensorflow as tf
+    with _stderr_hidden(not FLAGS.verbose and os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "3"):
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # device discovery (CUDA probing) happens here
 
     from efficientnet_tf import demo, info, predict, rundir
     from efficientnet_tf.train import distribute, trainer, tpu_runtime

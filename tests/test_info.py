@@ -77,6 +77,20 @@ def test_command_line(tmp_path):
     assert bad.returncode != 0 and "unknown model 'efficientnet-b9'" in bad.stderr
 
 
+def test_tensorflow_start_up_noise_is_hidden_unless_verbose():
+    """The oneDNN notice and CUDA probing lines TensorFlow prints while it loads (TF 2.21 logs
+    them before TF_CPP_MIN_LOG_LEVEL applies) stay off the CLI's stderr; errors still show."""
+    env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    command = [sys.executable, "-m", "efficientnet_tf.main", "info",
+               "--model=efficientnet-b0:phi=0.5"]
+    quiet = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert quiet.returncode == 0 and "total:" in quiet.stdout
+    assert not re.search(r"oneDNN|cuda|cuInit|absl::InitializeLog", quiet.stderr), quiet.stderr
+    bad = subprocess.run(command[:-1] + ["--model=efficientnet-b0:phi=x"], capture_output=True,
+                         text=True, env=env, timeout=300)
+    assert bad.returncode != 0 and "is not KEY=NUMBER" in bad.stderr.strip().splitlines()[-1]
+
+
 def test_the_installed_command_lists_its_subcommands_in_help():
     command = os.path.join(os.path.dirname(sys.executable), "efficientnet-tf")
     result = subprocess.run([command, "--help"], capture_output=True, text=True, timeout=120,
