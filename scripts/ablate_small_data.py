@@ -5,7 +5,8 @@
 Each variant is the folder recipe (experiments/folder.py, as scripts/bench_small_data.py runs
 it) with a few keys changed; every (variant, dataset) pair is one training run whose held-out
 top-1 and wall time are appended to --out as a JSON line, so a killed ablation resumes where it
-stopped. At the end the table (variant x dataset) is printed in markdown.
+stopped. `--seeds=0,1,2` (bench_small_data's flag) runs each pair once per seed. At the end the
+table (variant x dataset, one top-1 per seed) is printed in markdown.
 """
 
 import json
@@ -65,7 +66,7 @@ def finished(path):
             for line in stream:
                 if line.strip():
                     record = json.loads(line)
-                    done[(record["variant"], record["dataset"])] = record
+                    done[(record["variant"], record["dataset"], record.get("seed", 0))] = record
     return done
 
 
@@ -73,11 +74,12 @@ def markdown(done, variants, datasets):
     lines = ["| variant | " + " | ".join(datasets) + " | mean |",
              "|---|" + "---|" * (len(datasets) + 1)]
     for variant in variants:
-        cells = [done.get((variant, dataset)) for dataset in datasets]
-        values = [c["top1"] for c in cells if c]
-        mean = f"{100 * sum(values) / len(values):.1f}" if len(values) == len(datasets) else ""
+        cells = [[r["top1"] for key, r in done.items() if key[:2] == (variant, dataset)]
+                 for dataset in datasets]  # one top-1 per seed
+        means = [sum(c) / len(c) for c in cells if c]
+        mean = f"{100 * sum(means) / len(means):.1f}" if len(means) == len(datasets) else ""
         lines.append(f"| {variant} | " + " | ".join(
-            f"{100 * c['top1']:.1f}" if c else "" for c in cells) + f" | {mean} |")
+            ", ".join(f"{100 * v:.1f}" for v in c) for c in cells) + f" | {mean} |")
     return "\n".join(lines)
 
 
@@ -88,18 +90,19 @@ def main(argv):
     if unknown:
         sys.exit(f"unknown variants {unknown}; known: {sorted(VARIANTS)}")
     done = finished(FLAGS.out)
-    for variant in FLAGS.variants:
-        for dataset in FLAGS.datasets:
-            if (variant, dataset) in done:
-                continue
-            _, epochs = bench.DATASETS[dataset]
-            roots = samples.WRITERS[dataset](os.path.join(FLAGS.data_dir, dataset))
-            result = bench.ours(*roots, epochs, FLAGS.extra + VARIANTS[variant])
-            record = {"variant": variant, "dataset": dataset, **result}
-            print(json.dumps(record), flush=True)
-            with tf.io.gfile.GFile(FLAGS.out, "a") as stream:
-                stream.write(json.dumps(record) + "\n")
-            done[(variant, dataset)] = record
+    runs = [(variant, dataset, int(seed)) for variant in FLAGS.variants
+            for dataset in FLAGS.datasets for seed in FLAGS.seeds]
+    for variant, dataset, seed in runs:
+        if (variant, dataset, seed) in done:
+            continue
+        _, epochs = bench.DATASETS[dataset]
+        roots = samples.WRITERS[dataset](os.path.join(FLAGS.data_dir, dataset))
+        result = bench.ours(*roots, epochs, seed, FLAGS.extra + VARIANTS[variant])
+        record = {"variant": variant, "dataset": dataset, "seed": seed, **result}
+        print(json.dumps(record), flush=True)
+        with tf.io.gfile.GFile(FLAGS.out, "a") as stream:
+            stream.write(json.dumps(record) + "\n")
+        done[(variant, dataset, seed)] = record
     print(markdown(done, FLAGS.variants, FLAGS.datasets))
 
 

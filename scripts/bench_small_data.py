@@ -14,7 +14,8 @@ textures, handwritten digits; validation from regions or writers that training n
          keras.utils.image_dataset_from_directory, the same image size, batch and epochs.
 
 Held-out top-1 is measured on the validation folder; wall time covers building, training and
-evaluating each. `--set=train.epochs=20` (repeatable) overrides a key of our config (ablations).
+evaluating each. `--set=train.epochs=20` (repeatable) overrides a key of our config (ablations);
+`--seeds=0,1,2` runs each recipe once per seed and reports the means.
 The last line printed is one JSON object: per-dataset figures, `min_top1_gain` (ours - keras on
 the worst dataset, as a fraction), `mean_top1_gain` and `time_ratio` (our total time / Keras').
 """
@@ -45,7 +46,8 @@ flags.DEFINE_multi_string("set", [], "KEY=VALUE overrides of our config, e.g. tr
 flags.DEFINE_string("data_dir", os.path.join(tempfile.gettempdir(), "efficientnet_tf_samples"),
                     "Where the datasets are written (reused when present).")
 flags.DEFINE_integer("batch", 32, "Batch size of both recipes.")
-flags.DEFINE_integer("seed", 0, "Seed of both recipes.")
+flags.DEFINE_list("seeds", ["0"], "Seeds of both recipes: each recipe runs once per seed and its "
+                  "figures are the means (one run per set moves by several points).")
 FLAGS = flags.FLAGS
 
 
@@ -70,18 +72,18 @@ def _parse(value, old):
     return value
 
 
-def ours(train_root, eval_root, epochs, overrides=()):
+def ours(train_root, eval_root, epochs, seed, overrides=()):
     """Held-out top-1 and wall seconds of the folder recipe, configured as a user would."""
     config = folder_recipe()("efficientnetv2-b0")
     config.data.root, config.data.eval_root = train_root, eval_root
     config.train.epochs = epochs
     config.train.batch_size = FLAGS.batch
-    config.train.seed = FLAGS.seed
+    config.train.seed = seed
     for item in overrides:
         key, _, value = item.partition("=")
         section, name = key.split(".")
         config[section][name] = _parse(value, config[section][name])
-    keras.utils.set_random_seed(FLAGS.seed)
+    keras.utils.set_random_seed(seed)
     with tempfile.TemporaryDirectory() as workdir:
         start = time.perf_counter()
         results = trainer.train_and_evaluate(config, workdir)
@@ -89,11 +91,11 @@ def ours(train_root, eval_root, epochs, overrides=()):
                 "train_top1": results["train_top1"]}
 
 
-def keras_example(train_root, eval_root, epochs, image_size):
+def keras_example(train_root, eval_root, epochs, image_size, seed):
     """Held-out top-1 and wall seconds of keras.applications + Keras' from-scratch example."""
-    keras.utils.set_random_seed(FLAGS.seed)
+    keras.utils.set_random_seed(seed)
     start = time.perf_counter()
-    load = dict(image_size=(image_size, image_size), batch_size=FLAGS.batch, seed=FLAGS.seed)
+    load = dict(image_size=(image_size, image_size), batch_size=FLAGS.batch, seed=seed)
     train = keras.utils.image_dataset_from_directory(train_root, shuffle=True, **load)
     validation = keras.utils.image_dataset_from_directory(eval_root, shuffle=False, **load)
     augmentation = keras.Sequential([keras.layers.RandomFlip("horizontal"),
@@ -111,6 +113,13 @@ def keras_example(train_root, eval_root, epochs, image_size):
             "train_top1": float(history.history["accuracy"][-1])}
 
 
+def mean_of(results):
+    """Mean of each figure over seeds, and the top-1 of each seed."""
+    mean = {key: sum(r[key] for r in results) / len(results) for key in results[0]}
+    mean["top1_per_seed"] = [r["top1"] for r in results]
+    return mean
+
+
 def train_root_classes(root):
     return sorted(entry.rstrip("/") for entry in tf.io.gfile.listdir(root))
 
@@ -125,16 +134,21 @@ def main(argv):
     for name in FLAGS.datasets:
         image_size, epochs = DATASETS[name]
         train_root, eval_root = samples.WRITERS[name](os.path.join(FLAGS.data_dir, name))
-        row = {}
-        if "ours" in FLAGS.recipes:
-            row["ours"] = ours(train_root, eval_root, epochs, FLAGS.set)
-        if "keras" in FLAGS.recipes:
-            row["keras"] = keras_example(train_root, eval_root, epochs, image_size)
+        runs = {recipe: [] for recipe in FLAGS.recipes}
+        for seed in (int(s) for s in FLAGS.seeds):
+            if "ours" in FLAGS.recipes:
+                runs["ours"].append(ours(train_root, eval_root, epochs, seed, FLAGS.set))
+            if "keras" in FLAGS.recipes:
+                runs["keras"].append(keras_example(train_root, eval_root, epochs, image_size,
+                                                   seed))
+        row = {recipe: mean_of(results) for recipe, results in runs.items() if results}
         figures[name] = row
         print(f"{name}: " + "; ".join(
             f"{recipe} top-1 {100 * r['top1']:.1f}% (train {100 * r['train_top1']:.1f}%) in "
             f"{r['seconds']:.0f} s" for recipe, r in row.items()), flush=True)
-    summary = {"datasets": {name: {recipe: {key: round(value, 4) for key, value in r.items()}
+    summary = {"datasets": {name: {recipe: {key: (round(value, 4) if isinstance(value, float)
+                                                  else [round(v, 4) for v in value])
+                                            for key, value in r.items()}
                                    for recipe, r in row.items()}
                             for name, row in figures.items()},
                "overrides": FLAGS.set}
