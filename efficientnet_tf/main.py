@@ -62,7 +62,7 @@ def _stderr_hidden(hide):
         return
     sys.stderr.flush()
     saved = os.dup(2)
-    null = os.open(os.devnull, os.O_WRONLY)
+    null = os.open(os.devnull, os.O_WRONLY)  # local: the null device, not a user path
     try:
         os.dup2(null, 2)
         yield
