@@ -133,16 +133,6 @@ def make_optimizer(name, learning_rate, momentum=0.9, rmsprop_decay=0.9, epsilon
     return optimizer
 
 
-def optimizer_from_config(optimizer_config, learning_rate, weight_decay=0.0, decoupled=False,
-                          exclude=NO_DECAY):
-    """The optimizer of an `optimizer` config section (see make_optimizer)."""
-    return make_optimizer(optimizer_config.name, learning_rate,
-                          momentum=optimizer_config.momentum,
-                          rmsprop_decay=optimizer_config.rmsprop_decay,
-                          epsilon=optimizer_config.epsilon, nesterov=optimizer_config.nesterov,
-                          weight_decay=weight_decay, decoupled=decoupled, exclude=exclude)
-
-
 def optimizer_from_run(settings, learning_rate):
     """The optimizer of a Run's resolved optimization settings (train/run.Optimization)."""
     return make_optimizer(settings.name, learning_rate, momentum=settings.momentum,

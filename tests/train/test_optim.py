@@ -44,7 +44,8 @@ def test_cosine_and_constant_schedules():
 def test_rmsprop_matches_the_tf1_update():
     """ms starts at 1; ms = rho ms + (1-rho) g^2; mom = m mom + lr g / sqrt(ms + eps); w -= mom."""
     config = config_lib.base_config().optimizer
-    optimizer = optim.optimizer_from_config(config, learning_rate=0.1)
+    optimizer = optim.make_optimizer(config.name, 0.1, momentum=config.momentum,
+                                     rmsprop_decay=config.rmsprop_decay, epsilon=config.epsilon)
     weights = keras.Variable(np.array([1.0, -2.0, 3.0], np.float32))
     target = np.array([0.5, 0.5, 0.5], np.float32)
     w, ms, mom = weights.numpy().astype(np.float64), np.ones(3), np.zeros(3)
@@ -78,12 +79,12 @@ def test_other_optimizers(name):
     config = config_lib.base_config().optimizer
     with config.unlocked():
         config.name = name
-    optimizer = optim.optimizer_from_config(config, 0.01, weight_decay=0.1, decoupled=True)
+    optimizer = optim.make_optimizer(config.name, 0.01, weight_decay=0.1, decoupled=True)
     assert optimizer.weight_decay == pytest.approx(0.1)
     with config.unlocked():
         config.name = "lamb"
     with pytest.raises(ValueError, match="unknown optimizer 'lamb'"):
-        optim.optimizer_from_config(config, 0.01)
+        optim.make_optimizer(config.name, 0.01)
 
 
 def test_l2_weight_decay_covers_kernels_only():

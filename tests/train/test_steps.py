@@ -122,7 +122,8 @@ def test_decoupled_weight_decay_leaves_biases_and_batch_norm_alone():
         config.name, config.momentum = "sgd", 0.0
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, bias_initializer="ones"),
                               keras.layers.BatchNormalization()])
-    optimizer = optim.optimizer_from_config(config, 0.5, weight_decay=0.1, decoupled=True)
+    optimizer = optim.make_optimizer(config.name, 0.5, momentum=config.momentum,
+                                     weight_decay=0.1, decoupled=True)
     before = {v.path: v.numpy().copy() for v in model.trainable_variables}
     optimizer.apply([tf.zeros_like(v) for v in model.trainable_variables],
                     model.trainable_variables)
