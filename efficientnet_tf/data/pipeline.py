@@ -5,6 +5,9 @@ Recipe numbers: docs/reference.md §5.
 Train: files (shuffled, interleaved) -> [cache] -> shuffle -> repeat -> per-example seed ->
 decode + random crop + resize + flip (parallel) -> skip undecodable images -> label check,
 RandAugment / AutoAugment, cast -> batch (static shape) -> [mixup / cutmix] -> prefetch.
+With cache=True the files are decoded once, before any crop, and the decoded images are kept in
+memory (`decoded_images`) for every epoch and every stage of the run: the same images come out,
+without decoding them again (small data, where decoding costs as much as the model's step).
 Eval: files -> [cache] -> decode + center crop + resize -> skip undecodable -> label check ->
 pad to whole batches (label -1 marks padding) -> batch -> prefetch.
 
@@ -50,9 +53,10 @@ class DecodeCounter:
 
 
 def _placeholder(spec):
+    shape = [0 if dim is None else dim for dim in spec.shape]  # e.g. a decoded image's H, W
     if spec.dtype == tf.string:
-        return tf.fill(spec.shape, "")
-    return tf.zeros(spec.shape, spec.dtype)
+        return tf.fill(shape, "")
+    return tf.zeros(shape, spec.dtype)
 
 
 def decode_skipping_bad(dataset, decode_fn, counter, deterministic):
@@ -98,7 +102,7 @@ class TrainSettings:
     mixing: Optional[mixing_lib.Mixing] = None
     dtype: tf.DType = tf.float32
     shuffle_buffer: int = 10_000
-    cache: Union[bool, str] = False
+    cache: Union[bool, str] = False  # True: decoded images in memory; a path: file bytes there
     seed: Optional[int] = None
     deterministic: bool = False
 
@@ -126,17 +130,36 @@ def _options(deterministic):
     return options
 
 
-def train_dataset(source, settings, input_context=None, counter=None):
+def decoded_images(source, input_context=None, counter=None, deterministic=False):
+    """The training split (this host's shard) as decoded uint8 images, cached in memory on the
+    first pass: the start of train_dataset's pipeline for cache=True. Build it once per run and
+    pass it to every stage's train_dataset: the cache lives in this dataset, so the stages share
+    it. Undecodable images are skipped and counted once, on the first pass."""
+    dataset = source.dataset(TRAIN, input_context=input_context, deterministic=deterministic)
+
+    def decode(example):
+        return {**example, "image": preprocess.decode(example["image"])}
+
+    return decode_skipping_bad(dataset, decode, counter, deterministic).cache()
+
+
+def train_dataset(source, settings, input_context=None, counter=None, decoded=None):
     """Batches of (images [B, S, S, 3] in `settings.dtype`, one-hot labels [B, classes] float32).
 
-    Undecodable images are skipped, and counted in `counter` (a DecodeCounter) when given."""
+    Undecodable images are skipped, and counted in `counter` (a DecodeCounter) when given.
+    With cache=True the pipeline starts from `decoded` (decoded_images of the same source and
+    input context, shared by the run's stages; built here when not given)."""
     mixing = settings.mixing if settings.mixing is not None and settings.mixing.active else None
     if mixing is not None and settings.dtype == tf.uint8:
         raise ValueError("mixup/cutmix blend images: use a float dtype, not uint8")
     seed = settings.seed if settings.seed is not None else secrets.randbits(31)
-    dataset = source.dataset(TRAIN, input_context=input_context, shuffle_files=True, seed=seed,
-                             deterministic=settings.deterministic)
-    dataset = _cache(dataset, settings.cache)
+    if settings.cache is True:
+        dataset = decoded if decoded is not None else decoded_images(
+            source, input_context, counter, settings.deterministic)
+    else:
+        dataset = source.dataset(TRAIN, input_context=input_context, shuffle_files=True,
+                                 seed=seed, deterministic=settings.deterministic)
+        dataset = _cache(dataset, settings.cache)
     dataset = dataset.shuffle(settings.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.repeat()
     pipeline_id = input_context.input_pipeline_id if input_context else 0
@@ -160,7 +183,11 @@ def train_dataset(source, settings, input_context=None, counter=None):
         return image, tf.one_hot(label, settings.num_classes, dtype=tf.float32)
 
     dataset = tf.data.Dataset.zip((dataset, per_example_seeds))
-    dataset = decode_skipping_bad(dataset, decode, counter, settings.deterministic)
+    if settings.cache is True:  # decoded already: the crop of a decoded image cannot fail
+        dataset = dataset.map(decode, num_parallel_calls=AUTOTUNE,
+                              deterministic=settings.deterministic)
+    else:
+        dataset = decode_skipping_bad(dataset, decode, counter, settings.deterministic)
     dataset = dataset.map(finish, num_parallel_calls=AUTOTUNE, deterministic=settings.deterministic)
     dataset = dataset.batch(settings.batch_size, drop_remainder=True)
     if mixing is not None:

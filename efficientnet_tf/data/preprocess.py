@@ -5,6 +5,9 @@ As the official code: train images are a random crop of random area and aspect r
 whole image resized; eval images are the center crop of size/(size+32) of the short side,
 resized, or the whole image resized (eval_transform decides which, once per run). JPEGs are
 decoded only inside the crop window. Images stay in [0, 255]: normalization is part of the model.
+Every function that takes an image takes its encoded bytes (a string tensor) or its decoded
+uint8 pixels [H, W, 3] (the pipeline's in-memory cache of decoded images): the same windows
+and pixels, up to a few levels where a JPEG decoded inside a window rounds differently.
 """
 
 import dataclasses
@@ -98,15 +101,25 @@ def eval_transform(train_crop, image_size, resize_method, crop_fraction=None):
     return EvalTransform(image_size, crop, fraction, resize_method)
 
 
+def is_decoded(image):
+    """Whether `image` holds pixels already (uint8 [H, W, 3]) rather than encoded bytes."""
+    return image.dtype != tf.string
+
+
 def decode(image_bytes):
-    """Any of JPEG, PNG, GIF (first frame), BMP as uint8 RGB; grayscale and CMYK become RGB."""
+    """Any of JPEG, PNG, GIF (first frame), BMP as uint8 RGB; grayscale and CMYK become RGB.
+    Decoded pixels pass through."""
+    if is_decoded(image_bytes):
+        return image_bytes
     image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
     image.set_shape([None, None, 3])
     return image
 
 
 def image_shape(image_bytes):
-    """(height, width) of an encoded image; JPEG headers are read without decoding."""
+    """(height, width) of an image; JPEG headers are read without decoding."""
+    if is_decoded(image_bytes):
+        return tf.shape(image_bytes)[:2]
     return tf.cond(tf.io.is_jpeg(image_bytes),
                    lambda: tf.io.extract_jpeg_shape(image_bytes)[:2],
                    lambda: tf.shape(decode(image_bytes))[:2])
@@ -114,6 +127,9 @@ def image_shape(image_bytes):
 
 def _decode_window(image_bytes, offset_y, offset_x, height, width):
     """Decodes only the window of a JPEG; other formats are decoded whole, then cropped."""
+    if is_decoded(image_bytes):
+        return tf.image.crop_to_bounding_box(image_bytes, offset_y, offset_x, height, width)
+
     def jpeg():
         window = tf.stack([offset_y, offset_x, height, width])
         return tf.io.decode_and_crop_jpeg(image_bytes, window, channels=3)

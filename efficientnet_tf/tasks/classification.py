@@ -121,6 +121,10 @@ class ClassificationTask(base.Task):
     EVAL_REDUCTIONS = {"loss": "sum", "top1": "sum", "top5": "sum", "examples": "sum"}
     HEADLINE = "top1"
 
+    def __init__(self, run, source):
+        super().__init__(run, source)
+        self._decoded = {}  # (input pipeline, counter) -> pipeline.decoded_images, for cache=True
+
     @classmethod
     def make_source(cls, data_config):
         return sources.from_config(data_config)
@@ -197,8 +201,15 @@ class ClassificationTask(base.Task):
             cache=settings.cache, seed=seed, deterministic=settings.deterministic)
 
     def train_dataset(self, stage, input_context=None, seed=None, counter=None):
+        decoded = None
+        if self.settings.cache is True:  # decoded once, shared by the stages (and epochs)
+            key = (input_context.input_pipeline_id if input_context else 0, id(counter))
+            if key not in self._decoded:
+                self._decoded[key] = pipeline.decoded_images(
+                    self.source, input_context, counter, self.settings.deterministic)
+            decoded = self._decoded[key]
         return pipeline.train_dataset(self.source, self.train_settings(stage, seed),
-                                      input_context, counter)
+                                      input_context, counter, decoded)
 
     def eval_dataset(self, input_context=None, counter=None, batch_size=None):
         replicas = self.run.placement.replicas

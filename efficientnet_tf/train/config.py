@@ -45,6 +45,8 @@ def base_config():
         crop_area_min=placeholder(float),  # overrides the crop's smallest area (small images)
         random_flip=True,  # off for data where left and right differ (digits, text)
         resize_method="auto",  # auto: bicubic on the v1 path (official), bilinear on v2
+        # True: the training images decoded once and kept in memory for every epoch and stage
+        # (small data: images x height x width x 3 bytes); a path: their file bytes cached there
         cache=False, shuffle_buffer=10_000,
         image_dtype="auto",  # auto: bfloat16 on TPU, float32 elsewhere
         deterministic=False,

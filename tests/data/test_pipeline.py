@@ -219,3 +219,24 @@ def test_tfds_source_reads_mock_data():
             source, settings(num_classes=10, image_size=24))))
         assert images.shape == (4, 24, 24, 3) and labels.shape == (4, 10)
         assert len(count_eval(pipeline.eval_dataset(source, 24, 5, 10))) == 12
+
+
+def test_cached_images_are_decoded_once_for_every_epoch_and_stage(messy_folder):
+    """cache=True: the files are decoded on the first pass only, bad ones skipped and counted
+    once, and a later stage (another size) starts from the same decoded images."""
+    source = sources.ImageFolderSource(str(messy_folder), eval_root=str(messy_folder))
+    counter = pipeline.DecodeCounter()
+    decoded = pipeline.decoded_images(source, counter=counter, deterministic=True)
+    for size in (24, 40):  # two stages, three epochs each (9 good images, batches of 3)
+        stage = settings(image_size=size, batch_size=3, num_classes=2, cache=True)
+        dataset = pipeline.train_dataset(source, stage, counter=counter, decoded=decoded)
+        images = [images.numpy() for images, _ in dataset.take(9)]
+        assert images[0].shape == (3, size, size, 3)
+        assert (counter.tried, counter.skipped) == (12, 3)
+    uncached = pipeline.train_dataset(source, settings(image_size=24, batch_size=3,
+                                                       num_classes=2, seed=5))
+    cached = pipeline.train_dataset(source, settings(image_size=24, batch_size=3, num_classes=2,
+                                                     seed=5, cache=True))
+    labels = [np.concatenate([labels.numpy() for _, labels in dataset.take(3)]).sum(axis=0)
+              for dataset in (uncached, cached)]
+    np.testing.assert_array_equal(labels[0], labels[1])  # one epoch of the same 9 images

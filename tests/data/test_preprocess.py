@@ -161,3 +161,27 @@ def test_pad_crop_translates_the_whole_picture_by_at_most_an_eighth():
         shifts.add(found[0])
     assert len(shifts) > 4
     assert preprocess.eval_transform("pad", 40, "bilinear").crop is False  # eval: the whole
+
+
+@pytest.mark.parametrize("image_format", ["PNG", "JPEG"])
+def test_decoded_pixels_give_the_crops_of_the_encoded_image(image_format):
+    """The in-memory cache hands decoded pixels to the same functions: same windows, same
+    pixels (PNG); a JPEG decoded inside its window rounds differently at a few pixels."""
+    encoded = encode(photo("astronaut", (120, 90)), image_format)
+    pixels = preprocess.decode(encoded)
+    assert preprocess.decode(pixels) is pixels
+    np.testing.assert_array_equal(preprocess.image_shape(pixels), [90, 120])
+    for index in range(8):
+        seed = tf.constant([index, 3], tf.int64)
+        for crop in (preprocess.V1_CROP, preprocess.V2_CROP, None, preprocess.PadCrop()):
+            from_bytes = preprocess.preprocess_train(encoded, 48, seed, crop).numpy()
+            from_pixels = preprocess.preprocess_train(pixels, 48, seed, crop).numpy()
+            difference = np.abs(from_bytes.astype(int) - from_pixels.astype(int))
+            if image_format == "PNG":
+                assert difference.max() == 0
+            else:
+                assert difference.mean() < 0.5 and np.percentile(difference, 99) <= 2
+        transform = preprocess.EvalTransform(48)
+        np.testing.assert_allclose(preprocess.preprocess_eval(encoded, transform),
+                                   preprocess.preprocess_eval(pixels, transform),
+                                   atol=0 if image_format == "PNG" else 32)
