@@ -4,6 +4,7 @@ Summaries are written under WORKDIR/train and WORKDIR/eval; the plot of loss, ac
 rate is read back from those event files, so it covers every step of a resumed run too.
 """
 
+import dataclasses
 import io
 import json
 import math
@@ -93,6 +94,56 @@ class Progress:
             self.writer.flush()
         self._window = self._empty()
         return line
+
+
+@dataclasses.dataclass
+class StageTiming:
+    """Where a stage's time went: starting it (its dataset, iterator and step function), its
+    first host loop (which also traces the step, and on TPU compiles it, and waits for the
+    first batches) and the steady loops after it. The switch is what the stage cost beyond its
+    steps: the start plus the first loop's excess over the steady step time."""
+
+    stage: int  # 1-based
+    image_size: int
+    start_s: float = 0.0
+    first_loop_s: float = 0.0
+    first_loop_steps: int = 0
+    steady_s: float = 0.0
+    steady_steps: int = 0
+
+    def add(self, steps, seconds):
+        if not self.first_loop_steps:
+            self.first_loop_s, self.first_loop_steps = seconds, steps
+        else:
+            self.steady_s += seconds
+            self.steady_steps += steps
+
+    @property
+    def step_s(self):
+        """Seconds per steady step (the first loop's, when the stage had no other)."""
+        if self.steady_steps:
+            return self.steady_s / self.steady_steps
+        return self.first_loop_s / max(self.first_loop_steps, 1)
+
+    @property
+    def switch_s(self):
+        return max(0.0, self.start_s + self.first_loop_s - self.first_loop_steps * self.step_s)
+
+    @property
+    def seconds(self):
+        return self.start_s + self.first_loop_s + self.steady_s
+
+    def to_dict(self):
+        return {"stage": self.stage, "image_size": self.image_size,
+                "steps": self.first_loop_steps + self.steady_steps,
+                "seconds": round(self.seconds, 3), "switch_s": round(self.switch_s, 3),
+                "step_ms": round(1000 * self.step_s, 2)}
+
+    def line(self, global_batch):
+        return (f"stage {self.stage} ({self.image_size} px) took {duration(self.seconds)}: "
+                f"{self.switch_s:.1f} s to switch (dataset, trace, first batches), then "
+                f"{1000 * self.step_s:.0f} ms per step "
+                f"({global_batch / max(self.step_s, 1e-9):.0f} img/s)")
 
 
 class InputMeter:

@@ -8,7 +8,9 @@
 4. Train stage by stage from that step: a stage sets the model's regularization, builds its
    dataset at its image size and its own step function (one trace per stage); the host loop
    logs, checkpoints, evaluates, and stops on a non-finite loss without saving, so the last good
-   checkpoint stays the latest.
+   checkpoint stays the latest. On one host without a TPU, the next stage's dataset and step
+   function are made in a background thread while the current stage trains (NextStage), so a
+   stage switch does not stop training for the trace.
 5. Finish: a last checkpoint, evaluation with the EMA weights, a summary, results.json and a plot.
 """
 
@@ -16,6 +18,7 @@ import dataclasses
 import math
 import shutil
 import tempfile
+import threading
 from typing import Optional
 
 import keras
@@ -102,6 +105,62 @@ def train_iterator(run, state, stage, start_step):
     return iter(dataset)
 
 
+def stage_inputs(run, state, stage, start_step, warm=False):
+    """(distributed iterator, train loop) of `stage` from `start_step`, its regularization set.
+    `warm`: also run the loop for zero steps, which traces it and prepares the traced graph for
+    execution (graph optimization) without taking a batch."""
+    state.task.enter_stage(state.model, stage)
+    iterator = train_iterator(run, state, stage, start_step)
+    train_loop = state.steps.make_train_loop()
+    if warm:
+        train_loop(iterator, tf.constant(0))
+    return iterator, train_loop
+
+
+class NextStage:
+    """Makes the next stage's stage_inputs in a background thread while the current stage trains.
+
+    Started once the current stage's step is traced (its dropout rate is then part of its graph,
+    so setting the next one cannot change it). A trace is mostly Python and a step mostly native
+    code that lets other threads run, so the two overlap: measured on 2 CPU cores
+    (scripts/bench_progressive.py), the switch itself drops from about 5 s to well under one,
+    and the stage before it runs a little slower while the thread works. Only on one host and
+    without a TPU: on TPU a switch is a compile, which happens at the first real step anyway.
+    """
+
+    def __init__(self, run, state):
+        self.run, self.state = run, state
+        self._stage = self._thread = self._inputs = self._error = None
+
+    @staticmethod
+    def enabled(run):
+        return not run.placement.tpu and run.placement.num_workers == 1
+
+    def start(self, stage):
+        def work():
+            try:
+                self._inputs = stage_inputs(self.run, self.state, stage, stage.start_step,
+                                            warm=True)
+            except BaseException as error:  # re-raised in the training thread by take()
+                self._error = error
+
+        self._stage, self._inputs, self._error = stage, None, None
+        self._thread = threading.Thread(target=work, name="next-stage", daemon=True)
+        self._thread.start()
+
+    def take(self, stage, start_step):
+        """The prepared inputs of `stage` if they were made for it from `start_step`, else None."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return None
+        thread.join()
+        if self._error is not None:
+            raise self._error
+        if self._stage != stage or stage.start_step != start_step:
+            return None
+        return self._inputs
+
+
 def evaluate(run, state):
     """The task's metrics on the eval split, with the EMA weights if the run evaluates with them."""
     dataset = state.strategy.distribute_datasets_from_function(
@@ -116,12 +175,15 @@ def _next_boundary(step, every):
     return (step // every + 1) * every if every else math.inf
 
 
-def train_stage(run, state, stage, progress, workdir):
-    """Trains `stage` from the current step to its end; the host loop of the docstring."""
-    state.task.enter_stage(state.model, stage)
+def train_stage(run, state, stage, progress, workdir, next_stage=None, preparer=None):
+    """Trains `stage` from the current step to its end; the host loop of the docstring. With a
+    NextStage `preparer`, takes this stage's inputs from it if it made them, and has it make
+    `next_stage`'s once this stage's step is traced. Returns the stage's report.StageTiming."""
+    timing, timer = report.StageTiming(stage.index + 1, stage.image_size), report.Timer()
     start = state.step
-    iterator = train_iterator(run, state, stage, start)
-    train_loop = state.steps.make_train_loop()
+    prepared = preparer.take(stage, start) if preparer else None
+    iterator, train_loop = prepared or stage_inputs(run, state, stage, start)
+    timing.start_s = timer.elapsed()
     logging.info("stage %d/%d: steps %d-%d, image size %d, dropout %.3f, RandAugment %.2f, "
                  "mixup %.3f, cutmix %.3f", stage.index + 1, len(run.stages), start,
                  stage.end_step, stage.image_size, stage.dropout_rate, stage.randaug_magnitude,
@@ -144,6 +206,9 @@ def train_stage(run, state, stage, progress, workdir):
                 f"{state.checkpoints.latest or 'no checkpoint'} stays the latest good state. "
                 "Lower optimizer.lr_per_256 or set train.grad_clip_norm")
         progress.add(totals, count, seconds, timed=not first)
+        timing.add(count, seconds)
+        if first and preparer and next_stage is not None:
+            preparer.start(next_stage)
         first = False
         step += count
         if step % run.log_every_steps == 0 or step == stage.end_step:
@@ -166,6 +231,8 @@ def train_stage(run, state, stage, progress, workdir):
         with progress.writer.as_default(step=step):
             tf.summary.scalar("stage", stage.index + 1)
         progress.writer.flush()
+    logging.info(timing.line(run.global_batch))
+    return timing
 
 
 def log_plan(run, strategy):
@@ -209,12 +276,16 @@ def train_and_evaluate(config, workdir, strategy=None):
                                headline=state.task.HEADLINE)
     timer = report.Timer()
     start_step = state.step
-    for stage in run.stages:
-        if state.step < stage.end_step:
-            train_stage(run, state, stage, progress, workdir)
+    remaining = [stage for stage in run.stages if state.step < stage.end_step]
+    preparer = NextStage(run, state) if NextStage.enabled(run) else None
+    timings = [train_stage(run, state, stage, progress, workdir,
+                           remaining[index + 1] if index + 1 < len(remaining) else None, preparer)
+               for index, stage in enumerate(remaining)]
     if state.step > start_step or not state.checkpoints.latest:
         state.checkpoints.save(state.step)
+    eval_timer = report.Timer()
     metrics = evaluate(run, state)
+    eval_seconds = eval_timer.elapsed()
     wall = timer.elapsed()
     results = {
         "model": run.spec.name, "task": run.task, "steps": state.step,
@@ -224,6 +295,8 @@ def train_and_evaluate(config, workdir, strategy=None):
         "train_loss": progress.last.get("loss"),
         f"train_{state.task.HEADLINE}": progress.last.get(state.task.HEADLINE),
         "train_seconds": wall, "steps_this_run": state.step - start_step,
+        "stage_timings": [timing.to_dict() for timing in timings],
+        "eval_seconds": eval_seconds,
         "images_per_second": progress.last.get("images_per_second"),
         "skipped_images": state.counter.skipped if state.counter else None,
         "checkpoint": state.checkpoints.latest, "eval_summary": state.task.describe(metrics),

@@ -115,8 +115,11 @@ def three_stage_config(root, **overrides):
     return config
 
 
+@pytest.mark.parametrize("prepared", [False, True], ids=["inline", "prepared"])
 def test_each_stage_trains_with_its_own_size_dropout_magnitude_and_mixup(photo_folder, tmp_path,
-                                                                         monkeypatch):
+                                                                         monkeypatch, prepared):
+    """Also when each next stage is made in the background (trainer.NextStage), which sets its
+    dropout rate while the stage before it still trains."""
     zero_fraction = tf.Variable(0.0)
     original = layers_lib.Dropout.call
 
@@ -134,8 +137,9 @@ def test_each_stage_trains_with_its_own_size_dropout_magnitude_and_mixup(photo_f
     progress = trainer.report.Progress(str(tmp_path), run.total_steps, run.steps_per_epoch,
                                        run.global_batch, write=False)
     assert [s.image_size for s in run.stages] == [16, 24, 32]
-    for stage in run.stages:
-        trainer.train_stage(run, state, stage, progress, str(tmp_path))
+    preparer = trainer.NextStage(run, state) if prepared else None
+    for stage, following in zip(run.stages, run.stages[1:] + (None,)):
+        trainer.train_stage(run, state, stage, progress, str(tmp_path), following, preparer)
         assert state.step == stage.end_step
         # 32 examples x 320 features: the measured rate is the stage's within a few percent.
         assert float(zero_fraction.numpy()) == pytest.approx(stage.dropout_rate, abs=0.04)
@@ -168,9 +172,31 @@ def test_a_run_killed_in_stage_three_resumes_in_stage_three(photo_folder, tmp_pa
     monkeypatch.setattr(trainer, "train_stage",
                         lambda run, state, stage, *rest: (entered.append((state.step, stage)),
                                                           original_train_stage(run, state, stage,
-                                                                               *rest)))
+                                                                               *rest))[1])
     results = trainer.train_and_evaluate(config, workdir)
     assert results["steps"] == 12 and results["steps_this_run"] == 2
     (step, stage), = entered
     assert step == 10 and stage.index == 2 and stage.image_size == 32
     assert stage.dropout_rate == pytest.approx(0.7) and stage.mixup_alpha == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize("devices", [1, 2])
+def test_preparing_the_next_stage_in_the_background_changes_nothing(photo_folder, tmp_path,
+                                                                    monkeypatch, devices):
+    """The same losses, step for step, whether each stage's dataset and step function are made
+    when it starts or in the background during the stage before (one device, and a
+    MirroredStrategy over two)."""
+    def losses(name):
+        config = three_stage_config(photo_folder, **{"train.log_every_steps": 1})
+        strategy = (tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]) if devices == 2
+                    else tf.distribute.get_strategy())
+        results = trainer.train_and_evaluate(config, str(tmp_path / name), strategy)
+        series = trainer.report.read_scalars(str(tmp_path / name / "train"))["loss"]
+        return [value for _, value in series], results
+
+    prepared, results = losses("prepared")
+    monkeypatch.setattr(trainer.NextStage, "enabled", staticmethod(lambda run: False))
+    inline, _ = losses("inline")
+    assert len(prepared) == 12
+    assert prepared == pytest.approx(inline, rel=1e-6)
+    assert [timing["steps"] for timing in results["stage_timings"]] == [4, 4, 4]

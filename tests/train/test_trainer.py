@@ -49,6 +49,10 @@ def test_a_run_writes_config_checkpoints_summaries_results_and_plot(photo_folder
     assert report.read_scalars(os.path.join(workdir, "eval"))["top1"][-1][0] == 12
     assert json.load(open(os.path.join(workdir, "results.json")))["steps"] == 12
     assert open(os.path.join(workdir, "training.png"), "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    (timing,) = results["stage_timings"]  # one stage: its first loop (3 steps) traced the step
+    assert (timing["stage"], timing["image_size"], timing["steps"]) == (1, 32, 12)
+    assert 0 < timing["switch_s"] < timing["seconds"] and timing["step_ms"] > 0
+    assert results["eval_seconds"] > 0
 
 
 def _losses(workdir):
