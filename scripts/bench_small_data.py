@@ -34,6 +34,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 from efficientnet_tf.data import samples  # noqa: E402
+from efficientnet_tf.train import config as config_lib  # noqa: E402
 from efficientnet_tf.train import trainer  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,19 +60,6 @@ def folder_recipe():
     return module.get_config
 
 
-def _parse(value, old):
-    if value == "None":
-        return None
-    if isinstance(old, bool):
-        return value.lower() in ("1", "true", "yes")
-    for kind in (int, float):
-        try:
-            return kind(value)
-        except ValueError:
-            pass
-    return value
-
-
 def ours(train_root, eval_root, epochs, seed, overrides=()):
     """Held-out top-1 and wall seconds of the folder recipe, configured as a user would."""
     config = folder_recipe()("efficientnetv2-b0")
@@ -80,9 +68,7 @@ def ours(train_root, eval_root, epochs, seed, overrides=()):
     config.train.batch_size = FLAGS.batch
     config.train.seed = seed
     for item in overrides:
-        key, _, value = item.partition("=")
-        section, name = key.split(".")
-        config[section][name] = _parse(value, config[section][name])
+        config_lib.override(config, item)
     keras.utils.set_random_seed(seed)
     with tempfile.TemporaryDirectory() as workdir:
         start = time.perf_counter()

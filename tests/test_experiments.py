@@ -112,6 +112,18 @@ def test_experiment_arguments_are_parsed_by_one_helper():
         load("imagenet_v1").get_config("efficientnet-b0,quick")
 
 
+def test_scripts_set_config_keys_as_typed_values():
+    config = config_lib.base_config()
+    for assignment in ("train.epochs=20", "optimizer.lr_per_256=0.5", "data.cache=false",
+                       "train.seed=None", "data.crop=whole", "train.prepare_next_stage=False"):
+        config_lib.override(config, assignment)
+    assert (config.train.epochs, config.optimizer.lr_per_256, config.data.cache) == (20, 0.5, False)
+    assert config.train.seed is None and config.data.crop == "whole"
+    assert config.train.prepare_next_stage is False
+    with pytest.raises(ValueError, match="unknown config key 'train.epoch' in 'train.epoch=3'"):
+        config_lib.override(config, "train.epoch=3")
+
+
 @pytest.mark.slow
 def test_imagenet_v2_runlocal_trains_on_tfrecords(tmp_path):
     from imagedata import write_folder

@@ -69,6 +69,9 @@ def base_config():
         image_size=placeholder(int),  # schedule "none": train at this size (None: the row's)
         steps=0,  # > 0: train this many steps instead of `epochs`
         steps_per_loop=0,  # train steps per host loop; 0: 100 on TPU, 1 elsewhere
+        # make the next stage's dataset and step function in a background thread while the
+        # current stage trains (one host without TPU; trainer.NextStage)
+        prepare_next_stage=True,
         log_every_steps=100, checkpoint_every_steps=1000, keep_checkpoints=3,
         eval_every_steps=0,  # 0: evaluate once, at the end
         label_smoothing=0.1,
@@ -125,6 +128,31 @@ def runlocal(config):
     config.progressive.schedule = "custom"
     config.progressive.image_size_min = 32
     config.progressive.image_size_max = 64
+    return config
+
+
+def override(config, assignment):
+    """Sets "SECTION.KEY=VALUE" in `config` (scripts' --set flags): VALUE read as the key's type
+    (true/false for booleans, None for an unset value, else int, float or the text)."""
+    key, _, text = assignment.partition("=")
+    section, _, name = key.partition(".")
+    if section not in config or name not in config[section]:
+        raise ValueError(f"unknown config key {key!r} in {assignment!r}; use SECTION.KEY=VALUE, "
+                         "e.g. train.epochs=20")
+    old = config[section][name]
+    if text == "None":
+        value = None
+    elif isinstance(old, bool):
+        value = text.lower() in ("1", "true", "yes")
+    else:
+        value = text
+        for kind in (int, float):
+            try:
+                value = kind(text)
+                break
+            except ValueError:
+                pass
+    config[section][name] = value
     return config
 
 

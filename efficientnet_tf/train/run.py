@@ -93,6 +93,7 @@ class Run:
     task_settings: Any
     placement: Placement = Placement()
     decisions: Tuple[adapt.Decision, ...] = ()
+    prepare_next_stage: bool = True  # trainer.NextStage, where it applies
     # Not recorded: the live objects a run works with.
     source: Any = dataclasses.field(default=None, compare=False, repr=False)
     config: Any = dataclasses.field(default=None, compare=False, repr=False)
@@ -138,6 +139,7 @@ class Run:
             task_settings=task_class.settings_from_dict(values["task_settings"]),
             placement=Placement(**values["placement"]),
             decisions=tuple(adapt.Decision(**d) for d in values["decisions"]),
+            prepare_next_stage=values.get("prepare_next_stage", True),  # older runs: default
             source=source, config=config)
 
 
@@ -236,5 +238,6 @@ def plan_run(config, strategy, recorded_seed=None):
         seed=run_seed(config, recorded_seed), init_from=config.init_from,
         bn_description=bn_description,
         task_settings=task_class.resolve(config, spec, source, strategy),
-        placement=_placement(strategy), decisions=tuple(decisions), source=source,
+        placement=_placement(strategy), decisions=tuple(decisions),
+        prepare_next_stage=bool(config.train.prepare_next_stage), source=source,
         config=config)

@@ -125,7 +125,8 @@ class NextStage:
     code that lets other threads run, so the two overlap: measured on 2 CPU cores
     (scripts/bench_progressive.py), the switch itself drops from about 5 s to well under one,
     and the stage before it runs a little slower while the thread works. Only on one host and
-    without a TPU: on TPU a switch is a compile, which happens at the first real step anyway.
+    without a TPU (on TPU a switch is a compile, which happens at the first real step anyway),
+    and unless config train.prepare_next_stage is False.
     """
 
     def __init__(self, run, state):
@@ -134,7 +135,8 @@ class NextStage:
 
     @staticmethod
     def enabled(run):
-        return not run.placement.tpu and run.placement.num_workers == 1
+        return (run.prepare_next_stage and not run.placement.tpu
+                and run.placement.num_workers == 1)
 
     def start(self, stage):
         def work():

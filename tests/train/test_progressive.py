@@ -180,23 +180,29 @@ def test_a_run_killed_in_stage_three_resumes_in_stage_three(photo_folder, tmp_pa
     assert stage.dropout_rate == pytest.approx(0.7) and stage.mixup_alpha == pytest.approx(0.8)
 
 
-@pytest.mark.parametrize("devices", [1, 2])
+@pytest.mark.parametrize("devices", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_preparing_the_next_stage_in_the_background_changes_nothing(photo_folder, tmp_path,
                                                                     monkeypatch, devices):
     """The same losses, step for step, whether each stage's dataset and step function are made
     when it starts or in the background during the stage before (one device, and a
     MirroredStrategy over two)."""
-    def losses(name):
-        config = three_stage_config(photo_folder, **{"train.log_every_steps": 1})
+    def losses(name, prepare):
+        config = three_stage_config(photo_folder, **{"train.log_every_steps": 1,
+                                                     "train.prepare_next_stage": prepare})
         strategy = (tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]) if devices == 2
                     else tf.distribute.get_strategy())
         results = trainer.train_and_evaluate(config, str(tmp_path / name), strategy)
         series = trainer.report.read_scalars(str(tmp_path / name / "train"))["loss"]
         return [value for _, value in series], results
 
-    prepared, results = losses("prepared")
-    monkeypatch.setattr(trainer.NextStage, "enabled", staticmethod(lambda run: False))
-    inline, _ = losses("inline")
+    started = []
+    original_start = trainer.NextStage.start
+    monkeypatch.setattr(trainer.NextStage, "start", lambda self, stage: (
+        started.append(stage.index), original_start(self, stage))[1])
+    prepared, results = losses("prepared", True)
+    assert started == [1, 2]  # stages 2 and 3 were made in the background
+    inline, _ = losses("inline", False)
+    assert started == [1, 2]
     assert len(prepared) == 12
     assert prepared == pytest.approx(inline, rel=1e-6)
     assert [timing["steps"] for timing in results["stage_timings"]] == [4, 4, 4]
