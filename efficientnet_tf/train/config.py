@@ -70,7 +70,7 @@ def base_config():
         steps=0,  # > 0: train this many steps instead of `epochs`
         steps_per_loop=0,  # train steps per host loop; 0: 100 on TPU, 1 elsewhere
         # make the next stage's dataset and step function in a background thread while the
-        # current stage trains (one host without TPU; trainer.NextStage)
+        # current stage trains (with one replica: a CPU or one GPU; trainer.NextStage)
         prepare_next_stage=True,
         log_every_steps=100, checkpoint_every_steps=1000, keep_checkpoints=3,
         eval_every_steps=0,  # 0: evaluate once, at the end

@@ -8,9 +8,9 @@
 4. Train stage by stage from that step: a stage sets the model's regularization, builds its
    dataset at its image size and its own step function (one trace per stage); the host loop
    logs, checkpoints, evaluates, and stops on a non-finite loss without saving, so the last good
-   checkpoint stays the latest. On one host without a TPU, the next stage's dataset and step
-   function are made in a background thread while the current stage trains (NextStage), so a
-   stage switch does not stop training for the trace.
+   checkpoint stays the latest. With one replica (a CPU or one GPU), the next stage's dataset
+   and step function are made in a background thread while the current stage trains
+   (NextStage), so a stage switch does not stop training for the trace.
 5. Finish: a last checkpoint, evaluation with the EMA weights, a summary, results.json and a plot.
 """
 
@@ -124,9 +124,9 @@ class NextStage:
     so setting the next one cannot change it). A trace is mostly Python and a step mostly native
     code that lets other threads run, so the two overlap: measured on 2 CPU cores
     (scripts/bench_progressive.py), the switch itself drops from about 5 s to well under one,
-    and the stage before it runs a little slower while the thread works. Only on one host and
-    without a TPU (on TPU a switch is a compile, which happens at the first real step anyway),
-    and unless config train.prepare_next_stage is False.
+    and the stage before it runs a little slower while the thread works. Only with one replica
+    on one host (not on TPU, where a switch is a compile that happens at the first real step
+    anyway; see enabled() for several replicas), and unless train.prepare_next_stage is False.
     """
 
     def __init__(self, run, state):
@@ -135,8 +135,13 @@ class NextStage:
 
     @staticmethod
     def enabled(run):
+        # One replica only: with several, a step traces collectives (synchronized batch norm,
+        # all-reduce), and TensorFlow's bookkeeping of collective keys across threads and
+        # strategies is fragile (a second MirroredStrategy in one process can abort with
+        # "Shape mismatch in the collective instance"); a few seconds per stage are not worth
+        # that risk on multi-GPU runs.
         return (run.prepare_next_stage and not run.placement.tpu
-                and run.placement.num_workers == 1)
+                and run.placement.num_workers == 1 and run.placement.replicas == 1)
 
     def start(self, stage):
         def work():

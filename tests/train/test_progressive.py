@@ -180,18 +180,14 @@ def test_a_run_killed_in_stage_three_resumes_in_stage_three(photo_folder, tmp_pa
     assert stage.dropout_rate == pytest.approx(0.7) and stage.mixup_alpha == pytest.approx(0.8)
 
 
-@pytest.mark.parametrize("devices", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_preparing_the_next_stage_in_the_background_changes_nothing(photo_folder, tmp_path,
-                                                                    monkeypatch, devices):
+                                                                    monkeypatch):
     """The same losses, step for step, whether each stage's dataset and step function are made
-    when it starts or in the background during the stage before (one device, and a
-    MirroredStrategy over two)."""
+    when it starts or in the background during the stage before."""
     def losses(name, prepare):
         config = three_stage_config(photo_folder, **{"train.log_every_steps": 1,
                                                      "train.prepare_next_stage": prepare})
-        strategy = (tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]) if devices == 2
-                    else tf.distribute.get_strategy())
-        results = trainer.train_and_evaluate(config, str(tmp_path / name), strategy)
+        results = trainer.train_and_evaluate(config, str(tmp_path / name))
         series = trainer.report.read_scalars(str(tmp_path / name / "train"))["loss"]
         return [value for _, value in series], results
 
