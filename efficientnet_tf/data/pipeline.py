@@ -153,7 +153,8 @@ def train_dataset(source, settings, input_context=None, counter=None, decoded=No
     if mixing is not None and settings.dtype == tf.uint8:
         raise ValueError("mixup/cutmix blend images: use a float dtype, not uint8")
     seed = settings.seed if settings.seed is not None else secrets.randbits(31)
-    if settings.cache is True:
+    from_pixels = settings.cache is True  # the decoded-image cache
+    if from_pixels:
         dataset = decoded if decoded is not None else decoded_images(
             source, input_context, counter, settings.deterministic)
     else:
@@ -183,7 +184,7 @@ def train_dataset(source, settings, input_context=None, counter=None, decoded=No
         return image, tf.one_hot(label, settings.num_classes, dtype=tf.float32)
 
     dataset = tf.data.Dataset.zip((dataset, per_example_seeds))
-    if settings.cache is True:  # decoded already: the crop of a decoded image cannot fail
+    if from_pixels:  # decoded already: the crop of a decoded image cannot fail
         dataset = dataset.map(decode, num_parallel_calls=AUTOTUNE,
                               deterministic=settings.deterministic)
     else:

@@ -285,9 +285,8 @@ def train_and_evaluate(config, workdir, strategy=None):
     start_step = state.step
     remaining = [stage for stage in run.stages if state.step < stage.end_step]
     preparer = NextStage(run, state) if NextStage.enabled(run) else None
-    timings = [train_stage(run, state, stage, progress, workdir,
-                           remaining[index + 1] if index + 1 < len(remaining) else None, preparer)
-               for index, stage in enumerate(remaining)]
+    timings = [train_stage(run, state, stage, progress, workdir, following, preparer)
+               for stage, following in zip(remaining, remaining[1:] + [None])]
     if state.step > start_step or not state.checkpoints.latest:
         state.checkpoints.save(state.step)
     eval_timer = report.Timer()
