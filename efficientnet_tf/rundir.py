@@ -21,6 +21,7 @@ from efficientnet_tf.train import optim
 from efficientnet_tf.train.run import Run
 
 CONFIG_FILE = "config.json"
+CLASSES_FILE = "classes.json"  # {split: {class: images}} of an image folder (trainer)
 
 
 def directory_of(path):

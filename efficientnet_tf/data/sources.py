@@ -13,6 +13,7 @@ import zlib
 from typing import Dict, Optional, Sequence
 
 import tensorflow as tf
+from absl import logging
 
 from efficientnet_tf.data import labels
 
@@ -141,26 +142,68 @@ class TFDSSource:
             "key": example["tfds_id"]}, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
 
 
-def list_image_folder(root):
-    """(class names, [(path, label)]) of a folder with one subfolder of images per class."""
+def is_hidden(name):
+    """Whether a folder entry is no class or image but something tools leave behind: hidden
+    entries (".ipynb_checkpoints", ".DS_Store", macOS' "._PHOTO.jpg") and private ones
+    ("__MACOSX", "_thumbs")."""
+    return name.startswith((".", "_"))
+
+
+EMPTY_CLASSES = ("error", "drop", "keep")
+
+
+def list_image_folder(root, empty_classes="error"):
+    """(class names, [(path, label)]) of a folder with one subfolder of images per class.
+
+    Hidden entries (is_hidden) are neither classes nor images. A class folder without images is
+    an error naming it (`empty_classes="error"`): as a class it would shift no label but train
+    a class that can never be seen; "drop" leaves it out with a warning, "keep" keeps it (an
+    eval folder may lack a class)."""
+    if empty_classes not in EMPTY_CLASSES:
+        raise ValueError(f"empty_classes is {empty_classes!r}; use one of {EMPTY_CLASSES}")
     if not tf.io.gfile.isdir(root):
         raise ValueError(f"image folder {root!r} does not exist or is not a directory")
+    root = root.rstrip("/")
     class_names = sorted(entry.rstrip("/") for entry in tf.io.gfile.listdir(root)
-                         if tf.io.gfile.isdir(f"{root.rstrip('/')}/{entry.rstrip('/')}"))
+                         if not is_hidden(entry) and tf.io.gfile.isdir(f"{root}/{entry.rstrip('/')}"))
     if not class_names:
         raise ValueError(f"image folder {root!r} has no class subfolders (expected "
                          f"{root}/CLASS_NAME/IMAGE.jpg)")
-    examples = []
-    for label, class_name in enumerate(class_names):
-        class_dir = f"{root.rstrip('/')}/{class_name}"
-        for directory, _, file_names in tf.io.gfile.walk(class_dir):
-            for file_name in sorted(file_names):
-                if file_name.lower().endswith(IMAGE_EXTENSIONS):
-                    examples.append((f"{directory.rstrip('/')}/{file_name}", label))
-    if not examples:
+    files = {name: _image_files(f"{root}/{name}") for name in class_names}
+    if not any(files.values()):
         raise ValueError(f"image folder {root!r} has class folders but no images "
                          f"({', '.join(IMAGE_EXTENSIONS)})")
+    empty = [name for name in class_names if not files[name]]
+    if empty and empty_classes == "error":
+        raise ValueError(f"image folder {root!r}: class folder(s) without images: "
+                         f"{', '.join(empty)}; add images, remove the folder(s), or set "
+                         "data.empty_classes=drop to leave them out")
+    if empty and empty_classes == "drop":
+        logging.warning("image folder %s: class folder(s) without images left out: %s", root,
+                        ", ".join(empty))
+        class_names = [name for name in class_names if files[name]]
+    examples = [(path, label) for label, name in enumerate(class_names) for path in files[name]]
     return class_names, examples
+
+
+def _image_files(directory):
+    """The image files under `directory` (any depth, hidden entries left out), sorted."""
+    found = []
+    for parent, subdirs, file_names in tf.io.gfile.walk(directory):
+        parts = parent[len(directory):].strip("/").split("/")
+        if any(is_hidden(part) for part in parts if part):
+            continue
+        found.extend(f"{parent.rstrip('/')}/{name}" for name in file_names
+                     if not is_hidden(name) and name.lower().endswith(IMAGE_EXTENSIONS))
+    return sorted(found)
+
+
+def class_counts(class_names, examples):
+    """{class name: number of examples} of (path, label) pairs."""
+    counts = dict.fromkeys(class_names, 0)
+    for _, label in examples:
+        counts[class_names[label]] += 1
+    return counts
 
 
 def holdout(relative_path, eval_percent):
@@ -177,15 +220,22 @@ class ImageFolderSource:
     root: str
     eval_root: Optional[str] = None
     eval_percent: int = 10
+    empty_classes: str = "error"  # a class folder without images: list_image_folder
 
     def __post_init__(self):
-        self.class_names, examples = list_image_folder(self.root)
+        self.class_names, examples = list_image_folder(self.root, self.empty_classes)
         self.num_classes = len(self.class_names)
         if self.eval_root:
-            eval_names, eval_examples = list_image_folder(self.eval_root)
-            if eval_names != self.class_names:
-                raise ValueError(f"eval folder {self.eval_root!r} has classes {eval_names}, the "
+            # An eval folder may miss images of a class; a class that training left out (no
+            # images) may be missing from it, or be there without images.
+            eval_names, eval_examples = list_image_folder(self.eval_root, "keep")
+            counts = class_counts(eval_names, eval_examples)
+            kept = [name for name in eval_names if name in self.class_names or counts[name]]
+            if kept != self.class_names:
+                raise ValueError(f"eval folder {self.eval_root!r} has classes {kept}, the "
                                  f"train folder {self.root!r} has {self.class_names}")
+            eval_examples = [(path, self.class_names.index(eval_names[label]))
+                             for path, label in eval_examples]
             self._examples = {TRAIN: examples, EVAL: eval_examples}
         else:
             if not 0 < self.eval_percent < 100:
@@ -195,6 +245,11 @@ class ImageFolderSource:
             self._examples = {
                 TRAIN: [e for e, held in zip(examples, held_out) if not held],
                 EVAL: [e for e, held in zip(examples, held_out) if held]}
+
+    def class_counts(self):
+        """{split: {class name: images}}: what the run trains and evaluates on, per class."""
+        return {split: class_counts(self.class_names, examples)
+                for split, examples in self._examples.items()}
 
     def examples(self, split):
         """[(path, label)] of the split."""
@@ -235,7 +290,8 @@ def from_config(data):
         raise ValueError(f"data.source={data.source!r} needs {', '.join(missing)}")
     if data.source == "folder":
         return ImageFolderSource(data.root, eval_root=data.eval_root or None,
-                                 eval_percent=data.eval_percent)
+                                 eval_percent=data.eval_percent,
+                                 empty_classes=data.empty_classes)
     if data.source == "tfrecord":
         class_names = labels.read_labels(
             data.labels_file or data.train_pattern.rsplit("/", 1)[0])

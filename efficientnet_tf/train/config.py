@@ -32,6 +32,8 @@ def base_config():
         source="tfrecord",
         # folder: ROOT/CLASS/IMAGE; eval split = eval_root, or eval_percent of root by a hash
         root="", eval_root="", eval_percent=10,
+        # a class folder without images: error, or drop it (with a warning)
+        empty_classes="error",
         # tfrecord: ImageNet format (tensorflow/tpu imagenet_to_gcs); 1-based labels
         train_pattern="", eval_pattern="", label_offset=1, num_classes=1000,
         num_train_examples=1_281_167, num_eval_examples=50_000, labels_file="",
@@ -184,6 +186,7 @@ def validate(config):
     _one_of(config.train.precision, PRECISIONS, "train.precision")
     _one_of(config.data.image_dtype, ("auto", "float32", "bfloat16", "float16"),
             "data.image_dtype")
+    _one_of(config.data.empty_classes, ("error", "drop"), "data.empty_classes")
     _one_of(config.train.weight_decay_mode, ("l2", "decoupled"), "train.weight_decay_mode")
     _one_of(str(config.train.jit_compile).lower(), ("auto", "true", "false"), "train.jit_compile")
     for key in ("train.batch_size", "eval.batch_size", "train.log_every_steps",

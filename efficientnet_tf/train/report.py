@@ -218,6 +218,17 @@ def write_plot(workdir, headline="top1", headline_title="top-1 accuracy"):
     return path
 
 
+def class_count_line(counts, shown=20):
+    """"cat 120/30, dog 118/29" for {split: {class: images}} (train, then eval), the first
+    `shown` classes and how many more there are."""
+    names = list(counts["train"])
+    parts = [f"{name} {counts['train'][name]}/{counts.get('eval', {}).get(name, 0)}"
+             for name in names[:shown]]
+    if len(names) > shown:
+        parts.append(f"and {len(names) - shown} more (classes.json)")
+    return ", ".join(parts)
+
+
 def write_json(path, payload):
     with tf.io.gfile.GFile(path, "w") as stream:
         stream.write(json.dumps(payload, indent=2, sort_keys=True) + "\n")

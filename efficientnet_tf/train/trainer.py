@@ -251,8 +251,18 @@ def log_plan(run, strategy):
                  run.total_steps / run.steps_per_epoch, run.precision,
                  distribute.describe_xla(run.jit_compile, strategy), run.seed)
     logging.info("%s; %s", run.bn_description, run.task_settings.describe())
+    counts = class_counts(run)
+    if counts:
+        logging.info("classes (train/eval images): %s", report.class_count_line(counts))
     for line in progressive.table(run.stages):
         logging.info(line)
+
+
+def class_counts(run):
+    """{split: {class: images}} of a source that lists its examples (an image folder), else
+    None (TFRecords and TFDS are not read ahead of training)."""
+    counts = getattr(run.source, "class_counts", None)
+    return counts() if counts else None
 
 
 def train_and_evaluate(config, workdir, strategy=None):
@@ -264,6 +274,8 @@ def train_and_evaluate(config, workdir, strategy=None):
     if run.placement.chief:
         tf.io.gfile.makedirs(workdir)
         rundir.write_config(workdir, run)
+        if class_counts(run):
+            report.write_json(f"{workdir}/{rundir.CLASSES_FILE}", class_counts(run))
         checkpoint_dir = workdir
     else:  # other workers save too (collectives), into a scratch dir removed at the end
         scratch = tempfile.mkdtemp(prefix="efficientnet_tf_worker_")

@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from efficientnet_tf.data import augment, mixing, pipeline, preprocess, sources, tfrecords
 from efficientnet_tf.data import labels as labels_lib
+from imagedata import write_folder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -187,6 +188,44 @@ def test_holdout_is_stable_and_folder_errors_are_clear(tmp_path, image_folder):
         sources.TFRecordSource({"train": str(tmp_path / "none-*")}, 3).files("train")
     with pytest.raises(ValueError, match="unknown split 'test'"):
         sources.ImageFolderSource(str(moved)).dataset("test")
+
+
+def test_hidden_entries_are_neither_classes_nor_images(image_folder):
+    """A Jupyter checkpoint folder sorted first would have become class 0 and shifted every
+    label by one; macOS leaves ._NAME companions and __MACOSX folders."""
+    before = sources.ImageFolderSource(str(image_folder))
+    good = (image_folder / "coffee" / "0.jpg").read_bytes()
+    for hidden in (".ipynb_checkpoints", "__MACOSX", "_thumbs", "coffee/.cache"):
+        (image_folder / hidden).mkdir()
+        (image_folder / hidden / "0.jpg").write_bytes(good)
+    (image_folder / "coffee" / "._0.jpg").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    after = sources.ImageFolderSource(str(image_folder))
+    assert after.class_names == before.class_names == ["astronaut", "chelsea", "coffee"]
+    assert after.examples("train") == before.examples("train")
+    assert after.examples("eval") == before.examples("eval")
+
+
+def test_an_empty_class_folder_is_an_error_or_dropped(tmp_path, image_folder, caplog):
+    (image_folder / "bear").mkdir()
+    (image_folder / "bear" / "notes.txt").write_text("no images yet")
+    with pytest.raises(ValueError, match=r"class folder\(s\) without images: bear; .*"
+                                         "data.empty_classes=drop"):
+        sources.ImageFolderSource(str(image_folder))
+    dropped = sources.ImageFolderSource(str(image_folder), empty_classes="drop")
+    assert dropped.class_names == ["astronaut", "chelsea", "coffee"]
+    assert "left out: bear" in caplog.text
+    counts = dropped.class_counts()
+    assert sum(counts["train"].values()) + sum(counts["eval"].values()) == 18
+    assert set(counts["train"]) == set(counts["eval"]) == set(dropped.class_names)
+    # An eval folder may lack images of a class, and omit a class training dropped.
+    validation = write_folder(tmp_path / "validation", per_class=2,
+                              classes=("astronaut", "coffee"))
+    (validation / "chelsea").mkdir()
+    source = sources.ImageFolderSource(str(image_folder), eval_root=str(validation),
+                                       empty_classes="drop")
+    assert source.class_counts()["eval"] == {"astronaut": 2, "chelsea": 0, "coffee": 2}
+    assert [source.class_names[label] for _, label in source.examples("eval")] == [
+        "astronaut", "astronaut", "coffee", "coffee"]
 
 
 def test_a_ram_filesystem_dataset_works(image_folder):

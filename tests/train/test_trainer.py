@@ -34,8 +34,10 @@ def task_of(variant):
                                              None)
 
 
-def test_a_run_writes_config_checkpoints_summaries_results_and_plot(photo_folder, tmp_path):
+def test_a_run_writes_config_checkpoints_summaries_results_and_plot(photo_folder, tmp_path,
+                                                                      caplog):
     workdir = str(tmp_path / "run")
+    caplog.set_level("INFO")
     results = trainer.train_and_evaluate(tiny_config(photo_folder), workdir)
     assert results["steps"] == 12 and results["eval_examples"] > 0
     saved = json.load(open(os.path.join(workdir, "config.json")))
@@ -53,6 +55,11 @@ def test_a_run_writes_config_checkpoints_summaries_results_and_plot(photo_folder
     assert (timing["stage"], timing["image_size"], timing["steps"]) == (1, 32, 12)
     assert 0 < timing["switch_s"] < timing["seconds"] and timing["step_ms"] > 0
     assert results["eval_seconds"] > 0
+    counts = json.load(open(os.path.join(workdir, "classes.json")))
+    assert sum(counts["train"].values()) == saved["resolved"]["train_examples"]
+    assert list(counts["eval"]) == saved["resolved"]["class_names"]
+    assert "classes (train/eval images): astronaut %d/%d" % (
+        counts["train"]["astronaut"], counts["eval"]["astronaut"]) in caplog.text
 
 
 def _losses(workdir):
