@@ -164,8 +164,9 @@ def list_image_folder(root, empty_classes="error"):
     if not tf.io.gfile.isdir(root):
         raise ValueError(f"image folder {root!r} does not exist or is not a directory")
     root = root.rstrip("/")
-    class_names = sorted(entry.rstrip("/") for entry in tf.io.gfile.listdir(root)
-                         if not is_hidden(entry) and tf.io.gfile.isdir(f"{root}/{entry.rstrip('/')}"))
+    entries = [entry.rstrip("/") for entry in tf.io.gfile.listdir(root)]
+    class_names = sorted(entry for entry in entries
+                         if not is_hidden(entry) and tf.io.gfile.isdir(f"{root}/{entry}"))
     if not class_names:
         raise ValueError(f"image folder {root!r} has no class subfolders (expected "
                          f"{root}/CLASS_NAME/IMAGE.jpg)")
@@ -189,7 +190,7 @@ def list_image_folder(root, empty_classes="error"):
 def _image_files(directory):
     """The image files under `directory` (any depth, hidden entries left out), sorted."""
     found = []
-    for parent, subdirs, file_names in tf.io.gfile.walk(directory):
+    for parent, _, file_names in tf.io.gfile.walk(directory):
         parts = parent[len(directory):].strip("/").split("/")
         if any(is_hidden(part) for part in parts if part):
             continue
