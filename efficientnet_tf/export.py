@@ -26,7 +26,7 @@ from efficientnet_tf import tflite
 from efficientnet_tf.data import image_header, labels, preprocess
 from efficientnet_tf.models import fold
 
-MAX_PIXELS = 40_000_000  # 40 megapixels: a larger image is refused before it is decoded
+MAX_PIXELS = image_header.MAX_PIXELS  # a larger image is refused before it is decoded
 METADATA_ASSET = "efficientnet_tf.json"
 
 

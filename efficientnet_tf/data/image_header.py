@@ -8,6 +8,9 @@ decoding the pixels, so a 40-megapixel PNG is refused at the cost of reading 24 
 import tensorflow as tf
 
 FORMATS = "JPEG, PNG, GIF or BMP"
+# The pixel cap of serving and of the input pipelines: an image above it is refused before its
+# pixels are decoded (a 10000 x 10000 PNG would take 300 MB decoded, and more to resize).
+MAX_PIXELS = 40_000_000
 
 
 def is_image(data):

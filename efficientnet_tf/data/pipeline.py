@@ -16,14 +16,17 @@ reproducible (with `deterministic=True`); without a seed each run draws its own.
 """
 
 import dataclasses
+import re
 import secrets
+import threading
 from typing import Optional, Union
 
 import tensorflow as tf
+from absl import logging
 
 from efficientnet_tf.data import augment as augment_lib
 from efficientnet_tf.data import mixing as mixing_lib
-from efficientnet_tf.data import preprocess
+from efficientnet_tf.data import image_header, preprocess
 from efficientnet_tf.data.sources import EVAL, TRAIN
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -31,25 +34,73 @@ PADDING_LABEL = -1
 
 
 class DecodeCounter:
-    """Counts the images the pipeline decoded and those it skipped because they were bad.
+    """Counts the images the pipeline decoded and those it skipped because they were bad, and
+    names the bad files.
 
-    Each image is counted once, as decoded or as skipped, when it leaves decode_skipping_bad,
-    so read mid-run the counts are those of the images processed so far (tf.data prefetches
-    ahead of the consumer) and never negative; once a split is through, they are its totals.
+    `decoded` and `failed` count each pass over an image when it leaves decode_skipping_bad,
+    so read mid-run they are those of the images processed so far (tf.data prefetches ahead of
+    the consumer) and never negative; once a split is through, they are its totals. A bad file
+    is skipped on every pass (every epoch, unless its decoded images are cached): `files` holds
+    each once, {key: reason}, and `skipped` is their number. The first LOGGED are logged with
+    their reason as they are found.
     """
+
+    LOGGED = 10
 
     def __init__(self):
         with tf.init_scope(), tf.device("CPU:0"):
             self.decoded = tf.Variable(0, dtype=tf.int64, trainable=False, name="decoded")
             self.failed = tf.Variable(0, dtype=tf.int64, trainable=False, name="failed")
+        self.files = {}
+        self._lock = threading.Lock()
 
     @property
     def skipped(self):
-        return int(self.failed.numpy())
+        """Bad files skipped so far, each counted once."""
+        return len(self.files)
 
     @property
     def tried(self):
-        return int(self.decoded.numpy()) + self.skipped
+        return int(self.decoded.numpy()) + int(self.failed.numpy())
+
+    def record(self, key, data, max_pixels):
+        """Notes a bad file (called in the pipeline through tf.py_function)."""
+        key = key.numpy().decode("utf-8", "replace")
+        with self._lock:
+            if key in self.files:
+                return 0
+            self.files[key] = None
+            first = len(self.files) <= self.LOGGED
+        # The reason is found again outside the pipeline, which only knows that decoding failed.
+        self.files[key] = reason = why_undecodable(data.numpy(), int(max_pixels))
+        if first:
+            logging.warning("skipped image %s: %s", key, reason)
+        return 0
+
+
+def _readable(message):
+    """The gist of an op's error message: no function-node prefix or op suffix, an Assert's
+    text only."""
+    message = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", message.strip().splitlines()[0])
+    message = re.sub(r"\s*\[Op:\w+\].*$", "", message)
+    if "Summarized data: " in message:
+        message = message.split("Summarized data: ", 1)[1]
+        message = re.sub(r"^b?['\"](.*)['\"]$", r"\1", message.strip())
+    return message
+
+
+def why_undecodable(data, max_pixels=image_header.MAX_PIXELS):
+    """Why the encoded image `data` (bytes) does not decode: the first line of the decoder's
+    error, or a note on what it is."""
+    if not data:
+        return "empty file"
+    try:
+        image = preprocess.decode(preprocess.within_pixel_cap(tf.constant(data), max_pixels))
+    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
+        return _readable(error.message)
+    if 0 in image.shape:
+        return "the image has no pixels"
+    return "it decodes here, but failed in the pipeline's crop or resize"
 
 
 def _placeholder(spec):
@@ -59,31 +110,50 @@ def _placeholder(spec):
     return tf.zeros(shape, spec.dtype)
 
 
-def decode_skipping_bad(dataset, decode_fn, counter, deterministic):
+def _identity(element):
+    """(key, encoded bytes) of a source element ({"image", "label", "key"}, alone or first in
+    a tuple), for naming a bad file; empty strings for elements of another shape."""
+    for part in (element if isinstance(element, tuple) else (element,)):
+        if isinstance(part, dict) and "key" in part and "image" in part:
+            image = part["image"]
+            return part["key"], (image if image.dtype == tf.string else tf.constant(""))
+    return tf.constant(""), tf.constant("")
+
+
+def decode_skipping_bad(dataset, decode_fn, counter, deterministic,
+                        max_pixels=image_header.MAX_PIXELS):
     """dataset.map(decode_fn), where an element whose decoding fails is dropped and counted
-    (in `counter`, a DecodeCounter; None: dropped uncounted, and the function captures no
-    variable -- what a TPU pod's other hosts need, whose pipelines cannot reach host 0's).
+    (in `counter`, a DecodeCounter, which names the file; None: dropped uncounted, and the
+    function captures no variable -- what a TPU pod's other hosts need, whose pipelines cannot
+    reach host 0's). `max_pixels` only goes into the reason given for a file.
 
     Each element becomes a one-element dataset: (decoded, True) if decode_fn succeeds (else
-    ignore_errors drops it and a placeholder (marker, False) comes first). Downstream, each
-    element is counted as decoded or failed and the failed ones are filtered out. The inner
-    datasets run in parallel through interleave.
+    ignore_errors drops it and a placeholder (marker, False) comes first, with the element's
+    key and bytes). Downstream, each element is counted as decoded or failed, the failed ones
+    are named and filtered out. The inner datasets run in parallel through interleave.
     """
     def attempt(*element):
+        key, data = _identity(element if len(element) > 1 else element[0])
         decoded = tf.data.Dataset.from_tensors(element).map(decode_fn).ignore_errors()
         marker = tf.nest.map_structure(_placeholder, decoded.element_spec)
-        return decoded.map(lambda *item: (item if len(item) > 1 else item[0], True)).concatenate(
-            tf.data.Dataset.from_tensors((marker, False))).take(1)
+        return decoded.map(lambda *item: (item if len(item) > 1 else item[0], True, "", "")
+                           ).concatenate(tf.data.Dataset.from_tensors(
+                               (marker, False, key, data))).take(1)
 
-    def count(item, is_image):
-        with tf.control_dependencies([tf.cond(is_image, lambda: counter.decoded.assign_add(1),
-                                               lambda: counter.failed.assign_add(1))]):
+    def count(item, is_image, key, data):
+        def failed():
+            with tf.control_dependencies([counter.failed.assign_add(1)]):
+                return tf.py_function(counter.record, [key, data, max_pixels], tf.int64)
+        done = tf.cond(is_image, lambda: counter.decoded.assign_add(1) * 0, failed)
+        with tf.control_dependencies([done]):
             return item, tf.identity(is_image)
 
     dataset = dataset.interleave(attempt, cycle_length=AUTOTUNE, block_length=1,
                                  num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     if counter is not None:
         dataset = dataset.map(count)
+    else:
+        dataset = dataset.map(lambda item, is_image, key, data: (item, is_image))
     dataset = dataset.filter(lambda item, is_image: is_image)
     return dataset.map(lambda item, is_image: item)
 
@@ -103,6 +173,7 @@ class TrainSettings:
     dtype: tf.DType = tf.float32
     shuffle_buffer: int = 10_000
     cache: Union[bool, str] = False  # True: decoded images in memory; a path: file bytes there
+    max_pixels: int = image_header.MAX_PIXELS  # larger images are skipped before decoding
     seed: Optional[int] = None
     deterministic: bool = False
 
@@ -130,7 +201,8 @@ def _options(deterministic):
     return options
 
 
-def decoded_images(source, input_context=None, counter=None, deterministic=False):
+def decoded_images(source, input_context=None, counter=None, deterministic=False,
+                   max_pixels=image_header.MAX_PIXELS):
     """The training split (this host's shard) as decoded uint8 images, cached in memory on the
     first pass: the start of train_dataset's pipeline for cache=True. Build it once per run and
     pass it to every stage's train_dataset: the cache lives in this dataset, so the stages share
@@ -138,9 +210,10 @@ def decoded_images(source, input_context=None, counter=None, deterministic=False
     dataset = source.dataset(TRAIN, input_context=input_context, deterministic=deterministic)
 
     def decode(example):
-        return {**example, "image": preprocess.decode(example["image"])}
+        image = preprocess.within_pixel_cap(example["image"], max_pixels)
+        return {**example, "image": preprocess.decode(image)}
 
-    return decode_skipping_bad(dataset, decode, counter, deterministic).cache()
+    return decode_skipping_bad(dataset, decode, counter, deterministic, max_pixels).cache()
 
 
 def train_dataset(source, settings, input_context=None, counter=None, decoded=None):
@@ -156,7 +229,7 @@ def train_dataset(source, settings, input_context=None, counter=None, decoded=No
     from_pixels = settings.cache is True  # the decoded-image cache
     if from_pixels:
         dataset = decoded if decoded is not None else decoded_images(
-            source, input_context, counter, settings.deterministic)
+            source, input_context, counter, settings.deterministic, settings.max_pixels)
     else:
         dataset = source.dataset(TRAIN, input_context=input_context, shuffle_files=True,
                                  seed=seed, deterministic=settings.deterministic)
@@ -171,7 +244,8 @@ def train_dataset(source, settings, input_context=None, counter=None, decoded=No
         crop_seed, augment_seed = tf.unstack(
             tf.random.experimental.stateless_split(example_seed, 2))
         image = preprocess.preprocess_train(
-            example["image"], settings.image_size, crop_seed, settings.crop,
+            preprocess.within_pixel_cap(example["image"], settings.max_pixels),
+            settings.image_size, crop_seed, settings.crop,
             settings.resize_method, settings.random_flip)
         return image, example["label"], example["key"], augment_seed
 
@@ -188,7 +262,8 @@ def train_dataset(source, settings, input_context=None, counter=None, decoded=No
         dataset = dataset.map(decode, num_parallel_calls=AUTOTUNE,
                               deterministic=settings.deterministic)
     else:
-        dataset = decode_skipping_bad(dataset, decode, counter, settings.deterministic)
+        dataset = decode_skipping_bad(dataset, decode, counter, settings.deterministic,
+                                      settings.max_pixels)
     dataset = dataset.map(finish, num_parallel_calls=AUTOTUNE, deterministic=settings.deterministic)
     dataset = dataset.batch(settings.batch_size, drop_remainder=True)
     if mixing is not None:
@@ -204,7 +279,8 @@ def train_dataset(source, settings, input_context=None, counter=None, decoded=No
 
 
 def eval_dataset(source, transform, batch_size, num_classes, input_context=None,
-                 dtype=tf.float32, cache=False, counter=None, split=EVAL):
+                 dtype=tf.float32, cache=False, counter=None, split=EVAL,
+                 max_pixels=image_header.MAX_PIXELS):
     """Batches of (images [B, S, S, 3], labels [B] int32); label -1 marks padding in the last one.
 
     `transform` is the run's preprocess.EvalTransform (or an image size: the official center
@@ -217,7 +293,8 @@ def eval_dataset(source, transform, batch_size, num_classes, input_context=None,
     dataset = _cache(source.dataset(split, input_context=input_context), cache)
 
     def decode(example):
-        image = preprocess.preprocess_eval(example["image"], transform)
+        image = preprocess.preprocess_eval(
+            preprocess.within_pixel_cap(example["image"], max_pixels), transform)
         return image, example["label"], example["key"]
 
     def finish(image, label, key):
@@ -225,7 +302,7 @@ def eval_dataset(source, transform, batch_size, num_classes, input_context=None,
         image.set_shape([image_size, image_size, 3])
         return image, _check_label(label, key, num_classes)
 
-    dataset = decode_skipping_bad(dataset, decode, counter, deterministic=True)
+    dataset = decode_skipping_bad(dataset, decode, counter, True, max_pixels)
     dataset = dataset.map(finish, num_parallel_calls=AUTOTUNE)
     padding = tf.data.Dataset.from_tensors(
         (tf.zeros([image_size, image_size, 3], dtype), tf.constant(PADDING_LABEL, tf.int32)))

@@ -15,6 +15,8 @@ from typing import Optional, Tuple
 
 import tensorflow as tf
 
+from efficientnet_tf.data import image_header
+
 CROP_PADDING = 32
 
 
@@ -114,6 +116,19 @@ def decode(image_bytes):
     image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
     image.set_shape([None, None, 3])
     return image
+
+
+def within_pixel_cap(image_bytes, max_pixels):
+    """`image_bytes` after a check that its header's size is at most `max_pixels` (an
+    InvalidArgument naming the size when not; decoded pixels and unknown sizes pass)."""
+    if is_decoded(image_bytes) or not max_pixels:
+        return image_bytes
+    size = image_header.size(image_bytes)
+    check = tf.debugging.Assert(size[0] * size[1] <= max_pixels, [tf.strings.format(
+        "the image is {} x {} pixels, above the cap of {} (data.max_pixels)",
+        (size[1], size[0], max_pixels))])
+    with tf.control_dependencies([check]):
+        return tf.identity(image_bytes)
 
 
 def image_shape(image_bytes):

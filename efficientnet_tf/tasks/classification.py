@@ -13,7 +13,7 @@ import tensorflow as tf
 
 import efficientnet_tf
 from efficientnet_tf import export
-from efficientnet_tf.data import augment, mixing, pipeline, preprocess, sources
+from efficientnet_tf.data import augment, image_header, mixing, pipeline, preprocess, sources
 from efficientnet_tf.models import weights as weights_lib
 from efficientnet_tf.tasks import base
 
@@ -41,6 +41,7 @@ class ClassificationSettings:
     deterministic: bool
     augment: AugmentSettings
     label_smoothing: float
+    max_pixels: int = image_header.MAX_PIXELS  # larger images are skipped
 
     @property
     def eval_size(self):
@@ -143,7 +144,7 @@ class ClassificationTask(base.Task):
                 randaug_ops=ops or augment.RANDAUGMENT_OPS,
                 relative_to_size=config.augment.relative_to_size,
                 corrected_ops=config.augment.corrected_ops),
-            label_smoothing=config.train.label_smoothing)
+            label_smoothing=config.train.label_smoothing, max_pixels=config.data.max_pixels)
 
     @classmethod
     def settings_from_dict(cls, values):
@@ -198,7 +199,8 @@ class ClassificationTask(base.Task):
             augmenter=self.augmenter(stage),
             mixing=mixing.Mixing(stage.mixup_alpha, stage.cutmix_alpha),
             dtype=tf.as_dtype(self.run.image_dtype), shuffle_buffer=settings.shuffle_buffer,
-            cache=settings.cache, seed=seed, deterministic=settings.deterministic)
+            cache=settings.cache, seed=seed, deterministic=settings.deterministic,
+            max_pixels=settings.max_pixels)
 
     def train_dataset(self, stage, input_context=None, seed=None, counter=None):
         decoded = None
@@ -206,7 +208,8 @@ class ClassificationTask(base.Task):
             key = (input_context.input_pipeline_id if input_context else 0, id(counter))
             if key not in self._decoded:
                 self._decoded[key] = pipeline.decoded_images(
-                    self.source, input_context, counter, self.settings.deterministic)
+                    self.source, input_context, counter, self.settings.deterministic,
+                    self.settings.max_pixels)
             decoded = self._decoded[key]
         return pipeline.train_dataset(self.source, self.train_settings(stage, seed),
                                       input_context, counter, decoded)
@@ -216,7 +219,8 @@ class ClassificationTask(base.Task):
         batch_size = batch_size or self.run.eval_batch // replicas
         return pipeline.eval_dataset(self.source, self.settings.eval_transform, batch_size,
                                      self.run.num_classes, input_context,
-                                     tf.as_dtype(self.run.image_dtype), counter=counter)
+                                     tf.as_dtype(self.run.image_dtype), counter=counter,
+                                     max_pixels=self.settings.max_pixels)
 
     def loss(self, targets, outputs):
         return cross_entropy(targets, outputs, self.settings.label_smoothing)

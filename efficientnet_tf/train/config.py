@@ -50,6 +50,7 @@ def base_config():
         # True: the training images decoded once and kept in memory for every epoch and stage
         # (small data: images x height x width x 3 bytes); a path: their file bytes cached there
         cache=False, shuffle_buffer=10_000,
+        max_pixels=40_000_000,  # larger images are skipped (and named) before they are decoded
         image_dtype="auto",  # auto: bfloat16 on TPU, float32 elsewhere
         deterministic=False,
     ))

@@ -258,6 +258,11 @@ def log_plan(run, strategy):
         logging.info(line)
 
 
+# The files the input pipelines skipped (undecodable, or above data.max_pixels): "KEY\tREASON"
+# lines, each file once.
+SKIPPED_FILE = "skipped_files.txt"
+
+
 def class_counts(run):
     """{split: {class: images}} of a source that lists its examples (an image folder), else
     None (TFRecords and TFDS are not read ahead of training)."""
@@ -319,10 +324,17 @@ def train_and_evaluate(config, workdir, strategy=None):
         "skipped_images": state.counter.skipped if state.counter else None,
         "checkpoint": state.checkpoints.latest, "eval_summary": state.task.describe(metrics),
     }
-    logging.info("done: %d steps in %s; eval %s%s; skipped images %s", state.step,
+    skipped_list = None
+    if state.counter and state.counter.files and run.placement.chief:
+        skipped_list = f"{workdir}/{SKIPPED_FILE}"
+        with tf.io.gfile.GFile(skipped_list, "w") as stream:
+            stream.write("".join(f"{key}\t{reason}\n"
+                                 for key, reason in sorted(state.counter.files.items())))
+    logging.info("done: %d steps in %s; eval %s%s; skipped files %s%s", state.step,
                  report.duration(wall), state.task.describe(metrics),
                  " (EMA weights)" if results["ema"] else "",
-                 results["skipped_images"] if state.counter else "not counted on a TPU pod")
+                 results["skipped_images"] if state.counter else "not counted on a TPU pod",
+                 f" (list: {skipped_list})" if skipped_list else "")
     if run.placement.chief:
         report.write_eval_summary(workdir, state.step, metrics)
         report.write_json(f"{workdir}/results.json", results)

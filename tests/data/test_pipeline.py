@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 from efficientnet_tf.data import augment, mixing, pipeline, preprocess, sources, tfrecords
 from efficientnet_tf.data import labels as labels_lib
@@ -38,6 +39,26 @@ def test_messy_folder_goes_through_and_skips_are_counted(messy_folder):
         for split in ("train", "eval")])
     assert len(seen) == 9 and counter.skipped == 3  # corrupt, empty and truncated
     assert counter.tried == 12
+
+
+def test_each_bad_file_is_counted_once_and_named_with_its_reason(messy_folder, caplog):
+    """Three epochs over the uncached files fail on each bad file three times: one file each."""
+    Image.fromarray(np.zeros((300, 200, 3), np.uint8)).save(messy_folder / "coffee" / "big.png")
+    source = sources.ImageFolderSource(str(messy_folder), eval_percent=1)
+    counter = pipeline.DecodeCounter()
+    train_examples = source.num_examples("train")
+    batches = pipeline.train_dataset(source, settings(batch_size=1, max_pixels=50_000),
+                                     counter=counter)
+    for _ in batches.take(3 * (train_examples - 4)):
+        pass
+    names = {os.path.basename(key): reason for key, reason in counter.files.items()}
+    assert sorted(names) == ["big.png", "corrupt.jpg", "empty.png", "truncated.jpg"]
+    assert counter.skipped == 4 and int(counter.failed.numpy()) >= 8  # 4 files, 2+ passes
+    assert names["empty.png"] == "empty file"
+    assert names["big.png"] == "the image is 200 x 300 pixels, above the cap of 50000 " \
+                               "(data.max_pixels)"
+    assert "Unknown image file format" in names["corrupt.jpg"] or "JPEG" in names["corrupt.jpg"]
+    assert caplog.text.count("skipped image ") == 4 and "truncated.jpg: " in caplog.text
 
 
 def test_skip_counts_are_exact_while_the_pipeline_runs(messy_folder):

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -60,6 +61,24 @@ def test_a_run_writes_config_checkpoints_summaries_results_and_plot(photo_folder
     assert list(counts["eval"]) == saved["resolved"]["class_names"]
     assert "classes (train/eval images): astronaut %d/%d" % (
         counts["train"]["astronaut"], counts["eval"]["astronaut"]) in caplog.text
+
+
+def test_bad_files_are_listed_once_in_the_run_directory(photo_folder, tmp_path, caplog):
+    """Four epochs over a folder with two bad files: two lines in skipped_files.txt and the
+    end-of-run line points at it."""
+    root = tmp_path / "images"
+    shutil.copytree(photo_folder, root)
+    (root / "coffee" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"?" * 64)
+    (root / "chelsea" / "blank.png").write_bytes(b"")
+    config = tiny_config(str(root), **{"train.steps": 18})
+    workdir = str(tmp_path / "run")
+    caplog.set_level("INFO")
+    results = trainer.train_and_evaluate(config, workdir)
+    lines = open(os.path.join(workdir, "skipped_files.txt")).read().splitlines()
+    assert [os.path.basename(line.split("\t")[0]) for line in lines] == ["blank.png",
+                                                                          "broken.jpg"]
+    assert lines[0].endswith("\tempty file") and results["skipped_images"] == 2
+    assert f"skipped files 2 (list: {workdir}/skipped_files.txt)" in caplog.text
 
 
 def _losses(workdir):
