@@ -175,21 +175,35 @@ def test_resume_restores_optimizer_ema_and_schedule_state(photo_folder, tmp_path
     assert results["steps"] == 9 and results["steps_this_run"] == 3
 
 
-@pytest.mark.parametrize("damage", ["truncate", "delete"])
-def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(photo_folder, tmp_path, damage):
+@pytest.mark.parametrize("damage", ["truncate", "zero", "delete", "truncate index"])
+def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(photo_folder, tmp_path, damage,
+                                                                  caplog):
+    """train resumes from, and eval and export read, the newest checkpoint that reads back."""
     workdir = str(tmp_path / "run")
     config = tiny_config(photo_folder)  # checkpoints at steps 6 and 12
     trainer.train_and_evaluate(config, workdir)
     (data,) = tf.io.gfile.glob(os.path.join(workdir, "ckpt-12.data-*"))
+    index = os.path.join(workdir, "ckpt-12.index")
     if damage == "truncate":  # a partial upload
         content = open(data, "rb").read()
         open(data, "wb").write(content[: len(content) // 2])
-    else:  # a lost file
+    elif damage == "zero":  # a disk error
+        open(data, "wb").write(bytes(os.path.getsize(data)))
+    elif damage == "delete":  # a lost file
         os.remove(data)
+    else:
+        content = open(index, "rb").read()
+        open(index, "wb").write(content[: len(content) // 3])
     run = trainer.plan(config, tf.distribute.get_strategy())
     state = trainer.build_state(run, tf.distribute.get_strategy(), workdir)
     assert state.checkpoints.restore_latest().endswith("ckpt-6")
     assert state.step == 6
+    caplog.set_level("WARNING")
+    assert trainer.evaluate_workdir(workdir)["checkpoint"].endswith("ckpt-6")
+    assert "ckpt-12 cannot be restored" in caplog.text
+    if damage == "truncate":
+        export_dir = rundir.export_workdir(workdir, str(tmp_path / "export"))
+        assert tf.saved_model.contains_saved_model(export_dir)
 
 
 def test_a_storage_outage_while_restoring_stops_the_run(photo_folder, tmp_path, monkeypatch):
