@@ -8,7 +8,8 @@ no stochastic depth) and has three signatures:
   predict_images    images: float32 [batch, size, size, 3] in [0, 255] -> logits, probabilities
   predict_uint8     the same for uint8 images.
 Class names travel as an asset (assets/labels.txt). Bad bytes (empty, not an image, too many
-pixels) fail with InvalidArgument naming the image, never crash the server.
+pixels, data that does not decode behind a valid header) fail with InvalidArgument naming the
+image by its index, never crash the server.
 
 The exported graph has no batch norm: each BN is folded into the kernel and bias of the
 convolution before it (models/fold.py), and swish is the plain x * sigmoid(x), without the
@@ -56,13 +57,31 @@ def decode_for_serving(data, index, settings):
         known = _check(image_header.is_image(data), tf.strings.join([
             label, f" is not a {image_header.FORMATS} image; its first bytes are ",
             image_header.first_bytes(data)]))
+    damaged = tf.strings.join([label, " does not decode: its ", image_header.format_name(data),
+                               " data is truncated or corrupt"])
     with tf.control_dependencies([known]):
-        size = image_header.size(data)
+        size, readable = _attempt(image_header.size, data, tf.zeros([2], tf.int64))
+    with tf.control_dependencies([_check(readable, damaged)]):
         small = _check(size[0] * size[1] <= settings.max_pixels, tf.strings.join([
             label, tf.strings.format(" is {} x {} pixels; at most {} pixels are accepted",
                                      (size[1], size[0], settings.max_pixels))]))
     with tf.control_dependencies([small]):
-        return preprocess.preprocess_eval(data, settings.transform)
+        image, decoded = _attempt(lambda item: preprocess.preprocess_eval(item, settings.transform),
+                                  data, tf.zeros([settings.image_size, settings.image_size, 3]))
+    with tf.control_dependencies([_check(decoded, damaged)]):
+        return tf.identity(image)
+
+
+def _attempt(fn, data, default):
+    """(fn(data), True), or (default, False) when fn fails on `data`: a header can be valid
+    over truncated or garbled data, and the decoder's own error names no image. The attempt
+    runs as a one-element tf.data pipeline whose errors are dropped (ignore_errors), which a
+    serving graph (TF Serving's included) can hold, unlike a Python callback."""
+    attempt = tf.data.Dataset.from_tensors(data).map(lambda item: (fn(item), True))
+    fallback = tf.data.Dataset.from_tensors((default, False))
+    value, succeeded = attempt.ignore_errors().concatenate(fallback).take(1).get_single_element()
+    value.set_shape(default.shape)
+    return value, succeeded
 
 
 class ServingModule(tf.Module):
@@ -105,13 +124,16 @@ class ServingModule(tf.Module):
         return {"logits": logits, "probabilities": tf.nn.softmax(logits)}
 
     def _serve_bytes(self, image_bytes):
-        indices = tf.range(tf.shape(image_bytes)[0], dtype=tf.int64)
+        count = tf.shape(image_bytes)[0]
+        indices = tf.range(count, dtype=tf.int64)
         images = tf.map_fn(
             lambda item: decode_for_serving(item[0], item[1], self.settings),
             (image_bytes, indices),
             fn_output_signature=tf.TensorSpec(
                 [self.settings.image_size, self.settings.image_size, 3], tf.float32))
-        probabilities = self._predict(images)["probabilities"]
+        # An empty request gets empty outputs (some kernels refuse a batch of 0).
+        probabilities = tf.cond(count > 0, lambda: self._predict(images)["probabilities"],
+                                lambda: tf.zeros([0, self.num_classes]))
         top = tf.math.top_k(probabilities, k=self.top_k)
         outputs = {"classes": top.indices, "probabilities": top.values}
         if self.class_names is not None:

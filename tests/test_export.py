@@ -157,6 +157,52 @@ def test_bad_requests_are_invalid_argument_and_the_server_goes_on(run, bad, mess
     assert good["classes"].shape == (1, 3)
 
 
+def bad_request_mix(count=100):
+    """(image bytes, kind) of `count` bad images: truncated JPEG/PNG/GIF/BMP, random bytes, text,
+    garbage after valid magic bytes, a huge PNG and empty strings, in a fixed order."""
+    rng = np.random.RandomState(0)
+    good = list(request_images().values())
+    huge = encoded(np.zeros((6000, 8000, 3), np.uint8), "PNG")
+    magics = [b"\xff\xd8\xff\xe0", b"\x89PNG\r\n\x1a\n", b"GIF89a", b"BM"]
+    makers = {
+        "truncated": lambda: (lambda d: d[: rng.randint(len(d) // 3, len(d) - 8)])(
+            good[rng.randint(len(good))]),
+        "random": lambda: rng.bytes(rng.randint(1, 400)),
+        "text": lambda: b"{\"instances\": not an image " + str(rng.randint(1000)).encode(),
+        "garbage after magic": lambda: magics[rng.randint(4)] + rng.bytes(rng.randint(30, 300)),
+        "huge": lambda: huge,
+        "empty": lambda: b"",
+    }
+    kinds = list(makers)
+    return [(makers[kind](), kind) for kind in (kinds[i % len(kinds)] for i in range(count))]
+
+
+def test_every_bad_image_in_a_batch_is_named_by_its_index(run):
+    """100 bad requests, each alone and at a random place among good images: each error is an
+    InvalidArgument that names the bad image's index; decoder failures after a valid header
+    included. The server answers a good request after all of them."""
+    serve = tf.saved_model.load(run["export"]).signatures["serving_default"]
+    good = list(request_images().values())
+    rng = np.random.RandomState(1)
+    for number, (bad, kind) in enumerate(bad_request_mix()):
+        batch = [bad]
+        if number % 2:  # a mixed batch: the bad image among good ones
+            batch = good[: rng.randint(1, 4)]
+            batch.insert(rng.randint(len(batch) + 1), bad)
+        index = batch.index(bad)
+        with pytest.raises(tf.errors.InvalidArgumentError) as error:
+            serve(image_bytes=tf.constant(batch))
+        assert f"image_bytes[{index}] " in error.value.message, (kind, error.value.message[:300])
+    assert serve(image_bytes=tf.constant(good))["classes"].shape == (4, 3)
+
+
+def test_an_empty_batch_gets_empty_outputs(run):
+    serve = tf.saved_model.load(run["export"]).signatures["serving_default"]
+    outputs = serve(image_bytes=tf.constant([], tf.string))
+    assert outputs["classes"].shape == (0, 3) and outputs["probabilities"].shape == (0, 3)
+    assert outputs["class_names"].shape == (0, 3)
+
+
 def test_a_huge_image_is_refused_before_decoding(run, tmp_path):
     huge = encoded(np.zeros((6000, 8000, 3), np.uint8), "PNG")  # 48 MP, a few kB on the wire
     serve = tf.saved_model.load(run["export"]).signatures["serving_default"]
@@ -252,7 +298,9 @@ def test_predict_command_reports_bad_files_and_goes_on(run, tmp_path):
     (tmp_path / "good.jpg").write_bytes(request_images()["photo.jpg"])
     (tmp_path / "other.png").write_bytes(request_images()["gray.png"])
     (tmp_path / "broken.jpg").write_bytes(b"definitely not an image")
-    files = [good, str(tmp_path / "broken.jpg"), str(tmp_path / "missing.jpg"), other]
+    (tmp_path / "cut.png").write_bytes(request_images()["gray.png"][:300])
+    files = [good, str(tmp_path / "broken.jpg"), str(tmp_path / "missing.jpg"), other,
+             str(tmp_path / "cut.png")]
     for model in (run["export"], run["workdir"]):
         result = subprocess.run([sys.executable, "-m", "efficientnet_tf.main", "predict",
                                  f"--model={model}", "--json"] + files, cwd=ROOT, env=ENV,
@@ -266,6 +314,8 @@ def test_predict_command_reports_bad_files_and_goes_on(run, tmp_path):
         assert "is not a JPEG, PNG, GIF or BMP image" in by_file[files[1]]["error"]
         assert by_file[files[2]]["error"]  # the missing file
         assert by_file[other]["top"]
+        assert by_file[files[4]]["error"] == ("image_bytes[0] does not decode: its PNG data is "
+                                              "truncated or corrupt")
     text = predict.format_text(*predict.predict_files(run["export"], [good, files[1]]))
     assert text.splitlines()[0] == good and text.splitlines()[1].strip().startswith("1. ")
     assert text.splitlines()[-1].startswith(f"{files[1]}: error: ")

@@ -49,6 +49,16 @@ def size(data):
     ], default=lambda: tf.zeros([2], tf.int64))
 
 
+def format_name(data):
+    """"JPEG", "PNG", "GIF" or "BMP" (a string tensor) from the first bytes, else "image"."""
+    return tf.case([
+        (tf.io.is_jpeg(data), lambda: tf.constant("JPEG")),
+        (tf.equal(tf.strings.substr(data, 0, 4), b"\x89PNG"), lambda: tf.constant("PNG")),
+        (tf.equal(tf.strings.substr(data, 0, 3), b"GIF"), lambda: tf.constant("GIF")),
+        (tf.equal(tf.strings.substr(data, 0, 2), b"BM"), lambda: tf.constant("BMP")),
+    ], default=lambda: tf.constant("image"))
+
+
 def first_bytes(data, count=8):
     """The first `count` bytes as a printable string tensor, for error messages."""
     padded = tf.strings.substr(tf.strings.join([data, b"\0" * count]), 0, count)
