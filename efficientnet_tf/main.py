@@ -91,11 +91,75 @@ def _require(flag, command, hint):
         raise ValueError(f"{command} needs --{flag}={hint}")
 
 
+# Exit codes: a usage error (a bad flag, config key or value, a missing file named by a flag)
+# is 2, a runtime failure (a path that cannot be written, a full disk, no TPU) is 1. Either is
+# one line on stderr, naming the thing and what to do; --verbose adds the traceback.
+USAGE_ERROR, RUNTIME_ERROR = 2, 1
+
+
+def _fail(prefix, message, code):
+    print(f"{prefix}: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def parse_flags(argv):
+    """absl's flag parsing, with every error one line and exit code 2: an unknown flag or
+    config key, a value of the wrong type, a config file that does not load."""
+    try:
+        argv = FLAGS(argv)
+        _check_config_file()
+        return argv
+    except flags.Error as error:
+        _fail("efficientnet-tf", f"{error}; see --helpshort", USAGE_ERROR)
+    except (AttributeError, KeyError, TypeError, ValueError, OSError, SyntaxError) as error:
+        if "--verbose" in argv:
+            raise
+        # ml_collections' own messages: the unknown key, with its "Did you mean" hint, or
+        # the config file that failed to load and why.
+        lines = [line.strip().strip("'\"") for line in str(error).replace("\\n", "\n")
+                 .splitlines() if line.strip().strip("'\"")]
+        _fail("efficientnet-tf", f"{type(error).__name__}: {'; '.join(lines) or error!r}",
+              USAGE_ERROR)
+
+
+def _check_config_file():
+    """A --config file that did not load is an error now, not at the first use of the config
+    (ml_collections defers it, with a message that names no file)."""
+    if FLAGS["config"].value is None:
+        return
+    try:
+        FLAGS.config.task  # noqa: B018 -- touching it raises the deferred error
+    except OSError as error:
+        path = FLAGS["config"].config_filename.split(":", 1)[0]
+        if not os.path.isfile(path):  # a local Python file: ml_collections imports it
+            _fail("efficientnet-tf", f"config file {path!r} does not exist (from "
+                  f"{os.getcwd()}); use --config=experiments/FILE.py[:ARG]", USAGE_ERROR)
+        cause = str(error.__cause__ or error).strip().splitlines()
+        _fail("efficientnet-tf", f"config file {path!r} does not load: {cause[-1].strip()}",
+              USAGE_ERROR)
+
+
+def describe_failure(error):
+    """One line for a runtime failure (an OSError or a TensorFlow op error): what happened, to
+    what path, and what to do."""
+    message = getattr(error, "message", None) or str(error)
+    message = " ".join(line.strip() for line in message.strip().splitlines()[:1])
+    text = f"{message} ({type(error).__name__})"
+    lowered = message.lower()
+    if "no space left" in lowered or "file too large" in lowered:
+        return f"{text}: the disk is full or the file too large; free space or write elsewhere"
+    if "permission denied" in lowered or "read-only file system" in lowered:
+        return f"{text}: choose a --workdir / --export_dir you can write to"
+    if "no such file or directory" in lowered or "not a directory" in lowered:
+        return f"{text}: check the path; its parent must be a directory you can write to"
+    return text
+
+
 def main(argv):
     commands = ("info", "train", "eval", "export", "predict", "demo", "tpu")
     if len(argv) < 2 or argv[1] not in commands:
-        raise app.UsageError(f"usage: efficientnet-tf {{{'|'.join(commands)}}} [--flags]; "
-                             f"got {' '.join(argv[1:]) or 'no command'}")
+        _fail("efficientnet-tf", f"usage: efficientnet-tf {{{'|'.join(commands)}}} [--flags]; "
+              f"got {' '.join(argv[1:]) or 'no command'}", USAGE_ERROR)
     _quiet_tensorflow()
     command, rest = argv[1], argv[2:]
     try:
@@ -105,7 +169,22 @@ def main(argv):
                 logging.info("TPU runtime: %s=%s", name, value)
         run_command(command, rest)
     except ValueError as error:  # bad names, paths and settings: one clear line, no traceback
-        sys.exit(f"efficientnet-tf {command}: error: {error}")
+        if FLAGS.verbose:
+            raise
+        _fail(f"efficientnet-tf {command}", error, getattr(error, "EXIT_CODE", USAGE_ERROR))
+    except Exception as error:  # noqa: BLE001 -- sorted below: runtime failures or bugs
+        if FLAGS.verbose or not _is_runtime_failure(error):
+            raise  # a bug: its traceback is what a report needs
+        _fail(f"efficientnet-tf {command}", describe_failure(error), RUNTIME_ERROR)
+
+
+def _is_runtime_failure(error):
+    """An OSError or a TensorFlow op error (storage, permissions, devices): the machine's or
+    the environment's fault, not a bug."""
+    if isinstance(error, OSError):
+        return True
+    tensorflow = sys.modules.get("tensorflow")
+    return tensorflow is not None and isinstance(error, tensorflow.errors.OpError)
 
 
 def run_command(command, rest):
@@ -174,7 +253,7 @@ def run_command(command, rest):
 def run():
     # absl prints the __main__ module's docstring for --help; the console script has none.
     sys.modules["__main__"].__doc__ = __doc__
-    app.run(main, argv=sys.argv)
+    app.run(main, argv=sys.argv, flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

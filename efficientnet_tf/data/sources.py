@@ -246,6 +246,13 @@ class ImageFolderSource:
             self._examples = {
                 TRAIN: [e for e, held in zip(examples, held_out) if not held],
                 EVAL: [e for e, held in zip(examples, held_out) if held]}
+            for split, chosen in self._examples.items():
+                if not chosen:
+                    raise ValueError(
+                        f"image folder {self.root!r}: the {split} split is empty (a hash of "
+                        f"each path holds out data.eval_percent={self.eval_percent}% of the "
+                        f"{len(examples)} images for eval); set data.eval_root to a folder of "
+                        "its own, or another data.eval_percent")
 
     def class_counts(self):
         """{split: {class name: images}}: what the run trains and evaluates on, per class."""

@@ -19,6 +19,12 @@ class StrategyError(ValueError):
     """A strategy that cannot be set up, in one line that says what was tried."""
 
 
+class NoTPUError(StrategyError):
+    """--tpu names no TPU that answers: the machine's state, not the command's (exit code 1)."""
+
+    EXIT_CODE = 1
+
+
 def _unreachable(resolver, timeout):
     """The TPU workers of `resolver` that do not accept a TCP connection within `timeout` s.
 
@@ -50,7 +56,7 @@ def _tpu_strategy(tpu, connect_timeout=20.0):
     except Exception as error:  # resolver, network and runtime failures all mean: no TPU here
         text = str(error).strip()
         first_line = text.splitlines()[0] if text else type(error).__name__
-        raise StrategyError(
+        raise NoTPUError(
             f"no TPU found for --tpu={tpu!r} (tried TPUClusterResolver(tpu={tpu!r}) and "
             f"initialize_tpu_system): {first_line}. On a single-host TPU VM use --tpu=local; "
             "on a pod slice run on host 0 with the TPU's name (pip install "

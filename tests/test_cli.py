@@ -1,0 +1,106 @@
+"""Errors a user can cause at the command line: one line naming the thing and what to do.
+
+Each case runs the `efficientnet-tf` console script (the module when the script is not
+installed) in a fresh process: exit code 2 for usage errors (a bad flag, config key or value, a
+missing config file), 1 for runtime failures (a path that cannot be written, a full disk, no
+TPU); no traceback unless --verbose.
+"""
+
+import os
+import resource
+import subprocess
+import sys
+
+import pytest
+
+from efficientnet_tf.train import trainer
+
+from trainutil import tiny_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+SCRIPT = os.path.join(os.path.dirname(sys.executable), "efficientnet-tf")
+COMMAND = [SCRIPT] if os.path.exists(SCRIPT) else [sys.executable, "-m", "efficientnet_tf.main"]
+FOLDER = "--config=experiments/folder.py:efficientnetv2-test"
+
+
+def cli(*args, file_size_limit=None):
+    """(exit code, stderr lines) of the command line with `args`."""
+    def limit():  # a full disk, as a process sees it: writes past the limit fail (EFBIG)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+
+    result = subprocess.run(COMMAND + list(args), cwd=ROOT, env=ENV, capture_output=True,
+                            text=True, timeout=300,
+                            preexec_fn=limit if file_size_limit else None)
+    return result.returncode, result.stderr.strip().splitlines()
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """A finished tiny run to export."""
+    from imagedata import write_folder
+    base = tmp_path_factory.mktemp("cli")
+    root = str(write_folder(base / "images", per_class=8, size=(40, 32)))
+    path = str(base / "run")
+    trainer.train_and_evaluate(tiny_config(root, **{"train.steps": 2}), path)
+    return path
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--bogus_flag=1"], "Unknown command line flag 'bogus_flag'"),
+    (["train", FOLDER, "--config.train.bach_size=3"], 'Did you mean "batch_size"'),
+    (["train", FOLDER, "--config.train.epochs=abc"], "could not convert string to float"),
+    (["train", "--config=experiments/nowhere.py", "--workdir=/tmp/x"],
+     "config file 'experiments/nowhere.py' does not exist"),
+    (["fly"], "usage: efficientnet-tf {info|train|eval|export|predict|demo|tpu}"),
+])
+def test_usage_errors_are_one_line_and_exit_2(args, message):
+    code, lines = cli(*args)
+    assert code == 2 and len(lines) == 1, lines[-20:]
+    assert lines[0].startswith("efficientnet-tf") and message in lines[0], lines
+
+
+def test_a_missing_data_root_is_a_usage_error(tmp_path):
+    code, lines = cli("train", FOLDER, f"--workdir={tmp_path}/run",
+                      f"--config.data.root={tmp_path}/photos")
+    assert code == 2 and "Traceback" not in "\n".join(lines)
+    assert lines[-1] == (f"efficientnet-tf train: error: image folder '{tmp_path}/photos' does "
+                         "not exist or is not a directory"), lines[-20:]
+
+
+def test_an_unwritable_workdir_is_one_line_and_exit_1(workdir):
+    root = os.path.dirname(workdir) + "/images"
+    code, lines = cli("train", FOLDER, "--workdir=/proc/efficientnet_tf_run",
+                      f"--config.data.root={root}", "--config.data.eval_percent=50",
+                      "--config.train.steps=2", "--config.progressive.num_stages=1")
+    assert code == 1 and "Traceback" not in "\n".join(lines), lines[-20:]
+    assert lines[-1].startswith("efficientnet-tf train: error: /proc/efficientnet_tf_run")
+    assert "its parent must be a directory you can write to" in lines[-1]
+
+
+def test_an_unwritable_export_dir_is_one_line_and_exit_1(workdir):
+    code, lines = cli("export", f"--workdir={workdir}", "--export_dir=/proc/efficientnet_export")
+    assert code == 1 and "Traceback" not in "\n".join(lines), lines[-20:]
+    assert lines[-1].startswith("efficientnet-tf export: error: ") and \
+        "/proc/efficientnet_export" in lines[-1]
+
+
+def test_a_full_disk_is_one_line_and_exit_1(workdir, tmp_path):
+    code, lines = cli("export", f"--workdir={workdir}", f"--export_dir={tmp_path}/export",
+                      file_size_limit=32 * 1024)
+    assert code == 1 and "Traceback" not in "\n".join(lines), lines[-20:]
+    assert lines[-1].startswith("efficientnet-tf export: error: ")
+    assert lines[-1].endswith("the disk is full or the file too large; free space or write "
+                              "elsewhere"), lines[-1]
+
+
+def test_verbose_shows_the_traceback(tmp_path):
+    code, lines = cli("train", FOLDER, f"--workdir={tmp_path}/run",
+                      f"--config.data.root={tmp_path}/photos", "--verbose")
+    assert code != 0 and "Traceback (most recent call last):" in lines
+
+
+def test_predict_on_a_missing_export_says_it_does_not_exist(tmp_path):
+    code, lines = cli("predict", f"--export_dir={tmp_path}/export", f"{tmp_path}/a.jpg")
+    assert code == 2 and lines[-1] == (f"efficientnet-tf predict: error: '{tmp_path}/export' "
+                                       "does not exist")
