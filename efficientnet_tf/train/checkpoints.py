@@ -15,6 +15,23 @@ UNRELIABLE_STORAGE = (tf.errors.UnavailableError, tf.errors.DeadlineExceededErro
                       tf.errors.CancelledError)
 
 
+def remove_leftovers(directory):
+    """Removes what a save killed midway leaves in `directory`: the checkpoint being written
+    (`ckpt-N_temp/`, never named by the state file) and the state file's temporary copy
+    (`checkpoint.tmp*`). Returns the paths removed."""
+    removed = []
+    for path in sorted(tf.io.gfile.glob(f"{directory}/ckpt-*_temp")
+                       + tf.io.gfile.glob(f"{directory}/checkpoint.tmp*")):
+        if tf.io.gfile.isdir(path):
+            tf.io.gfile.rmtree(path)
+        else:
+            tf.io.gfile.remove(path)
+        removed.append(path)
+    if removed:
+        logging.info("removed what interrupted saves left: %s", ", ".join(removed))
+    return removed
+
+
 class Checkpoints:
     """The run's checkpoint manager: save every N steps, keep K, restore the newest good one."""
 

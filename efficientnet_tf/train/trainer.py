@@ -15,6 +15,7 @@
 """
 
 import dataclasses
+import json
 import math
 import shutil
 import tempfile
@@ -263,6 +264,18 @@ def log_plan(run, strategy):
 SKIPPED_FILE = "skipped_files.txt"
 
 
+def previous_train_figures(workdir, headline):
+    """The last train figures (loss, headline, images per second) of the results.json of an
+    earlier run in `workdir`, or None."""
+    path = f"{workdir}/results.json"
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as stream:
+        before = json.load(stream)
+    return {"loss": before.get("train_loss"), headline: before.get(f"train_{headline}"),
+            "images_per_second": before.get("images_per_second")}
+
+
 def class_counts(run):
     """{split: {class: images}} of a source that lists its examples (an image folder), else
     None (TFRecords and TFDS are not read ahead of training)."""
@@ -278,6 +291,7 @@ def train_and_evaluate(config, workdir, strategy=None):
     scratch = None
     if run.placement.chief:
         tf.io.gfile.makedirs(workdir)
+        checkpoints_lib.remove_leftovers(workdir)
         rundir.write_config(workdir, run)
         if class_counts(run):
             report.write_json(f"{workdir}/{rundir.CLASSES_FILE}", class_counts(run))
@@ -310,6 +324,8 @@ def train_and_evaluate(config, workdir, strategy=None):
     metrics = evaluate(run, state)
     eval_seconds = eval_timer.elapsed()
     wall = timer.elapsed()
+    if state.step == start_step:  # resumed after its last step: the train figures of before
+        progress.last = previous_train_figures(workdir, state.task.HEADLINE) or progress.last
     results = {
         "model": run.spec.name, "task": run.task, "steps": state.step,
         "total_steps": run.total_steps, "stage_sizes": [stage.image_size for stage in run.stages],

@@ -151,6 +151,24 @@ def test_resume_after_sigkill_continues_at_the_saved_step(photo_folder, tmp_path
     assert json.load(open(os.path.join(workdir, "results.json")))["steps"] == saved_step + 5
 
 
+def test_a_restart_after_the_end_cleans_up_and_keeps_the_train_figures(photo_folder, tmp_path):
+    """A kill mid-save leaves ckpt-N_temp/ and checkpoint.tmp*; the next start removes them.
+    A run restarted after its last step trains nothing, and keeps the train figures."""
+    workdir = str(tmp_path / "run")
+    config = tiny_config(photo_folder)
+    first = trainer.train_and_evaluate(config, workdir)
+    os.makedirs(os.path.join(workdir, "ckpt-18_temp"))
+    open(os.path.join(workdir, "ckpt-18_temp", "part-00000-of-00001.data-00000-of-00001"),
+         "wb").write(b"half")
+    open(os.path.join(workdir, "checkpoint.tmp5f3a"), "w").write("model_checkpoint_path: \"ck")
+    again = trainer.train_and_evaluate(config, workdir)
+    assert again["steps_this_run"] == 0 and again["steps"] == 12
+    assert sorted(name for name in os.listdir(workdir) if "temp" in name or "tmp" in name) == []
+    saved = json.load(open(os.path.join(workdir, "results.json")))
+    assert saved["train_loss"] == first["train_loss"] is not None
+    assert saved["train_top1"] == first["train_top1"] is not None
+
+
 def test_resume_restores_optimizer_ema_and_schedule_state(photo_folder, tmp_path):
     workdir = str(tmp_path / "run")
     trainer.train_and_evaluate(tiny_config(photo_folder, **{"train.steps": 6}), workdir)
