@@ -156,9 +156,9 @@ def list_image_folder(root, empty_classes="error"):
     """(class names, [(path, label)]) of a folder with one subfolder of images per class.
 
     Hidden entries (is_hidden) are neither classes nor images. A class folder without images is
-    an error naming it (`empty_classes="error"`): as a class it would shift no label but train
-    a class that can never be seen; "drop" leaves it out with a warning, "keep" keeps it (an
-    eval folder may lack a class)."""
+    an error naming it (`empty_classes="error"`): as a class it would add an output that no
+    image trains; "drop" leaves it out with a warning, "keep" keeps it (an eval folder may
+    lack images of a class)."""
     if empty_classes not in EMPTY_CLASSES:
         raise ValueError(f"empty_classes is {empty_classes!r}; use one of {EMPTY_CLASSES}")
     if not tf.io.gfile.isdir(root):
