@@ -128,7 +128,7 @@ def _check_config_file():
     if FLAGS["config"].value is None:
         return
     try:
-        FLAGS.config.task  # noqa: B018 -- touching it raises the deferred error
+        FLAGS.config.keys()  # touching it raises the deferred error
     except OSError as error:
         path = FLAGS["config"].config_filename.split(":", 1)[0]
         if not os.path.isfile(path):  # a local Python file: ml_collections imports it
