@@ -1,0 +1,1 @@
+"""Detection data: anchors, box coding, anchor labeling (EfficientDet, Tan et al. CVPR 2020)."""
