@@ -339,19 +339,103 @@ def _scaled(name):
     return scale(base, name=canonical, **arguments)
 
 
+@dataclasses.dataclass(frozen=True)
+class DetectionSpec:
+    """One EfficientDet row (EfficientDet paper Table 1; google/automl hparams_config.py):
+    backbone row, input size, BiFPN width and cells, head depth, levels, anchor scale, fusion,
+    and the backbone's stochastic-depth survival probability (1.0: none, as automl's D0)."""
+
+    name: str
+    backbone: str
+    image_size: int
+    fpn_width: int
+    fpn_repeats: int
+    head_repeats: int
+    anchor_scale: float = 4.0
+    min_level: int = 3
+    max_level: int = 7
+    fusion: str = "fast"  # fast normalized fusion; "sum" for D6 and up (automl: for stability)
+    backbone_survival_prob: float = 0.8
+    family: str = "efficientdet"
+
+    def __post_init__(self):
+        if self.fusion not in ("fast", "softmax", "sum"):
+            raise ValueError(f"fusion must be fast, softmax or sum, got {self.fusion!r}")
+        if not 3 <= self.min_level <= 5 <= self.max_level:
+            raise ValueError(f"levels {self.min_level}-{self.max_level}: the backbone gives "
+                             "levels 3-5, so min_level <= 5 <= max_level")
+
+
+def detection_compound(phi, name=None):
+    """The EfficientDet row of compound coefficient `phi` (paper eq. 1-3): BiFPN width
+    64 * 1.35^phi (to a multiple of 8), 3 + phi cells, 3 + floor(phi / 3) head layers, input
+    512 + 128 phi, backbone efficientnet-b0 scaled by phi (V1's coefficients). The named rows
+    below are the published, partly hand-set table (D2's width 112, D5 at 1280 px, D7 = D6)."""
+    if phi < 0:
+        raise ValueError(f"phi must be >= 0, got {phi!r}")
+    backbone = compound_scale(phi).name if phi else "efficientnet-b0"
+    return DetectionSpec(
+        name=name or f"efficientdet:phi={phi:g}", backbone=backbone,
+        image_size=int(round((512 + 128 * phi) / 8)) * 8,
+        fpn_width=int(round(64 * 1.35 ** phi / 8)) * 8, fpn_repeats=3 + int(phi),
+        head_repeats=3 + int(phi // 3), backbone_survival_prob=1.0 if phi == 0 else 0.8)
+
+
+_D = DetectionSpec
+_DETECTION_ROWS = {row.name: row for row in (
+    _D("efficientdet-d0", "efficientnet-b0", 512, 64, 3, 3, backbone_survival_prob=1.0),
+    _D("efficientdet-d1", "efficientnet-b1", 640, 88, 4, 3),
+    _D("efficientdet-d2", "efficientnet-b2", 768, 112, 5, 3),
+    _D("efficientdet-d3", "efficientnet-b3", 896, 160, 6, 4),
+    _D("efficientdet-d4", "efficientnet-b4", 1024, 224, 7, 4),
+    _D("efficientdet-d5", "efficientnet-b5", 1280, 288, 7, 4),
+    _D("efficientdet-d6", "efficientnet-b6", 1280, 384, 8, 5, fusion="sum"),
+    _D("efficientdet-d7", "efficientnet-b6", 1536, 384, 8, 5, anchor_scale=5.0, fusion="sum"),
+    _D("efficientdet-d7x", "efficientnet-b7", 1536, 384, 8, 5, max_level=8, fusion="sum"),
+    # Tests and the offline demo: every code path of the detector in a few hundred thousand
+    # parameters.
+    _D("efficientdet-test", "efficientnet-test", 128, 16, 1, 1, backbone_survival_prob=1.0),
+)}
+
+
+def detection_names(include_test=False):
+    return [name for name in _DETECTION_ROWS if include_test or name != "efficientdet-test"]
+
+
+def _detection(name):
+    """A detection row by name, or 'efficientdet:phi=PHI' (any phi >= 0)."""
+    base, _, arguments = name.partition(":")
+    if not arguments:
+        return _DETECTION_ROWS[_BY_DETECTION_KEY[_key(base)]]
+    key, _, value = arguments.partition("=")
+    try:
+        phi = float(value)
+    except ValueError:
+        phi = None
+    if key.strip() != "phi" or phi is None:
+        raise ValueError(f"model {name!r}: a scaled EfficientDet is efficientdet:phi=NUMBER")
+    return detection_compound(phi, name=f"efficientdet:phi={phi:g}")
+
+
+_BY_DETECTION_KEY = {_key(name): name for name in _DETECTION_ROWS}
+
+
 def get(name):
     """A variant's row, by official ('efficientnetv2-s') or snake-case ('efficientnet_b0') name,
-    or a scaled row by name ('efficientnet-b0:w=1.1,d=1.2,r=240', 'efficientnet-b0:phi=1.5')."""
-    if isinstance(name, ModelSpec):
+    or a scaled row by name ('efficientnet-b0:w=1.1,d=1.2,r=240', 'efficientnet-b0:phi=1.5');
+    EfficientDet rows by name ('efficientdet-d0') or coefficient ('efficientdet:phi=2.5')."""
+    if isinstance(name, (ModelSpec, DetectionSpec)):
         return name
     if not isinstance(name, str):
         raise TypeError(f"a model name must be a string or ModelSpec, got {type(name).__name__}")
+    if _key(name.partition(":")[0]) in _BY_DETECTION_KEY or name.startswith("efficientdet:"):
+        return _detection(name)
     if ":" in name:
         return _scaled(name)
     canonical = _BY_KEY.get(_key(name))
     if canonical is None:
-        close = difflib.get_close_matches(name.lower().replace("_", "-"), list(_ROWS), n=3,
-                                          cutoff=0.6)
+        close = difflib.get_close_matches(name.lower().replace("_", "-"),
+                                          list(_ROWS) + list(_DETECTION_ROWS), n=3, cutoff=0.6)
         hint = (f"did you mean {' or '.join(repr(c) for c in close)}?" if close
                 else f"known models: {', '.join(names())}")
         raise ValueError(f"unknown model {name!r}; {hint}")

@@ -64,6 +64,10 @@ def test_matching_forces_every_object_onto_an_anchor():
     best_for_tiny = int(np.argmax(boxes.iou(grid, [tiny]).numpy()[:, 0]))
     assert matches[best_for_tiny] == 1  # forced, though its IoU is < 0.5
     assert set(np.unique(matches)) == {-1, 0, 1}  # padding rows match nothing
+    # Two boxes whose best anchor is the same: the first keeps it.
+    twin_boxes, twin_classes, _ = labeler.pad_instances(tf.constant([tiny, tiny]),
+                                                        tf.constant([3, 5]), max_instances=2)
+    assert labeler.match(grid, twin_boxes, twin_classes).numpy()[best_for_tiny] == 0
     # Thresholds 0.5 / 0.4: anchors in between are ignored.
     ignored = labeler.match(grid, gt_boxes, gt_classes, 0.5, 0.4).numpy()
     overlap = boxes.iou(grid, [exact]).numpy()[:, 0]

@@ -3,9 +3,10 @@
 An argmax matcher (RetinaNet §4; google/automl efficientdet's ArgMaxMatcher with matched and
 unmatched thresholds 0.5 and force_match_for_each_row): each anchor takes the ground-truth box
 it overlaps most; IoU >= `matched_threshold` makes it a positive for that box's class, below
-`unmatched_threshold` background, in between ignored. Then every ground-truth box is forced
-onto the anchor that overlaps it most, so that no object goes untrained (a small or odd-shaped
-box may reach IoU 0.5 with no anchor). Positives get the box's code (boxes.encode) as target.
+`unmatched_threshold` background, in between ignored (both are 0.5 in automl: none is). Then
+every ground-truth box is forced onto the anchor that overlaps it most, so that no object goes
+untrained (a small or odd-shaped box may reach IoU 0.5 with no anchor). Positives get the box's
+code (boxes.encode) as target.
 
 Ground truth arrives padded to `max_instances` rows (class -1 marks padding), so every shape
 is static: this runs per example inside tf.data and feeds TPU steps.
@@ -56,12 +57,13 @@ def match(anchors, gt_boxes, gt_classes, matched_threshold=0.5, unmatched_thresh
     best_overlap = tf.reduce_max(overlaps, axis=1)
     matches = tf.where(best_overlap >= matched_threshold, best_box,
                        tf.where(best_overlap < unmatched_threshold, BACKGROUND, IGNORED))
-    # Force: the best anchor of each valid box is that box's (a later box wins a shared anchor).
+    # Force: the best anchor of each valid box is that box's; where boxes share their best
+    # anchor, the first of them keeps it (automl's ArgMaxMatcher).
     best_anchor = tf.argmax(overlaps, axis=0, output_type=tf.int32)  # [K]
-    num_anchors = tf.shape(anchors)[0]
+    num_anchors, num_boxes = tf.shape(anchors)[0], tf.shape(gt_boxes)[0]
     forced = tf.one_hot(best_anchor, num_anchors, dtype=tf.int32) * tf.cast(
         valid, tf.int32)[:, None]  # [K, N]
-    forced_box = tf.argmax(forced * (tf.range(tf.shape(gt_boxes)[0])[:, None] + 1), axis=0,
+    forced_box = tf.argmax(forced * (num_boxes - tf.range(num_boxes))[:, None], axis=0,
                            output_type=tf.int32)
     is_forced = tf.reduce_max(forced, axis=0) > 0
     return tf.where(is_forced, forced_box, matches)

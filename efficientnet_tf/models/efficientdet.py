@@ -1,0 +1,94 @@
+"""Builds an EfficientDet detector from its registry row (EfficientDet paper §3-4, Figure 3).
+
+EfficientNet backbone (features C3-C5: the last block at strides 8, 16, 32; the 1x1 head conv
+is not used) -> BiFPN (models/bifpn.py) over levels min..max -> a class net and a box net, each
+`head_repeats` x (3x3 separable conv shared by every level -> batch norm of its own per level
+-> swish) and a separable 3x3 predictor: num_classes x anchors logits (bias -log((1 - 0.01) /
+0.01), so every anchor starts at a 1% foreground probability, RetinaNet §4.1) and 4 x anchors
+box codes (boxes.encode's order: ty, tx, th, tw). As google/automl efficientdet
+(tf2/efficientdet_keras.py): separable convolutions with bias, variance-scaling initializers
+in the heads, BN momentum 0.99 and epsilon 1e-3 everywhere, no drop-connect in the heads.
+
+Outputs: {"classes_L": [batch, H_L, W_L, anchors * num_classes], "boxes_L": [batch, H_L, W_L,
+anchors * 4]} per level L, channel a * num_classes + c for anchor a and class c (0-based, no
+background class), in float32.
+"""
+
+import math
+
+import keras
+
+from efficientnet_tf.data.detection import anchors as anchors_lib
+from efficientnet_tf.models import bifpn as bifpn_lib
+from efficientnet_tf.models import efficientnet
+from efficientnet_tf.models import layers as layers_lib
+from efficientnet_tf.specs import registry
+
+BN_MOMENTUM, BN_EPSILON = 0.99, 1e-3
+PRIOR_PROBABILITY = 0.01
+
+
+def anchor_settings(spec):
+    """The anchors of a detection row (3 scales, aspect ratios 1, 2, 0.5)."""
+    return anchors_lib.AnchorSettings(min_level=spec.min_level, max_level=spec.max_level,
+                                      anchor_scale=spec.anchor_scale)
+
+
+def _batch_norm(x, name):
+    return layers_lib.BatchNorm(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)(x)
+
+
+def _head(features, name, outputs_per_anchor, num_anchors, width, repeats, bias_initializer,
+          activation):
+    """One head over every level: convolutions shared, batch norms per level."""
+    convs = [keras.layers.SeparableConv2D(
+        width, 3, padding="same", use_bias=True, depthwise_initializer="variance_scaling",
+        pointwise_initializer="variance_scaling", name=f"{name}_conv{i}")
+        for i in range(repeats)]
+    predict = keras.layers.SeparableConv2D(
+        outputs_per_anchor * num_anchors, 3, padding="same", use_bias=True,
+        depthwise_initializer="variance_scaling", pointwise_initializer="variance_scaling",
+        bias_initializer=bias_initializer, dtype="float32", name=f"{name}_predict")
+    results = {}
+    for level, x in features.items():
+        for i, conv in enumerate(convs):
+            x = _batch_norm(conv(x), f"{name}_bn{i}_level{level}")
+            x = keras.layers.Activation(layers_lib.get_activation(activation),
+                                        name=f"{name}_activation{i}_level{level}")(x)
+        results[level] = predict(x)
+    return results
+
+
+def build(spec, num_classes, image_size=None, activation="swish", name=None):
+    """The keras.Model of a detection row (registry.DetectionSpec or its name) for
+    `num_classes` classes at `image_size` ((height, width); default the row's square size)."""
+    spec = registry.get(spec)
+    if not isinstance(spec, registry.DetectionSpec):
+        raise ValueError(f"{spec.name!r} is not an EfficientDet row; use one of "
+                         f"{', '.join(registry.detection_names())}")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes!r}")
+    height, width = image_size or (spec.image_size, spec.image_size)
+    backbone = efficientnet.build(
+        registry.get(spec.backbone), features_only=True, input_shape=(height, width, 3),
+        survival_prob=spec.backbone_survival_prob, activation=activation,
+        name=f"{spec.backbone.replace('-', '_')}_backbone")
+    strides = {3: "stride_8", 4: "stride_16", 5: "stride_32"}
+    features = {level: backbone.output[strides[level]] for level in range(spec.min_level, 6)}
+    pyramid = bifpn_lib.bifpn(features, spec.min_level, spec.max_level, spec.fpn_width,
+                              spec.fpn_repeats, spec.fusion, _batch_norm, activation)
+    num_anchors = anchor_settings(spec).per_location
+    prior = -math.log((1 - PRIOR_PROBABILITY) / PRIOR_PROBABILITY)
+    classes = _head(pyramid, "class_net", num_classes, num_anchors, spec.fpn_width,
+                    spec.head_repeats, keras.initializers.Constant(prior), activation)
+    boxes = _head(pyramid, "box_net", 4, num_anchors, spec.fpn_width, spec.head_repeats,
+                  "zeros", activation)
+    outputs = {**{f"classes_{level}": x for level, x in classes.items()},
+               **{f"boxes_{level}": x for level, x in boxes.items()}}
+    return keras.Model(backbone.input, outputs,
+                       name=name or spec.name.replace("-", "_").replace(":", "_"))
+
+
+def trainable_parameters(model):
+    """Trainable parameters: what google/automl's tables count (no BN moving statistics)."""
+    return sum(math.prod(variable.shape) for variable in model.trainable_variables)

@@ -1,0 +1,93 @@
+"""EfficientDet: rows, BiFPN topology, fusion, resampling, heads, and exact parameter counts.
+
+Trainable-parameter counts (90 classes) are google/automl efficientdet's own
+(efficientdet_arch_test.py, as docs/reference.md §7 quotes them); they do not depend on the
+input size, so the models are built small.
+"""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from efficientnet_tf.data.detection import anchors
+from efficientnet_tf.models import bifpn, efficientdet
+from efficientnet_tf.specs import registry
+
+AUTOML_PARAMETERS = {
+    "efficientdet-d0": 3_880_067, "efficientdet-d1": 6_625_898, "efficientdet-d2": 8_097_039,
+    "efficientdet-d3": 12_032_296, "efficientdet-d4": 20_723_675,
+    "efficientdet-d5": 33_653_315, "efficientdet-d6": 51_871_782,
+    "efficientdet-d7": 51_871_782,
+}
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=[pytest.mark.slow] if name >= "efficientdet-d4" else [])
+    for name in AUTOML_PARAMETERS])
+def test_parameter_counts_equal_automl(name):
+    model = efficientdet.build(name, num_classes=90, image_size=(128, 128))
+    assert efficientdet.trainable_parameters(model) == AUTOML_PARAMETERS[name]
+
+
+def test_the_rows_are_the_published_table():
+    rows = {name: registry.get(name) for name in registry.detection_names()}
+    assert [(r.image_size, r.backbone[-2:], r.fpn_width, r.fpn_repeats, r.head_repeats)
+            for r in rows.values()] == [
+        (512, "b0", 64, 3, 3), (640, "b1", 88, 4, 3), (768, "b2", 112, 5, 3),
+        (896, "b3", 160, 6, 4), (1024, "b4", 224, 7, 4), (1280, "b5", 288, 7, 4),
+        (1280, "b6", 384, 8, 5), (1536, "b6", 384, 8, 5), (1536, "b7", 384, 8, 5)]
+    assert [r.fusion for r in rows.values()] == ["fast"] * 6 + ["sum"] * 3
+    assert rows["efficientdet-d7"].anchor_scale == 5.0 and rows["efficientdet-d7x"].max_level == 8
+    assert rows["efficientdet-d0"].backbone_survival_prob == 1.0  # no drop-connect in D0
+    assert rows["efficientdet-d1"].backbone_survival_prob == 0.8
+    # The paper's formulas give a row for any phi; integer phi match the table's pattern.
+    phi3 = registry.get("efficientdet:phi=3")
+    assert (phi3.image_size, phi3.fpn_width, phi3.fpn_repeats, phi3.head_repeats) == (
+        896, 160, 6, 4)
+    assert registry.get("efficientdet:phi=2.5").image_size == 832
+    with pytest.raises(ValueError, match="did you mean 'efficientdet-d0'"):
+        registry.get("efficientdet-d00")
+
+
+def test_bifpn_nodes_are_automls():
+    assert bifpn.bifpn_nodes(3, 7) == [
+        (6, (3, 4)), (5, (2, 5)), (4, (1, 6)), (3, (0, 7)),
+        (4, (1, 7, 8)), (5, (2, 6, 9)), (6, (3, 5, 10)), (7, (4, 11))]
+    assert bifpn.bifpn_nodes(3, 8) == [
+        (7, (4, 5)), (6, (3, 6)), (5, (2, 7)), (4, (1, 8)), (3, (0, 9)),
+        (4, (1, 9, 10)), (5, (2, 8, 11)), (6, (3, 7, 12)), (7, (4, 6, 13)), (8, (5, 14))]
+
+
+def test_fast_normalized_fusion_and_nearest_upsampling():
+    a, b = np.full((1, 2, 2, 3), 2.0, "float32"), np.full((1, 2, 2, 3), 5.0, "float32")
+    fusion = bifpn.WeightedFusion("fast")
+    np.testing.assert_allclose(fusion([a, b]), (2 + 5) / (2 + 1e-4), rtol=1e-6)
+    fusion.fusion_weights.assign([-1.0, 3.0])  # relu: the negative weight counts as 0
+    np.testing.assert_allclose(fusion([a, b]), 5 * 3 / (3 + 1e-4), rtol=1e-6)
+    assert np.allclose(bifpn.WeightedFusion("sum")([a, b]), 7.0)
+    # TF1's nearest rule: output i takes input floor(i * in / out); 3 -> 5 rows 0 0 1 1 2.
+    x = np.arange(3, dtype="float32").reshape(1, 3, 1, 1) * np.ones((1, 1, 2, 1), "float32")
+    up = bifpn.NearestUpsample((5, 4))(x)
+    assert up[0, :, 0, 0].numpy().tolist() == [0, 0, 1, 1, 2] and up.shape == (1, 5, 4, 1)
+
+
+def test_odd_inputs_build_and_outputs_line_up_with_the_anchors():
+    model = efficientdet.build("efficientdet-test", num_classes=5, image_size=(100, 70))
+    settings = efficientdet.anchor_settings(registry.get("efficientdet-test"))
+    outputs = model(np.zeros((2, 100, 70, 3), "float32"))
+    for level, (height, width, per_location) in anchors.level_shapes((100, 70),
+                                                                     settings).items():
+        assert outputs[f"classes_{level}"].shape == (2, height, width, per_location * 5)
+        assert outputs[f"boxes_{level}"].shape == (2, height, width, per_location * 4)
+    # Every anchor starts at a 1% foreground probability.
+    bias = model.get_layer("class_net_predict").bias.numpy()
+    np.testing.assert_allclose(bias, -math.log(99), rtol=1e-6)
+    probabilities = keras.ops.sigmoid(outputs["classes_3"]).numpy()
+    assert 0.001 < probabilities.mean() < 0.1
+
+
+def test_a_classification_row_is_not_a_detector():
+    with pytest.raises(ValueError, match="'efficientnet-b0' is not an EfficientDet row"):
+        efficientdet.build("efficientnet-b0", num_classes=3)
