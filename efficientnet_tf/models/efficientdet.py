@@ -71,8 +71,7 @@ def build(spec, num_classes, image_size=None, activation="swish", name=None):
     height, width = image_size or (spec.image_size, spec.image_size)
     backbone = efficientnet.build(
         registry.get(spec.backbone), features_only=True, input_shape=(height, width, 3),
-        survival_prob=spec.backbone_survival_prob, activation=activation,
-        name=f"{spec.backbone.replace('-', '_')}_backbone")
+        survival_prob=spec.backbone_survival_prob, activation=activation)
     strides = {3: "stride_8", 4: "stride_16", 5: "stride_32"}
     features = {level: backbone.output[strides[level]] for level in range(spec.min_level, 6)}
     pyramid = bifpn_lib.bifpn(features, spec.min_level, spec.max_level, spec.fpn_width,
@@ -85,6 +84,8 @@ def build(spec, num_classes, image_size=None, activation="swish", name=None):
                   "zeros", activation)
     outputs = {**{f"classes_{level}": x for level, x in classes.items()},
                **{f"boxes_{level}": x for level, x in boxes.items()}}
+    # The backbone's layers become the detector's own (stem_conv, block1a, ...): its weights
+    # load by name from a classification run or a keras.applications file.
     return keras.Model(backbone.input, outputs,
                        name=name or spec.name.replace("-", "_").replace(":", "_"))
 

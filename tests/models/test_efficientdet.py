@@ -1,8 +1,8 @@
 """EfficientDet: rows, BiFPN topology, fusion, resampling, heads, and exact parameter counts.
 
 Trainable-parameter counts (90 classes) are google/automl efficientdet's own
-(efficientdet_arch_test.py, as docs/reference.md §7 quotes them); they do not depend on the
-input size, so the models are built small.
+(efficientdet_arch_test.py, as docs/reference.md §6 quotes them; D7x's derived by the same
+rules); they do not depend on the input size, so the models are built small.
 """
 
 import math
@@ -19,7 +19,7 @@ AUTOML_PARAMETERS = {
     "efficientdet-d0": 3_880_067, "efficientdet-d1": 6_625_898, "efficientdet-d2": 8_097_039,
     "efficientdet-d3": 12_032_296, "efficientdet-d4": 20_723_675,
     "efficientdet-d5": 33_653_315, "efficientdet-d6": 51_871_782,
-    "efficientdet-d7": 51_871_782,
+    "efficientdet-d7": 51_871_782, "efficientdet-d7x": 77_147_166,
 }
 
 
@@ -29,6 +29,20 @@ AUTOML_PARAMETERS = {
 def test_parameter_counts_equal_automl(name):
     model = efficientdet.build(name, num_classes=90, image_size=(128, 128))
     assert efficientdet.trainable_parameters(model) == AUTOML_PARAMETERS[name]
+
+
+def test_d0_parameters_by_component_and_class_count():
+    """docs/reference.md §6's per-component split of D0, and other numbers of classes."""
+    model = efficientdet.build("efficientdet-d0", num_classes=90, image_size=(128, 128))
+    parts = {"backbone": 0, "p6": 0, "fpn_cell": 0, "class_net": 0, "box_net": 0}
+    for layer in model.layers:
+        part = next((key for key in parts if layer.name.startswith(key)), "backbone")
+        parts[part] += sum(math.prod(v.shape) for v in layer.trainable_variables)
+    assert parts == {"backbone": 3_595_388, "p6": 20_672, "fpn_cell": 175_609,
+                     "class_net": 69_354, "box_net": 19_044}
+    for classes, total in ((1, 3_828_002), (20, 3_839_117), (80, 3_874_217)):
+        model = efficientdet.build("efficientdet-d0", num_classes=classes, image_size=(64, 64))
+        assert efficientdet.trainable_parameters(model) == total
 
 
 def test_the_rows_are_the_published_table():
