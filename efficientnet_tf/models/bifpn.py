@@ -54,6 +54,7 @@ def bifpn_nodes(min_level, max_level) -> List[Tuple[int, Tuple[int, ...]]]:
     return nodes
 
 
+@keras.saving.register_keras_serializable(package="efficientnet_tf")
 class WeightedFusion(keras.layers.Layer):
     """Fuses same-shaped features: "fast" normalized, "softmax" normalized, or "sum"."""
 
@@ -101,6 +102,7 @@ def resample(x, target_shape, width, name, batch_norm):
     return x
 
 
+@keras.saving.register_keras_serializable(package="efficientnet_tf")
 class NearestUpsample(keras.layers.Layer):
     """Nearest-neighbour resizing to `target_shape` as TF1's resize_nearest_neighbor (automl's
     upsampling): output pixel i takes input pixel floor(i * in / out), no half-pixel offset.

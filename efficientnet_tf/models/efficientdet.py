@@ -22,6 +22,7 @@ from efficientnet_tf.data.detection import anchors as anchors_lib
 from efficientnet_tf.models import bifpn as bifpn_lib
 from efficientnet_tf.models import efficientnet
 from efficientnet_tf.models import layers as layers_lib
+from efficientnet_tf.models import weights as weights_lib
 from efficientnet_tf.specs import registry
 
 BN_MOMENTUM, BN_EPSILON = 0.99, 1e-3
@@ -59,9 +60,23 @@ def _head(features, name, outputs_per_anchor, num_anchors, width, repeats, bias_
     return results
 
 
-def build(spec, num_classes, image_size=None, activation="swish", name=None):
+def create(spec, weights=None, num_classes=90, input_shape=None, activation="swish",
+           name=None):
+    """create_model for a detection row: `weights` None, 'imagenet' (the backbone's
+    keras.applications file, from the Keras cache) or the path of a keras.applications weights
+    file of the backbone, loaded into the backbone; `input_shape` (height, width, 3)."""
+    spec = registry.get(spec)
+    if input_shape is not None and (len(input_shape) != 3 or input_shape[-1] != 3):
+        raise ValueError(f"input_shape must be (height, width, 3), got {input_shape!r}")
+    return build(spec, num_classes, input_shape[:2] if input_shape else None, activation, name,
+                 backbone_weights=weights)
+
+
+def build(spec, num_classes, image_size=None, activation="swish", name=None,
+          backbone_weights=None):
     """The keras.Model of a detection row (registry.DetectionSpec or its name) for
-    `num_classes` classes at `image_size` ((height, width); default the row's square size)."""
+    `num_classes` classes at `image_size` ((height, width); default the row's square size),
+    its backbone loaded from `backbone_weights` when given (see create)."""
     spec = registry.get(spec)
     if not isinstance(spec, registry.DetectionSpec):
         raise ValueError(f"{spec.name!r} is not an EfficientDet row; use one of "
@@ -72,6 +87,9 @@ def build(spec, num_classes, image_size=None, activation="swish", name=None):
     backbone = efficientnet.build(
         registry.get(spec.backbone), features_only=True, input_shape=(height, width, 3),
         survival_prob=spec.backbone_survival_prob, activation=activation)
+    if backbone_weights is not None:  # the detector shares the backbone's layers
+        backbone_spec = registry.get(spec.backbone)
+        weights_lib.load_weights(backbone, backbone_spec, backbone_weights, include_top=False)
     strides = {3: "stride_8", 4: "stride_16", 5: "stride_32"}
     features = {level: backbone.output[strides[level]] for level in range(spec.min_level, 6)}
     pyramid = bifpn_lib.bifpn(features, spec.min_level, spec.max_level, spec.fpn_width,

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import pytest
 
+import efficientnet_tf
 from efficientnet_tf.data.detection import anchors
 from efficientnet_tf.models import bifpn, efficientdet
 from efficientnet_tf.specs import registry
@@ -105,3 +106,41 @@ def test_odd_inputs_build_and_outputs_line_up_with_the_anchors():
 def test_a_classification_row_is_not_a_detector():
     with pytest.raises(ValueError, match="'efficientnet-b0' is not an EfficientDet row"):
         efficientdet.build("efficientnet-b0", num_classes=3)
+
+
+def test_create_model_round_trips_and_builds_under_mixed_precision(tmp_path):
+    model = efficientnet_tf.create_model("efficientdet-test", num_classes=4,
+                                         input_shape=(96, 64, 3))
+    images = np.random.RandomState(0).uniform(0, 255, (2, 96, 64, 3)).astype("float32")
+    expected = model(images)
+    clone = keras.Model.from_config(model.get_config())
+    clone.set_weights(model.get_weights())
+    path = str(tmp_path / "detector.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    for other in (clone, loaded):
+        outputs = other(images)
+        for key, value in expected.items():
+            np.testing.assert_allclose(outputs[key], value, rtol=1e-5, atol=1e-5)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        mixed = efficientnet_tf.create_model("efficientdet-test", num_classes=4)
+        outputs = mixed(np.zeros((1, 128, 128, 3), "float32"))  # the row's own size
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert {keras.backend.standardize_dtype(value.dtype) for value in outputs.values()} == {
+        "float32"}
+    assert mixed.get_layer("fpn_cell0_node0_conv").compute_dtype == "bfloat16"
+
+
+def test_the_backbone_loads_keras_applications_weights(tmp_path):
+    theirs = keras.applications.EfficientNetB0(weights=None, include_top=False,
+                                               input_shape=(64, 64, 3))
+    path = str(tmp_path / "efficientnetb0_notop.weights.h5")
+    theirs.save_weights(path)
+    detector = efficientnet_tf.create_model("efficientdet-d0", weights=path, num_classes=3,
+                                            input_shape=(128, 128, 3))
+    np.testing.assert_array_equal(detector.get_layer("block6d").project_conv.kernel.numpy(),
+                                  theirs.get_layer("block6d_project_conv").kernel.numpy())
+    np.testing.assert_array_equal(detector.get_layer("stem_bn").moving_variance.numpy(),
+                                  theirs.get_layer("stem_bn").moving_variance.numpy())
