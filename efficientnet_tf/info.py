@@ -1,8 +1,9 @@
-"""`efficientnet-tf info`: parameters, GMACs and sizes of every variant, from built models."""
+"""`efficientnet-tf info`: parameters, GMACs and sizes of every variant and detector, from built
+models."""
 
 import keras
 
-from efficientnet_tf.models import efficientnet, stats
+from efficientnet_tf.models import efficientdet, efficientnet, stats
 from efficientnet_tf.specs import registry
 
 
@@ -48,11 +49,37 @@ def stage_lines(spec):
     return lines
 
 
+DETECTION_HEADER = (f"{'detector':<20} {'params':>13} {'GMACs':>8} {'input':>6} {'backbone':>16} "
+                    f"{'BiFPN WxD':>10} {'head':>5} {'levels':>7}\n" + "-" * 92)
+
+
+def detector_line(spec, num_classes=90):
+    """One table line of a detection row: trainable parameters at 90 classes (what automl's
+    tables count) and GMACs at its input size, counted on a freshly built model."""
+    model = efficientdet.build(spec, num_classes)
+    params = efficientdet.trainable_parameters(model)
+    gmacs = stats.count_macs(model, spec.image_size) / 1e9
+    del model
+    keras.backend.clear_session()
+    return (f"{spec.name:<20} {params:>13,} {gmacs:>8.2f} {spec.image_size:>6} "
+            f"{spec.backbone:>16} {f'{spec.fpn_width}x{spec.fpn_repeats}':>10} "
+            f"{spec.head_repeats:>5} {f'{spec.min_level}-{spec.max_level}':>7}")
+
+
 def run(model_name=None, print_fn=print):
     if model_name:
-        for line in stage_lines(registry.get(model_name)):
+        spec = registry.get(model_name)
+        if isinstance(spec, registry.DetectionSpec):
+            print_fn(DETECTION_HEADER)
+            print_fn(detector_line(spec))
+            return
+        for line in stage_lines(spec):
             print_fn(line)
         return
     print_fn(HEADER)
     for name in registry.names():
         print_fn(variant_line(registry.get(name)))
+    print_fn("")
+    print_fn(DETECTION_HEADER)
+    for name in registry.detection_names():
+        print_fn(detector_line(registry.get(name)))

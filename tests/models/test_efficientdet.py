@@ -13,7 +13,8 @@ import pytest
 
 import efficientnet_tf
 from efficientnet_tf.data.detection import anchors
-from efficientnet_tf.models import bifpn, efficientdet
+from efficientnet_tf import info
+from efficientnet_tf.models import bifpn, efficientdet, stats
 from efficientnet_tf.specs import registry
 
 AUTOML_PARAMETERS = {
@@ -144,3 +145,16 @@ def test_the_backbone_loads_keras_applications_weights(tmp_path):
                                   theirs.get_layer("block6d_project_conv").kernel.numpy())
     np.testing.assert_array_equal(detector.get_layer("stem_bn").moving_variance.numpy(),
                                   theirs.get_layer("stem_bn").moving_variance.numpy())
+
+
+def test_d0_macs_are_automls_and_odd_inputs_build():
+    """Multiply-adds counted from the graph: google/automl's D0 at 512 is 2,550,618,821 and at
+    (511, 513) 2,628,615,337 (docs/reference.md §6); their profiler counts a few elementwise
+    ops differently, so within 2%."""
+    line = info.detector_line(registry.get("efficientdet-d0"))
+    name, params, gmacs, size, backbone, bifpn_size, head, levels = line.split()
+    assert (name, params, size, backbone, bifpn_size, head, levels) == (
+        "efficientdet-d0", "3,880,067", "512", "efficientnet-b0", "64x3", "3", "3-7")
+    assert float(gmacs) == pytest.approx(2.5506, rel=0.02)
+    odd = efficientdet.build("efficientdet-d0", 90, image_size=(511, 513))
+    assert stats.count_macs(odd, (511, 513)) / 1e9 == pytest.approx(2.6286, rel=0.02)
