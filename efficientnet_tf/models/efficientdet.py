@@ -7,7 +7,8 @@ is not used) -> BiFPN (models/bifpn.py) over levels min..max -> a class net and 
 0.01), so every anchor starts at a 1% foreground probability, RetinaNet §4.1) and 4 x anchors
 box codes (boxes.encode's order: ty, tx, th, tw). As google/automl efficientdet
 (tf2/efficientdet_keras.py): separable convolutions with bias, variance-scaling initializers
-in the heads, BN momentum 0.99 and epsilon 1e-3 everywhere, no drop-connect in the heads.
+in the heads, BN momentum 0.99 and epsilon 1e-3 everywhere, no drop-connect in the heads unless
+asked (head_survival_prob: automl's survival_prob, None by default).
 
 Outputs: {"classes_L": [batch, H_L, W_L, anchors * num_classes], "boxes_L": [batch, H_L, W_L,
 anchors * 4]} per level L, channel a * num_classes + c for anchor a and class c (0-based, no
@@ -40,8 +41,10 @@ def _batch_norm(x, name):
 
 
 def _head(features, name, outputs_per_anchor, num_anchors, width, repeats, bias_initializer,
-          activation):
-    """One head over every level: convolutions shared, batch norms per level."""
+          activation, survival_prob=None):
+    """One head over every level: convolutions shared, batch norms per level; with
+    `survival_prob`, each repeat after the first is a residual whose branch drop-connect drops
+    (automl's option, off by default there and here)."""
     convs = [keras.layers.SeparableConv2D(
         width, 3, padding="same", use_bias=True, depthwise_initializer="variance_scaling",
         pointwise_initializer="variance_scaling", name=f"{name}_conv{i}")
@@ -53,15 +56,20 @@ def _head(features, name, outputs_per_anchor, num_anchors, width, repeats, bias_
     results = {}
     for level, x in features.items():
         for i, conv in enumerate(convs):
-            x = _batch_norm(conv(x), f"{name}_bn{i}_level{level}")
-            x = keras.layers.Activation(layers_lib.get_activation(activation),
-                                        name=f"{name}_activation{i}_level{level}")(x)
+            branch = _batch_norm(conv(x), f"{name}_bn{i}_level{level}")
+            branch = keras.layers.Activation(layers_lib.get_activation(activation),
+                                             name=f"{name}_activation{i}_level{level}")(branch)
+            if i > 0 and survival_prob:
+                branch = layers_lib.StochasticDepth(
+                    survival_prob, name=f"{name}_drop{i}_level{level}")(branch)
+                branch = keras.layers.Add(name=f"{name}_residual{i}_level{level}")([branch, x])
+            x = branch
         results[level] = predict(x)
     return results
 
 
 def create(spec, weights=None, num_classes=90, input_shape=None, activation="swish",
-           name=None):
+           name=None, head_survival_prob=None):
     """create_model for a detection row: `weights` None, 'imagenet' (the backbone's
     keras.applications file, from the Keras cache) or the path of a keras.applications weights
     file of the backbone, loaded into the backbone; `input_shape` (height, width, 3)."""
@@ -69,11 +77,11 @@ def create(spec, weights=None, num_classes=90, input_shape=None, activation="swi
     if input_shape is not None and (len(input_shape) != 3 or input_shape[-1] != 3):
         raise ValueError(f"input_shape must be (height, width, 3), got {input_shape!r}")
     return build(spec, num_classes, input_shape[:2] if input_shape else None, activation, name,
-                 backbone_weights=weights)
+                 backbone_weights=weights, head_survival_prob=head_survival_prob)
 
 
 def build(spec, num_classes, image_size=None, activation="swish", name=None,
-          backbone_weights=None):
+          backbone_weights=None, head_survival_prob=None):
     """The keras.Model of a detection row (registry.DetectionSpec or its name) for
     `num_classes` classes at `image_size` ((height, width); default the row's square size),
     its backbone loaded from `backbone_weights` when given (see create)."""
@@ -97,9 +105,10 @@ def build(spec, num_classes, image_size=None, activation="swish", name=None,
     num_anchors = anchor_settings(spec).per_location
     prior = -math.log((1 - PRIOR_PROBABILITY) / PRIOR_PROBABILITY)
     classes = _head(pyramid, "class_net", num_classes, num_anchors, spec.fpn_width,
-                    spec.head_repeats, keras.initializers.Constant(prior), activation)
+                    spec.head_repeats, keras.initializers.Constant(prior), activation,
+                    head_survival_prob)
     boxes = _head(pyramid, "box_net", 4, num_anchors, spec.fpn_width, spec.head_repeats,
-                  "zeros", activation)
+                  "zeros", activation, head_survival_prob)
     outputs = {**{f"classes_{level}": x for level, x in classes.items()},
                **{f"boxes_{level}": x for level, x in boxes.items()}}
     # The backbone's layers become the detector's own (stem_conv, block1a, ...): its weights

@@ -104,6 +104,18 @@ def test_odd_inputs_build_and_outputs_line_up_with_the_anchors():
     assert 0.001 < probabilities.mean() < 0.1
 
 
+def test_head_drop_connect_is_automls_option():
+    plain = efficientdet.build("efficientdet-test", 3, image_size=(64, 64))
+    spec = registry.DetectionSpec("efficientdet-two", "efficientnet-test", 64, 16, 1, 2,
+                                  backbone_survival_prob=1.0)
+    dropping = efficientdet.build(spec, 3, head_survival_prob=0.8)
+    names = [layer.name for layer in dropping.layers]
+    assert "class_net_drop1_level3" in names and "box_net_residual1_level7" in names
+    assert not any("_drop" in layer.name for layer in plain.layers)
+    images = np.zeros((4, 64, 64, 3), "float32")  # inference: no drop, the same every call
+    np.testing.assert_allclose(dropping(images)["boxes_3"], dropping(images)["boxes_3"])
+
+
 def test_a_classification_row_is_not_a_detector():
     with pytest.raises(ValueError, match="'efficientnet-b0' is not an EfficientDet row"):
         efficientdet.build("efficientnet-b0", num_classes=3)
