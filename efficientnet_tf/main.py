@@ -131,7 +131,7 @@ def _check_config_file():
         FLAGS.config.keys()  # touching it raises the deferred error
     except OSError as error:
         path = FLAGS["config"].config_filename.split(":", 1)[0]
-        if not os.path.isfile(path):  # a local Python file: ml_collections imports it
+        if not os.path.isfile(path):  # local: ml_collections imports config files from disk
             _fail("efficientnet-tf", f"config file {path!r} does not exist (from "
                   f"{os.getcwd()}); use --config=experiments/FILE.py[:ARG]", USAGE_ERROR)
         cause = str(error.__cause__ or error).strip().splitlines()

@@ -246,13 +246,15 @@ class ImageFolderSource:
             self._examples = {
                 TRAIN: [e for e, held in zip(examples, held_out) if not held],
                 EVAL: [e for e, held in zip(examples, held_out) if held]}
-            for split, chosen in self._examples.items():
-                if not chosen:
-                    raise ValueError(
-                        f"image folder {self.root!r}: the {split} split is empty (a hash of "
-                        f"each path holds out data.eval_percent={self.eval_percent}% of the "
-                        f"{len(examples)} images for eval); set data.eval_root to a folder of "
-                        "its own, or another data.eval_percent")
+
+    def empty_split_hint(self):
+        """What to do about an empty split, for its error message."""
+        if self.eval_root:
+            return ""
+        total = sum(len(examples) for examples in self._examples.values())
+        return (f" (a hash of each path holds out data.eval_percent={self.eval_percent}% of the "
+                f"{total} images for eval); set data.eval_root to a folder of its own, or "
+                "another data.eval_percent")
 
     def class_counts(self):
         """{split: {class name: images}}: what the run trains and evaluates on, per class."""
@@ -275,7 +277,8 @@ class ImageFolderSource:
         _check_split(split, self._examples)
         examples = self._examples[split]
         if not examples:
-            raise ValueError(f"split {split!r} of {self.root!r} is empty")
+            raise ValueError(f"image folder {self.root!r}: the {split} split is empty"
+                             + self.empty_split_hint())
         paths, labels = zip(*examples)
         dataset = _shard(tf.data.Dataset.from_tensor_slices((list(paths), list(labels))),
                          input_context)

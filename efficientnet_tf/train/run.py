@@ -204,6 +204,10 @@ def plan_run(config, strategy, recorded_seed=None):
     global_batch = config.train.batch_size
     per_replica = distribute.check_batch(global_batch, strategy)
     distribute.check_batch(config.eval.batch_size, strategy)
+    for split in (sources.TRAIN, sources.EVAL):  # before training, not after it
+        if source.num_examples(split) == 0:
+            hint = getattr(source, "empty_split_hint", lambda: "")()
+            raise ValueError(f"the {split} split of the data is empty{hint}")
     steps_per_epoch = source.num_examples(sources.TRAIN) / global_batch
     total_steps = config.train.steps or max(1, math.ceil(config.train.epochs * steps_per_epoch))
     stages = tuple(progressive.stages(spec, config, total_steps))

@@ -38,7 +38,7 @@ def task_of(variant):
 def test_a_run_writes_config_checkpoints_summaries_results_and_plot(photo_folder, tmp_path,
                                                                       caplog):
     workdir = str(tmp_path / "run")
-    caplog.set_level("INFO")
+    caplog.set_level("INFO", logger="absl")  # other tests may have quieted absl
     results = trainer.train_and_evaluate(tiny_config(photo_folder), workdir)
     assert results["steps"] == 12 and results["eval_examples"] > 0
     saved = json.load(open(os.path.join(workdir, "config.json")))
@@ -72,7 +72,7 @@ def test_bad_files_are_listed_once_in_the_run_directory(photo_folder, tmp_path, 
     (root / "chelsea" / "blank.png").write_bytes(b"")
     config = tiny_config(str(root), **{"train.steps": 18})
     workdir = str(tmp_path / "run")
-    caplog.set_level("INFO")
+    caplog.set_level("INFO", logger="absl")  # other tests may have quieted absl
     results = trainer.train_and_evaluate(config, workdir)
     lines = open(os.path.join(workdir, "skipped_files.txt")).read().splitlines()
     assert [os.path.basename(line.split("\t")[0]) for line in lines] == ["blank.png",
@@ -216,7 +216,7 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(photo_folder, 
     state = trainer.build_state(run, tf.distribute.get_strategy(), workdir)
     assert state.checkpoints.restore_latest().endswith("ckpt-6")
     assert state.step == 6
-    caplog.set_level("WARNING")
+    caplog.set_level("WARNING", logger="absl")
     assert trainer.evaluate_workdir(workdir)["checkpoint"].endswith("ckpt-6")
     assert "ckpt-12 cannot be restored" in caplog.text
     if damage == "truncate":
