@@ -20,6 +20,7 @@ from efficientnet_tf.specs import registry
 from efficientnet_tf.tasks import classification
 from efficientnet_tf.train import optim, report, trainer
 
+from imagedata import write_folder
 from trainutil import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -337,6 +338,16 @@ def test_train_with_init_from_starts_from_the_other_run(photo_folder, tmp_path):
     # The second run's weights start at the first run's EMA weights (one tiny step later).
     np.testing.assert_allclose(restored[1][0].get_layer("stem_conv").kernel.numpy(),
                                restored[0][1].averages[0].numpy(), atol=1e-5)
+
+
+def test_an_empty_held_out_split_is_an_error_before_training(tmp_path):
+    """18 images, 10% held out by a hash of the path: none is; said when the run is planned."""
+    root = write_folder(tmp_path / "few", per_class=6)
+    config = tiny_config(str(root), **{"data.eval_percent": 10})
+    with pytest.raises(ValueError, match=r"the eval split of the data is empty \(a hash of each "
+                                         r"path holds out data.eval_percent=10% of the 18 images"):
+        trainer.plan(config, tf.distribute.get_strategy())
+    assert not os.path.exists(tmp_path / "run")
 
 
 def test_batch_that_does_not_divide_is_a_clear_error(photo_folder, tmp_path):
