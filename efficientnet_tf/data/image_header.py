@@ -13,12 +13,17 @@ FORMATS = "JPEG, PNG, GIF or BMP"
 MAX_PIXELS = 40_000_000
 
 
+def _formats(data):
+    """[(format name, whether `data` starts like it)] for each of FORMATS."""
+    return [("JPEG", tf.io.is_jpeg(data)),
+            ("PNG", tf.equal(tf.strings.substr(data, 0, 4), b"\x89PNG")),
+            ("GIF", tf.equal(tf.strings.substr(data, 0, 3), b"GIF")),
+            ("BMP", tf.equal(tf.strings.substr(data, 0, 2), b"BM"))]
+
+
 def is_image(data):
     """Whether `data` (a scalar string tensor) starts like one of FORMATS."""
-    return tf.reduce_any(tf.stack([
-        tf.io.is_jpeg(data), tf.equal(tf.strings.substr(data, 0, 4), b"\x89PNG"),
-        tf.equal(tf.strings.substr(data, 0, 3), b"GIF"),
-        tf.equal(tf.strings.substr(data, 0, 2), b"BM")]))
+    return tf.reduce_any(tf.stack([matches for _, matches in _formats(data)]))
 
 
 def _integer(data, offset, count, little_endian):
@@ -51,12 +56,8 @@ def size(data):
 
 def format_name(data):
     """"JPEG", "PNG", "GIF" or "BMP" (a string tensor) from the first bytes, else "image"."""
-    return tf.case([
-        (tf.io.is_jpeg(data), lambda: tf.constant("JPEG")),
-        (tf.equal(tf.strings.substr(data, 0, 4), b"\x89PNG"), lambda: tf.constant("PNG")),
-        (tf.equal(tf.strings.substr(data, 0, 3), b"GIF"), lambda: tf.constant("GIF")),
-        (tf.equal(tf.strings.substr(data, 0, 2), b"BM"), lambda: tf.constant("BMP")),
-    ], default=lambda: tf.constant("image"))
+    return tf.case([(matches, lambda name=name: tf.constant(name))
+                    for name, matches in _formats(data)], default=lambda: tf.constant("image"))
 
 
 def first_bytes(data, count=8):

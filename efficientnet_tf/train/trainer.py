@@ -293,8 +293,9 @@ def train_and_evaluate(config, workdir, strategy=None):
         tf.io.gfile.makedirs(workdir)
         checkpoints_lib.remove_leftovers(workdir)
         rundir.write_config(workdir, run)
-        if class_counts(run):
-            report.write_json(f"{workdir}/{rundir.CLASSES_FILE}", class_counts(run))
+        counts = class_counts(run)
+        if counts:
+            report.write_json(f"{workdir}/{rundir.CLASSES_FILE}", counts)
         checkpoint_dir = workdir
     else:  # other workers save too (collectives), into a scratch dir removed at the end
         scratch = tempfile.mkdtemp(prefix="efficientnet_tf_worker_")
