@@ -1,0 +1,71 @@
+"""Turns COCO JSON annotations and their images into sharded detection TFRecords.
+
+    python scripts/make_detection_tfrecords.py \
+        --train_annotations=coco/annotations/instances_train2017.json \
+        --train_images=coco/train2017 \
+        --eval_annotations=coco/annotations/instances_val2017.json \
+        --eval_images=coco/val2017 --output_dir=gs://bucket/coco-tfrecords --shards=256
+
+Writes train-*.tfrecord, eval-*.tfrecord (the TF Object Detection API format that
+google/automl efficientdet reads) and labels.txt. Labels are the 0-based class index (the
+categories sorted by id) + --label_offset, so COCO's 80 classes become 1..80: train with
+data.source=detection_tfrecord, data.num_classes=80, data.train_pattern=OUTPUT/train-*,
+data.eval_pattern=OUTPUT/eval-*. Unreadable images are skipped and listed; the last line
+printed is a JSON object with the counts.
+"""
+
+import json
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from efficientnet_tf.data import labels  # noqa: E402
+from efficientnet_tf.data.detection import convert  # noqa: E402
+from efficientnet_tf.data.detection.sources import CocoJsonSource  # noqa: E402
+
+flags.DEFINE_string("train_annotations", None, "COCO JSON of the train split.")
+flags.DEFINE_string("train_images", None, "Image folder of the train split.")
+flags.DEFINE_string("eval_annotations", None, "COCO JSON of the eval split.")
+flags.DEFINE_string("eval_images", None, "Image folder of the eval split.")
+flags.DEFINE_string("output_dir", None, "Directory for the shards (local or gs://).",
+                    required=True)
+flags.DEFINE_integer("shards", 0, "Shards per split (0: about 1,000 images per shard).")
+flags.DEFINE_integer("label_offset", 1, "Added to the 0-based class index.")
+flags.DEFINE_enum("invalid_boxes", "error", ["error", "skip"],
+                  "An invalid annotation: stop with an error, or leave it out and count it.")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    del argv
+    annotations = {split: FLAGS[f"{split}_annotations"].value for split in ("train", "eval")}
+    images = {split: FLAGS[f"{split}_images"].value for split in ("train", "eval")}
+    splits = [split for split in annotations if annotations[split] or images[split]]
+    if not splits:
+        raise app.UsageError("give --train_annotations/--train_images and/or "
+                             "--eval_annotations/--eval_images")
+    for split in splits:
+        if not (annotations[split] and images[split]):
+            raise app.UsageError(f"give both --{split}_annotations and --{split}_images")
+    # One source for both splits: it checks that their categories (so the labels) agree.
+    source = CocoJsonSource({split: annotations[split] for split in splits},
+                            {split: images[split] for split in splits},
+                            invalid_boxes=FLAGS.invalid_boxes)
+    counts = {"classes": source.num_classes}
+    for split in splits:
+        summary = convert.write_split(
+            source, split, FLAGS.output_dir, FLAGS.shards, FLAGS.label_offset,
+            progress=lambda total, split=split: tqdm(total=total, unit="img", desc=split))
+        print(summary)
+        counts[split] = {"written": summary.written[split], "skipped_images": len(summary.skipped),
+                         "skipped_annotations": source.skipped_annotations[split],
+                         "shards": len(summary.files[split])}
+    labels.write_labels(f"{FLAGS.output_dir}/{labels.LABELS_FILE}", source.class_names)
+    print(json.dumps(counts))
+
+
+if __name__ == "__main__":
+    app.run(main)
