@@ -139,3 +139,25 @@ def test_imagenet_v2_runlocal_trains_on_tfrecords(tmp_path):
     config.train.steps = 8
     results = trainer.train_and_evaluate(config, str(tmp_path / "run"))
     assert results["steps"] == 8 and results["eval_examples"] > 0
+
+
+@pytest.mark.parametrize("variant", registry.detection_names())
+def test_coco_detection_recipe_is_automls(variant):
+    """google/automl efficientdet hparams_config.py: SGD momentum 0.9, 0.08 per 64 images, one
+    warmup epoch, cosine, weight decay 4e-5, clip 10, EMA 0.9998, focal 0.25/1.5, Huber 0.1 x 50,
+    jitter 0.1-2.0, 300 epochs (600 for D7/D7x), batch 128, synchronized BN."""
+    config = load("coco_det").get_config(variant)
+    assert config.task == "detection" and config.model.name == variant
+    assert (config.optimizer.name, config.optimizer.momentum) == ("sgd", 0.9)
+    assert config.optimizer.lr_per_256 * 64 / 256 == pytest.approx(0.08)
+    assert (config.optimizer.warmup_epochs, config.optimizer.schedule) == (1.0, "cosine")
+    assert (config.train.weight_decay, config.train.grad_clip_norm) == (4e-5, 10.0)
+    assert (config.train.ema_decay, config.train.batch_size) == (0.9998, 128)
+    assert config.train.epochs == (600.0 if variant in ("efficientdet-d7", "efficientdet-d7x")
+                                   else 300.0)
+    detection = config.detection
+    assert (detection.focal_alpha, detection.focal_gamma) == (0.25, 1.5)
+    assert (detection.huber_delta, detection.box_loss_weight) == (0.1, 50.0)
+    assert (detection.scale_min, detection.scale_max, detection.max_instances) == (0.1, 2.0, 100)
+    assert config.model.bn_sync == "all" and config.train.label_smoothing == 0.0
+    assert "fusion_weights" in config.train.weight_decay_exclude

@@ -15,6 +15,7 @@ anchors * 4]} per level L, channel a * num_classes + c for anchor a and class c 
 background class), in float32.
 """
 
+import dataclasses
 import math
 
 import keras
@@ -31,17 +32,29 @@ PRIOR_PROBABILITY = 0.01
 
 
 def anchor_settings(spec):
-    """The anchors of a detection row (3 scales, aspect ratios 1, 2, 0.5)."""
+    """The anchors of a detection row or its name (3 scales, aspect ratios 1, 2, 0.5)."""
+    spec = registry.get(spec)
     return anchors_lib.AnchorSettings(min_level=spec.min_level, max_level=spec.max_level,
                                       anchor_scale=spec.anchor_scale)
 
 
-def _batch_norm(x, name):
-    return layers_lib.BatchNorm(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)(x)
+def _batch_norm_function(settings):
+    """(inputs, name) -> batch-normalized inputs, as `settings` (efficientnet.BatchNormSettings:
+    momentum and epsilon default to automl's 0.99 and 1e-3; synchronized across replicas or
+    groups of them)."""
+    momentum = BN_MOMENTUM if settings.momentum is None else settings.momentum
+    epsilon = BN_EPSILON if settings.epsilon is None else settings.epsilon
+    synchronized = bool(settings.synchronized or settings.group_size)
+
+    def batch_norm(x, name):
+        return layers_lib.BatchNorm(momentum=momentum, epsilon=epsilon, synchronized=synchronized,
+                                    group_size=settings.group_size, name=name)(x)
+
+    return batch_norm
 
 
 def _head(features, name, outputs_per_anchor, num_anchors, width, repeats, bias_initializer,
-          activation, survival_prob=None):
+          activation, batch_norm, survival_prob=None):
     """One head over every level: convolutions shared, batch norms per level; with
     `survival_prob`, each repeat after the first is a residual whose branch drop-connect drops
     (automl's option, off by default there and here)."""
@@ -56,7 +69,7 @@ def _head(features, name, outputs_per_anchor, num_anchors, width, repeats, bias_
     results = {}
     for level, x in features.items():
         for i, conv in enumerate(convs):
-            branch = _batch_norm(conv(x), f"{name}_bn{i}_level{level}")
+            branch = batch_norm(conv(x), f"{name}_bn{i}_level{level}")
             branch = keras.layers.Activation(layers_lib.get_activation(activation),
                                              name=f"{name}_activation{i}_level{level}")(branch)
             if i > 0 and survival_prob:
@@ -81,10 +94,12 @@ def create(spec, weights=None, num_classes=90, input_shape=None, activation="swi
 
 
 def build(spec, num_classes, image_size=None, activation="swish", name=None,
-          backbone_weights=None, head_survival_prob=None):
+          backbone_weights=None, head_survival_prob=None, batch_norm=None, input_dtype="float32"):
     """The keras.Model of a detection row (registry.DetectionSpec or its name) for
     `num_classes` classes at `image_size` ((height, width); default the row's square size),
-    its backbone loaded from `backbone_weights` when given (see create)."""
+    its backbone loaded from `backbone_weights` when given (see create). `batch_norm`:
+    efficientnet.BatchNormSettings of every BN (default automl's, per replica); `input_dtype`:
+    of the images ('bfloat16' on TPU)."""
     spec = registry.get(spec)
     if not isinstance(spec, registry.DetectionSpec):
         raise ValueError(f"{spec.name!r} is not an EfficientDet row; use one of "
@@ -92,23 +107,29 @@ def build(spec, num_classes, image_size=None, activation="swish", name=None,
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes!r}")
     height, width = image_size or (spec.image_size, spec.image_size)
-    backbone = efficientnet.build(
-        registry.get(spec.backbone), features_only=True, input_shape=(height, width, 3),
-        survival_prob=spec.backbone_survival_prob, activation=activation)
+    batch_norm = batch_norm or efficientnet.BatchNormSettings()
+    backbone = efficientnet.build(registry.get(spec.backbone), efficientnet.ModelOptions(
+        features_only=True, input_shape=(height, width, 3),
+        survival_prob=spec.backbone_survival_prob, activation=activation,
+        batch_norm=dataclasses.replace(
+            batch_norm, momentum=BN_MOMENTUM if batch_norm.momentum is None
+            else batch_norm.momentum, epsilon=BN_EPSILON if batch_norm.epsilon is None
+            else batch_norm.epsilon), input_dtype=input_dtype))
+    normalize = _batch_norm_function(batch_norm)
     if backbone_weights is not None:  # the detector shares the backbone's layers
         backbone_spec = registry.get(spec.backbone)
         weights_lib.load_weights(backbone, backbone_spec, backbone_weights, include_top=False)
     strides = {3: "stride_8", 4: "stride_16", 5: "stride_32"}
     features = {level: backbone.output[strides[level]] for level in range(spec.min_level, 6)}
     pyramid = bifpn_lib.bifpn(features, spec.min_level, spec.max_level, spec.fpn_width,
-                              spec.fpn_repeats, spec.fusion, _batch_norm, activation)
+                              spec.fpn_repeats, spec.fusion, normalize, activation)
     num_anchors = anchor_settings(spec).per_location
     prior = -math.log((1 - PRIOR_PROBABILITY) / PRIOR_PROBABILITY)
     classes = _head(pyramid, "class_net", num_classes, num_anchors, spec.fpn_width,
                     spec.head_repeats, keras.initializers.Constant(prior), activation,
-                    head_survival_prob)
+                    normalize, head_survival_prob)
     boxes = _head(pyramid, "box_net", 4, num_anchors, spec.fpn_width, spec.head_repeats,
-                  "zeros", activation, head_survival_prob)
+                  "zeros", activation, normalize, head_survival_prob)
     outputs = {**{f"classes_{level}": x for level, x in classes.items()},
                **{f"boxes_{level}": x for level, x in boxes.items()}}
     # The backbone's layers become the detector's own (stem_conv, block1a, ...): its weights
@@ -120,3 +141,18 @@ def build(spec, num_classes, image_size=None, activation="swish", name=None,
 def trainable_parameters(model):
     """Trainable parameters: what google/automl's tables count (no BN moving statistics)."""
     return sum(math.prod(variable.shape) for variable in model.trainable_variables)
+
+
+def load_backbone_weights(model, spec, path):
+    """Loads a keras.applications (or our) weights file of the row's backbone into the
+    detector `model`'s backbone layers (they carry the backbone's names); returns the
+    weights.LoadReport. The file is read into a backbone of its own first, so its checks
+    (every layer present, every shape right) are the classification loader's."""
+    spec = registry.get(spec)
+    backbone_spec = registry.get(spec.backbone)
+    backbone = efficientnet.build(backbone_spec, features_only=True,
+                                  input_shape=tuple(model.input.shape[1:]))
+    report = weights_lib.load_weights(backbone, backbone_spec, path, include_top=False)
+    for layer in weights_lib.weighted_layers(backbone):
+        model.get_layer(layer.name).set_weights(layer.get_weights())
+    return report

@@ -358,6 +358,18 @@ class DetectionSpec:
     backbone_survival_prob: float = 0.8
     family: str = "efficientdet"
 
+    # What the trainer reads of any row: a detector trains and evaluates at its input size
+    # (no progressive learning) and has no classifier dropout.
+    dropout_rate = 0.0
+
+    @property
+    def train_size(self):
+        return self.image_size
+
+    @property
+    def eval_size(self):
+        return self.image_size
+
     def __post_init__(self):
         if self.fusion not in ("fast", "softmax", "sum"):
             raise ValueError(f"fusion must be fast, softmax or sum, got {self.fusion!r}")

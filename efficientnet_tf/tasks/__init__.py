@@ -1,8 +1,9 @@
 """Tasks: what a run learns, how it is judged and served (tasks/base.py). config.task picks one."""
 
 from efficientnet_tf.tasks.classification import ClassificationTask
+from efficientnet_tf.tasks.detection import DetectionTask
 
-TASKS = {task.NAME: task for task in (ClassificationTask,)}
+TASKS = {task.NAME: task for task in (ClassificationTask, DetectionTask)}
 
 
 def get(name):

@@ -36,6 +36,7 @@ class Task(abc.ABC):
     EVAL_REDUCTIONS = {}
     # The key of summarize() that the progress line and results.json call the train accuracy.
     HEADLINE = ""
+    HEADLINE_TITLE = "top-1 accuracy"  # the headline's plot title
 
     def __init__(self, run, source):
         self.run = run

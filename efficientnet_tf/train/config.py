@@ -37,7 +37,14 @@ def base_config():
         # tfrecord: ImageNet format (tensorflow/tpu imagenet_to_gcs); 1-based labels
         train_pattern="", eval_pattern="", label_offset=1, num_classes=1000,
         num_train_examples=1_281_167, num_eval_examples=50_000, labels_file="",
-        # tfds: any image-classification dataset already in data_dir
+        # detection: coco_json (an annotation file and an image folder per split),
+        # detection_tfrecord (automl / TF Object Detection API records: train_pattern,
+        # eval_pattern, label_offset, num_classes) or tfds (coco/2017, voc/2007, ...)
+        train_annotations="", train_images="", eval_annotations="", eval_images="",
+        # a box with zero area, outside its image or of an unknown class: error, or skip it
+        # (counted and logged)
+        invalid_boxes="error",
+        # tfds: any image-classification (or, for detection, detection) dataset in data_dir
         tfds_name="", tfds_data_dir=placeholder(str), tfds_train_split="train",
         tfds_eval_split="validation",
         # train transform: v1 (inception crop, area 0.08), v2 (area 0.05), whole (no crop:
@@ -110,6 +117,15 @@ def base_config():
         # None: the official transform of data.crop (preprocess.eval_transform); a number: a
         # center crop of that share of the short side (1.0: the largest square)
         crop_fraction=placeholder(float),
+    ))
+    # Detection (task "detection"): google/automl efficientdet hparams_config.py's defaults.
+    config.detection = ml_collections.ConfigDict(dict(
+        max_instances=100,  # boxes per image kept (the rest dropped, counted and logged)
+        scale_min=0.1, scale_max=2.0,  # scale jitter of the training images, then a crop
+        focal_alpha=0.25, focal_gamma=1.5,
+        box_loss_weight=50.0, huber_delta=0.1,
+        # evaluation: per-class Gaussian soft-NMS over the top 5000 candidates, 100 detections
+        eval_nms="gaussian",
     ))
     config.init_from = ""  # a workdir/checkpoint of ours or a keras.applications .h5 file
     # True: keys left None in train/adapt.py's list are decided from the data (folder recipe)

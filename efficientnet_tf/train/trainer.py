@@ -355,7 +355,8 @@ def train_and_evaluate(config, workdir, strategy=None):
     if run.placement.chief:
         report.write_eval_summary(workdir, state.step, metrics)
         report.write_json(f"{workdir}/results.json", results)
-        results["plot"] = report.write_plot(workdir, state.task.HEADLINE)
+        results["plot"] = report.write_plot(workdir, state.task.HEADLINE,
+                                             state.task.HEADLINE_TITLE)
     if scratch:
         shutil.rmtree(scratch, ignore_errors=True)  # local: this worker's scratch dir
     return results

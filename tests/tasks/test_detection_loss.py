@@ -1,0 +1,134 @@
+"""The detection loss (tasks/detection.py): focal and Huber numbers by hand, normalization by the
+positive anchors of the GLOBAL batch, and one training step that makes the same update on one
+replica and on two (MirroredStrategy over the 2 logical CPUs) with the same global batch."""
+
+import math
+import types
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from efficientnet_tf.data.detection import anchors as anchors_lib
+from efficientnet_tf.data.detection import labeler
+from efficientnet_tf.models import efficientdet
+from efficientnet_tf.models.efficientnet import BatchNormSettings
+from efficientnet_tf.tasks import detection
+from efficientnet_tf.train import loop
+
+SIZE, NUM_CLASSES, BATCH = 64, 3, 4
+
+
+def test_focal_loss_matches_the_formula_by_hand():
+    logit, alpha, gamma = 0.3, 0.25, 1.5
+    p = 1.0 / (1.0 + math.exp(-logit))
+    positive = alpha * (1 - p) ** gamma * -math.log(p)  # class 1 is the target
+    negative = (1 - alpha) * p ** gamma * -math.log(1 - p)
+    loss = detection.focal_loss(tf.fill([2, 3], logit), tf.constant([1, labeler.BACKGROUND]), 3,
+                                alpha, gamma).numpy()
+    np.testing.assert_allclose(loss[0], [negative, positive, negative], rtol=1e-5)
+    np.testing.assert_allclose(loss[1], [negative] * 3, rtol=1e-5)
+    ignored = detection.focal_loss(tf.fill([1, 3], logit), tf.constant([labeler.IGNORED]), 3,
+                                   alpha, gamma)
+    assert float(tf.reduce_sum(ignored)) == 0.0
+    # label smoothing 0.2 moves the target of every class 0.1 towards 1/2
+    smoothed = detection.focal_loss(tf.fill([1, 3], logit), tf.constant([1]), 3, alpha, gamma,
+                                    label_smoothing=0.2).numpy()[0, 1]
+    expected = alpha * (1 - p) ** gamma * -(0.9 * math.log(p) + 0.1 * math.log(1 - p))
+    np.testing.assert_allclose(smoothed, expected, rtol=1e-5)
+
+
+def test_huber_loss_is_quadratic_within_delta_and_linear_beyond():
+    loss = detection.huber_loss(tf.constant([0.05, -0.3, 0.0]), tf.constant([0.0, 0.0, 0.0]),
+                                0.1).numpy()
+    np.testing.assert_allclose(loss, [0.5 * 0.05 ** 2, 0.1 * (0.3 - 0.05), 0.0], rtol=1e-6)
+
+
+def _task(global_batch=BATCH):
+    spec = efficientdet.anchor_settings("efficientdet-test")
+    settings = detection.DetectionTaskSettings(
+        image_size=SIZE, anchors=spec, max_instances=8, scale_range=(0.1, 2.0), random_flip=True,
+        cache=False, shuffle_buffer=10, deterministic=True, focal_alpha=0.25, focal_gamma=1.5,
+        label_smoothing=0.0, box_loss_weight=50.0, huber_delta=0.1, eval_nms="gaussian")
+    run = types.SimpleNamespace(task_settings=settings, num_classes=NUM_CLASSES,
+                                global_batch=global_batch)
+    return detection.DetectionTask(run, source=None)
+
+
+def _batch():
+    """4 images whose targets differ in their number of positives: images 0-1 (replica 0 under
+    two replicas) hold 3 boxes each, images 2-3 one each."""
+    rng = np.random.RandomState(0)
+    anchors = anchors_lib.generate((SIZE, SIZE), _task().settings.anchors)
+    images, targets = [], []
+    for index, count in enumerate([3, 3, 1, 1]):
+        corners = rng.uniform(0, SIZE - 24, size=(count, 2))
+        sides = rng.uniform(12, 24, size=(count, 2))
+        boxes = np.concatenate([corners, corners + sides], axis=1).astype("float32")
+        classes = np.arange(count) % NUM_CLASSES + index % 2
+        padded_boxes, padded_classes, _ = labeler.pad_instances(boxes, classes % NUM_CLASSES, 8)
+        labelled = labeler.label(anchors, padded_boxes, padded_classes, (SIZE, SIZE),
+                                 _task().settings.anchors)
+        targets.append({**{f"classes_{k}": v for k, v in labelled.classes.items()},
+                        **{f"boxes_{k}": v for k, v in labelled.boxes.items()},
+                        "num_positives": labelled.num_positives})
+        images.append(rng.uniform(0, 255, size=(SIZE, SIZE, 3)).astype("float32"))
+    stacked = {key: tf.stack([t[key] for t in targets]) for key in targets[0]}
+    return tf.constant(np.stack(images)), stacked
+
+
+def test_the_loss_is_normalized_by_the_positives_of_the_whole_batch_plus_one():
+    task = _task()
+    images, targets = _batch()
+    model = efficientdet.build("efficientdet-test", NUM_CLASSES, (SIZE, SIZE))
+    outputs = model(images, training=False)
+    class_sums, box_sums = task._loss_sums(targets, outputs)
+    positives = float(tf.reduce_sum(targets["num_positives"]))
+    assert positives >= 8  # every box has at least its forced anchor
+    expected = float(tf.reduce_sum(class_sums + 50.0 * box_sums)) / (positives + 1.0)
+    per_example = task.loss(targets, outputs)
+    np.testing.assert_allclose(float(tf.reduce_sum(per_example)) / BATCH, expected, rtol=1e-5)
+    # a positive anchor's box loss: Huber of its code over 4 (automl's / (positives * 4))
+    assert float(tf.reduce_sum(box_sums)) > 0
+
+
+def _one_step(replicas):
+    keras.utils.set_random_seed(0)
+    strategy = (tf.distribute.get_strategy() if replicas == 1 else tf.distribute.MirroredStrategy(
+        ["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice()))
+    task = _task()
+    with strategy.scope():
+        model = efficientdet.build("efficientdet-test", NUM_CLASSES, (SIZE, SIZE),
+                                   batch_norm=BatchNormSettings(synchronized=True))
+        optimizer = keras.optimizers.SGD(0.05, momentum=0.9)
+        optimizer.build(model.trainable_variables)
+    steps = loop.Steps(task, model, optimizer, strategy, loop.LossSettings(
+        global_batch=BATCH, l2_weight_decay=4e-5, grad_clip_norm=10.0))
+    dataset = tf.data.Dataset.from_tensors(_batch()).repeat()
+    iterator = iter(strategy.experimental_distribute_dataset(dataset))
+    totals = steps.make_train_loop()(iterator, tf.constant(1))
+    return {v.path: v.numpy() for v in model.weights}, {k: float(v) for k, v in totals.items()}
+
+
+@pytest.mark.slow
+def test_one_step_on_one_replica_and_on_two_makes_the_same_update():
+    """Replica 0 sees 6 boxes, replica 1 two: normalized per replica (automl) the two halves of
+    the gradient would be weighted differently; normalized over the global batch they are not."""
+    one_weights, one_totals = _one_step(1)
+    two_weights, two_totals = _one_step(2)
+    assert one_weights.keys() == two_weights.keys()
+    np.testing.assert_allclose(one_totals["loss"], two_totals["loss"], rtol=1e-5)
+    np.testing.assert_allclose(one_totals["positives"], two_totals["positives"])
+    for name, value in one_weights.items():
+        np.testing.assert_allclose(two_weights[name], value, rtol=2e-4, atol=2e-6, err_msg=name)
+    initial, _ = _initial_weights()
+    moved = sum(not np.allclose(initial[name], value) for name, value in one_weights.items())
+    assert moved > len(one_weights) // 2  # the step did update the model
+
+
+def _initial_weights():
+    keras.utils.set_random_seed(0)
+    model = efficientdet.build("efficientdet-test", NUM_CLASSES, (SIZE, SIZE),
+                               batch_norm=BatchNormSettings(synchronized=True))
+    return {v.path: v.numpy() for v in model.weights}, model
