@@ -1,7 +1,11 @@
-"""Images for tests: real photos shipped with scikit-image, written as class folders."""
+"""Images for tests: real photos shipped with scikit-image, written as class folders; boxes."""
+
+import io
+import json
 
 import numpy as np
 import skimage.data
+import tensorflow as tf
 from PIL import Image
 
 PHOTOS = {"astronaut": skimage.data.astronaut, "coffee": skimage.data.coffee,
@@ -26,3 +30,32 @@ def write_folder(root, per_class=6, classes=("astronaut", "coffee", "chelsea"), 
             crop = base[top: top + base.shape[0] * 3 // 4, left: left + base.shape[1] * 3 // 4]
             Image.fromarray(crop).resize(size).save(root / name / f"{i}.jpg", quality=90)
     return root
+
+
+BOX_COLOURS = {"red": (220, 30, 30), "blue": (30, 60, 220)}
+
+
+def write_coco_boxes(directory, count, seed):
+    """`count` 64 x 48 noise images with 1-2 solid boxes each, and their COCO JSON."""
+    rng = np.random.RandomState(seed)
+    tf.io.gfile.makedirs(f"{directory}/images")
+    images, annotations = [], []
+    for index in range(count):
+        pixels = rng.randint(0, 120, size=(48, 64, 3)).astype("uint8")
+        for _ in range(rng.randint(1, 3)):
+            name = list(BOX_COLOURS)[rng.randint(2)]
+            x, y = rng.randint(0, 40), rng.randint(0, 28)
+            w, h = rng.randint(12, 24), rng.randint(12, 20)
+            pixels[y:y + h, x:x + w] = BOX_COLOURS[name]
+            annotations.append({"id": len(annotations) + 1, "image_id": index + 1,
+                                "category_id": 5 if name == "red" else 9,
+                                "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0})
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format="PNG")
+        with tf.io.gfile.GFile(f"{directory}/images/{index}.png", "wb") as stream:
+            stream.write(buffer.getvalue())
+        images.append({"id": index + 1, "file_name": f"{index}.png", "width": 64, "height": 48})
+    payload = {"images": images, "annotations": annotations,
+               "categories": [{"id": 5, "name": "red"}, {"id": 9, "name": "blue"}]}
+    with tf.io.gfile.GFile(f"{directory}/annotations.json", "w") as stream:
+        stream.write(json.dumps(payload))

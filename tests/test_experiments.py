@@ -161,3 +161,33 @@ def test_coco_detection_recipe_is_automls(variant):
     assert (detection.scale_min, detection.scale_max, detection.max_instances) == (0.1, 2.0, 100)
     assert config.model.bn_sync == "all" and config.train.label_smoothing == 0.0
     assert "fusion_weights" in config.train.weight_decay_exclude
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", ["coco_det", "detect_folder"])
+def test_detection_runlocal_trains_on_records_and_on_coco_json(recipe, tmp_path):
+    """coco_det reads automl-format TFRecords (made by the converter from a COCO JSON folder;
+    its ground truth rebuilt from the records), detect_folder the COCO JSON itself."""
+    from efficientnet_tf.data.detection import convert
+    from imagedata import write_coco_boxes
+
+    for split, count in (("train", 12), ("eval", 4)):
+        write_coco_boxes(f"{tmp_path}/{split}", count, seed=len(split))
+    config = load(recipe).get_config("efficientdet-test,runlocal")
+    if recipe == "coco_det":
+        for split in ("train", "eval"):
+            convert.coco_json_to_tfrecords(f"{tmp_path}/{split}/annotations.json",
+                                           f"{tmp_path}/{split}/images",
+                                           f"{tmp_path}/records", split, shards=2)
+        config.data.train_pattern = f"{tmp_path}/records/train-*"
+        config.data.eval_pattern = f"{tmp_path}/records/eval-*"
+        config.data.num_classes = 2
+        config.data.num_train_examples = config.data.num_eval_examples = 0  # counted
+    else:
+        for split in ("train", "eval"):
+            config.data[f"{split}_annotations"] = f"{tmp_path}/{split}/annotations.json"
+            config.data[f"{split}_images"] = f"{tmp_path}/{split}/images"
+    config.train.steps = 6
+    results = trainer.train_and_evaluate(config, str(tmp_path / "run"))
+    assert results["steps"] == 6 and results["eval_examples"] == 4
+    assert set(results) >= {"eval_AP", "eval_AP/red", "eval_AP/blue"}

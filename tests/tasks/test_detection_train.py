@@ -1,44 +1,14 @@
 """Detection through the real trainer (tasks/detection.py): a COCO JSON folder of coloured boxes
 trains, checkpoints, evaluates with COCO AP, and `eval` of the workdir gives the same numbers."""
 
-import io
 import json
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from PIL import Image
+from imagedata import write_coco_boxes as write_split
 
 from efficientnet_tf.train import config as config_lib, trainer
-
-COLOURS = {"red": (220, 30, 30), "blue": (30, 60, 220)}
-
-
-def write_split(directory, count, seed):
-    """`count` 64 x 48 noise images with 1-2 solid boxes each, and their COCO JSON."""
-    rng = np.random.RandomState(seed)
-    tf.io.gfile.makedirs(f"{directory}/images")
-    images, annotations = [], []
-    for index in range(count):
-        pixels = rng.randint(0, 120, size=(48, 64, 3)).astype("uint8")
-        for _ in range(rng.randint(1, 3)):
-            name = list(COLOURS)[rng.randint(2)]
-            x, y = rng.randint(0, 40), rng.randint(0, 28)
-            w, h = rng.randint(12, 24), rng.randint(12, 20)
-            pixels[y:y + h, x:x + w] = COLOURS[name]
-            annotations.append({"id": len(annotations) + 1, "image_id": index + 1,
-                                "category_id": 5 if name == "red" else 9,
-                                "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0})
-        buffer = io.BytesIO()
-        Image.fromarray(pixels).save(buffer, format="PNG")
-        with tf.io.gfile.GFile(f"{directory}/images/{index}.png", "wb") as stream:
-            stream.write(buffer.getvalue())
-        images.append({"id": index + 1, "file_name": f"{index}.png", "width": 64, "height": 48})
-    payload = {"images": images, "annotations": annotations,
-               "categories": [{"id": 5, "name": "red"}, {"id": 9, "name": "blue"}]}
-    with tf.io.gfile.GFile(f"{directory}/annotations.json", "w") as stream:
-        stream.write(json.dumps(payload))
-
 
 def detection_config(root):
     config = config_lib.base_config()
