@@ -111,6 +111,7 @@ def detection_config(root):
     config.data.random_flip = False  # a mirrored 2 is not a 2
     config.data.cache = True
     config.data.shuffle_buffer = 1024
+    config.data.deterministic = True  # the same AP on every run
     config.augment.kind = "none"
     config.progressive.schedule = "none"
     config.detection.scale_min, config.detection.scale_max = 0.6, 1.6  # digits stay >= 14 px
@@ -120,14 +121,17 @@ def detection_config(root):
     config.train.log_every_steps = 50
     config.train.checkpoint_every_steps = 250
     config.train.label_smoothing = 0.0
-    config.train.weight_decay = 4e-5
+    # From scratch in 750 steps, AdamW at 1e-3 (the folder recipe's) reached AP 1.7 where
+    # automl's SGD at 0.08 per 64 images reached 1.2 (one run each).
+    config.train.weight_decay = 0.05
+    config.train.weight_decay_mode = "decoupled"
     config.train.weight_decay_exclude = "bias,gamma,beta,fusion_weights"
     config.train.grad_clip_norm = 10.0
     config.train.ema_decay = 0.99  # a run of some 750 steps: average over its last ~100
     config.train.seed = 0
-    config.optimizer.name = "sgd"
-    config.optimizer.momentum = 0.9
-    config.optimizer.lr_per_256 = 0.08 * 256 / 64  # automl's 0.08 per 64 images
+    config.optimizer.name = "adamw"
+    config.optimizer.lr_per_256 = 1e-3 * 256 / 16
+    config.optimizer.epsilon = 1e-7
     config.optimizer.warmup_epochs = 1.0
     config.optimizer.schedule = "cosine"
     config.eval.batch_size = 16

@@ -1,6 +1,6 @@
 """Fine-tune EfficientDet on your own boxes: a COCO JSON file and an image folder per split.
 
-    efficientnet-tf train --config=experiments/detect_folder.py:efficientdet-d0 --workdir=runs/mine \
+    efficientnet-tf train --config=experiments/detect_folder.py:efficientdet-d0 --workdir=runs/my \
         --config.data.train_annotations=DATA/train.json --config.data.train_images=DATA/train \
         --config.data.eval_annotations=DATA/val.json --config.data.eval_images=DATA/val \
         --config.init_from=efficientnetb0_notop.h5 [--config.train.epochs=50]

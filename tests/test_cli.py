@@ -53,6 +53,8 @@ def workdir(tmp_path_factory):
     (["train", "--config=experiments/nowhere.py", "--workdir=/tmp/x"],
      "config file 'experiments/nowhere.py' does not exist"),
     (["fly"], "usage: efficientnet-tf {info|train|eval|export|predict|demo|tpu}"),
+    (["demo", "segmentation", "--workdir=/tmp/x"],
+     "demo takes no argument or 'detection', got 'segmentation'"),
 ])
 def test_usage_errors_are_one_line_and_exit_2(args, message):
     code, lines = cli(*args)
