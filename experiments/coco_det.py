@@ -44,7 +44,6 @@ def get_config(arg="efficientdet-d0"):
     config.progressive.schedule = "none"
     config.train.batch_size = 128
     config.train.epochs = 600.0 if model in ("efficientdet-d7", "efficientdet-d7x") else 300.0
-    config.train.label_smoothing = 0.0
     config.train.weight_decay = 4e-5
     config.train.weight_decay_mode = "l2"
     config.train.weight_decay_exclude = "bias,gamma,beta,fusion_weights"

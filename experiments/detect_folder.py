@@ -36,7 +36,6 @@ def get_config(arg="efficientdet-d0"):
     config.train.epochs = 50.0
     config.train.log_every_steps = 50
     config.train.checkpoint_every_steps = 500
-    config.train.label_smoothing = 0.0
     config.train.weight_decay = 4e-5
     config.train.weight_decay_mode = "l2"
     config.train.weight_decay_exclude = "bias,gamma,beta,fusion_weights"

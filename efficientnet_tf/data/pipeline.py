@@ -306,6 +306,20 @@ def eval_dataset(source, transform, batch_size, num_classes, input_context=None,
     dataset = dataset.map(finish, num_parallel_calls=AUTOTUNE)
     padding = tf.data.Dataset.from_tensors(
         (tf.zeros([image_size, image_size, 3], dtype), tf.constant(PADDING_LABEL, tf.int32)))
-    dataset = dataset.concatenate(padding.repeat(batch_size - 1))
-    dataset = dataset.batch(batch_size, drop_remainder=True)
+    dataset = whole_batches(dataset, padding, batch_size, input_context)
     return dataset.prefetch(AUTOTUNE).with_options(_options(True))
+
+
+def whole_batches(dataset, padding, batch_size, input_context=None):
+    """`dataset` in static-shape batches covering every element once, padded with `padding`
+    (a one-element dataset) to a whole number of batches for EACH replica the pipeline feeds: a
+    distributed dataset drops a last round of batches that would leave a replica without
+    one, and with it real examples."""
+    replicas = 1
+    if input_context is not None:
+        replicas = max(1, input_context.num_replicas_in_sync // input_context.num_input_pipelines)
+    group = batch_size * replicas
+    dataset = dataset.concatenate(padding.repeat(group - 1))
+    if replicas > 1:
+        dataset = dataset.batch(group, drop_remainder=True).unbatch()
+    return dataset.batch(batch_size, drop_remainder=True)

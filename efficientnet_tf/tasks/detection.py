@@ -20,6 +20,7 @@ import threading
 from typing import Tuple
 
 import tensorflow as tf
+from absl import logging
 
 from efficientnet_tf.data import image_header
 from efficientnet_tf.data.detection import anchors as anchors_lib
@@ -103,13 +104,15 @@ class Evaluator:
     def __init__(self, ground_truth, class_names, nms_settings):
         self.coco = coco_metric.CocoEvaluator(ground_truth, class_names)
         self.nms_settings = nms_settings
-        self.totals = {"loss_sum": 0.0, "positives": 0.0, "images": 0}
+        self.totals = {"loss_sum": 0.0, "positives": 0.0}
+        self.image_ids = set()
+        self.expected = len(ground_truth["images"])
 
     def update(self, results):
         real = results["image_id"] >= 0
         self.totals["loss_sum"] += float(results["loss_sum"])
         self.totals["positives"] += float(results["positives"])
-        self.totals["images"] += int(real.sum())
+        self.image_ids.update(int(i) for i in results["image_id"][real])
         if not real.any():
             return
         with tf.device("CPU:0"):
@@ -122,9 +125,16 @@ class Evaluator:
             found["classes"].numpy(), found["num_detections"].numpy()))
 
     def finish(self):
-        metrics = self.coco.finish()
+        """COCO metrics over the images that were evaluated: an image the pipeline skipped
+        (undecodable, above max_pixels; named in the log) is left out, as classification
+        leaves it out of top-1, and the difference is logged here."""
+        if len(self.image_ids) != self.expected:
+            logging.warning("COCO AP over %d of the %d ground-truth images: the others were "
+                            "skipped (see the skipped files)", len(self.image_ids),
+                            self.expected)
+        metrics = self.coco.finish(self.image_ids)
         metrics["loss"] = self.totals["loss_sum"] / (self.totals["positives"] + 1.0)
-        metrics["examples"] = self.totals["images"]
+        metrics["examples"] = len(self.image_ids)
         return metrics
 
 
@@ -172,7 +182,7 @@ class DetectionTask(base.Task):
             random_flip=config.data.random_flip, cache=bool(config.data.cache),
             shuffle_buffer=config.data.shuffle_buffer, deterministic=config.data.deterministic,
             focal_alpha=detection.focal_alpha, focal_gamma=detection.focal_gamma,
-            label_smoothing=config.train.label_smoothing,
+            label_smoothing=detection.label_smoothing,
             box_loss_weight=detection.box_loss_weight, huber_delta=detection.huber_delta,
             eval_nms=detection.eval_nms, max_pixels=config.data.max_pixels)
 

@@ -123,6 +123,7 @@ def base_config():
         max_instances=100,  # boxes per image kept (the rest dropped, counted and logged)
         scale_min=0.1, scale_max=2.0,  # scale jitter of the training images, then a crop
         focal_alpha=0.25, focal_gamma=1.5,
+        label_smoothing=0.0,  # of the focal loss (train.label_smoothing is classification's)
         box_loss_weight=50.0, huber_delta=0.1,
         # evaluation: per-class Gaussian soft-NMS over the top 5000 candidates, 100 detections
         eval_nms="gaussian",

@@ -300,3 +300,24 @@ def test_cached_images_are_decoded_once_for_every_epoch_and_stage(messy_folder):
     labels = [np.concatenate([labels.numpy() for _, labels in dataset.take(3)]).sum(axis=0)
               for dataset in (uncached, cached)]
     np.testing.assert_array_equal(labels[0], labels[1])  # one epoch of the same 9 images
+
+
+def test_eval_batches_are_whole_for_every_replica_so_no_example_is_dropped():
+    """6 examples in batches of 2 over 2 replicas: 3 batches would leave the second replica
+    without a third one, and the distributed dataset would drop examples 4 and 5; padded to 4
+    batches, every example arrives (label -1 marks the padding)."""
+    from efficientnet_tf.data.pipeline import whole_batches
+
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+    def dataset_fn(context):
+        examples = tf.data.Dataset.range(6)
+        return whole_batches(examples, tf.data.Dataset.from_tensors(tf.constant(-1, tf.int64)),
+                             2, context)
+
+    seen = []
+    for batch in strategy.distribute_datasets_from_function(dataset_fn):
+        for local in strategy.experimental_local_results(batch):
+            seen += local.numpy().tolist()
+    assert sorted(x for x in seen if x >= 0) == [0, 1, 2, 3, 4, 5]
+    assert len(seen) == 8

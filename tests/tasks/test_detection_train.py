@@ -27,7 +27,6 @@ def detection_config(root):
     config.train.log_every_steps = 4
     config.train.checkpoint_every_steps = 4
     config.train.seed = 0
-    config.train.label_smoothing = 0.0
     config.train.weight_decay = 4e-5
     config.train.grad_clip_norm = 10.0
     config.train.ema_decay = 0.0

@@ -98,14 +98,17 @@ class CocoEvaluator:
         return _index({"images": self._ground_truth.dataset["images"], "annotations": [],
                        "categories": self._ground_truth.dataset["categories"]})
 
-    def finish(self):
+    def finish(self, image_ids=None):
         """{"AP", "AP50", ..., "ARl"} (fractions, -1 where COCO leaves one undefined),
-        "AP/<class name>" per class, "detections" and "images" counts."""
+        "AP/<class name>" per class, "detections" and "images" counts; over the ground truth's
+        images, or only `image_ids` (those that were evaluated) when given."""
         detections = (np.concatenate(self._detections) if self._detections
                       else np.zeros([0, 7], np.float64))
+        images = sorted(self._image_ids if image_ids is None else set(image_ids))
         printed = io.StringIO()
         with contextlib.redirect_stdout(printed):
             evaluation = COCOeval(self._ground_truth, self._results(detections), "bbox")
+            evaluation.params.imgIds = images
             evaluation.evaluate()
             evaluation.accumulate()
             evaluation.summarize()
@@ -114,7 +117,7 @@ class CocoEvaluator:
         metrics = {name: float(value) for name, value in zip(STAT_NAMES, evaluation.stats)}
         metrics.update(self._per_class(evaluation))
         metrics["detections"] = len(detections)
-        metrics["images"] = len(self._image_ids)
+        metrics["images"] = len(images)
         return metrics
 
     def _per_class(self, evaluation):

@@ -27,7 +27,7 @@ from absl import logging
 from efficientnet_tf.data import image_header, preprocess
 from efficientnet_tf.data.detection import anchors as anchors_lib
 from efficientnet_tf.data.detection import labeler
-from efficientnet_tf.data.pipeline import _options, decode_skipping_bad
+from efficientnet_tf.data.pipeline import _options, decode_skipping_bad, whole_batches
 from efficientnet_tf.data.sources import EVAL, TRAIN
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -216,6 +216,5 @@ def eval_dataset(source, settings, batch_size, input_context=None, counter=None,
     padding = tf.data.Dataset.from_tensors((
         tf.zeros(image_spec.shape, image_spec.dtype),
         {**zeros, "image_id": tf.constant(PADDING_IMAGE_ID, tf.int64), "scale": 1.0}))
-    dataset = dataset.concatenate(padding.repeat(batch_size - 1))
-    dataset = dataset.batch(batch_size, drop_remainder=True)
+    dataset = whole_batches(dataset, padding, batch_size, input_context)
     return dataset.prefetch(AUTOTUNE).with_options(_options(True))
