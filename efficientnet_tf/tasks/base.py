@@ -67,7 +67,7 @@ class Task(abc.ABC):
 
     def load_weights_file(self, model, path):
         """Loads a Keras weights file (init_from ending in .h5); returns what was skipped."""
-        raise NotImplementedError(f"task {self.NAME!r} takes no Keras weights file")
+        raise ValueError(f"task {self.NAME!r} takes no Keras weights file")
 
     def enter_stage(self, model, stage):
         """Sets what the model regularizes with in `stage` (before its step is traced); by
@@ -103,12 +103,13 @@ class Task(abc.ABC):
         """A fresh accumulator: update(results of one batch, as NumPy) and finish() -> metrics."""
 
     def serving_module(self, model, top_k=5):
-        raise NotImplementedError(f"task {self.NAME!r} has no export")
+        raise ValueError(f"task {self.NAME!r} has no export yet; its checkpoints are in the "
+                         "workdir")
 
     @staticmethod
     def read_outputs(outputs, top_k):
         """predict's result (JSON values) for one image from serving_default's outputs."""
-        raise NotImplementedError("this task has no export to predict with")
+        raise ValueError("this task has no export to predict with")
 
     @staticmethod
     def format_result(result):
