@@ -59,11 +59,7 @@ class TFRecordSource:
 
     def files(self, split):
         _check_split(split, self.file_patterns)
-        files = sorted(tf.io.gfile.glob(self.file_patterns[split]))
-        if not files:
-            raise ValueError(f"no TFRecord files match {self.file_patterns[split]!r} "
-                             f"(split {split!r})")
-        return files
+        return record_files(self.file_patterns[split], split)
 
     def _parse(self, file_name, index, record):
         features = tf.io.parse_single_example(record, {
@@ -75,21 +71,38 @@ class TFRecordSource:
 
     def dataset(self, split, input_context=None, shuffle_files=False, seed=None,
                 deterministic=True):
-        files = self.files(split)
-        dataset = tf.data.Dataset.from_tensor_slices(files)
-        pipelines = input_context.num_input_pipelines if input_context else 1
-        if pipelines > 1 and len(files) >= pipelines:
-            dataset = _shard(dataset, input_context)  # whole files per host: no wasted reads
-        if shuffle_files:
-            dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-        dataset = dataset.interleave(
-            lambda name: tf.data.TFRecordDataset(name).enumerate().map(
-                lambda index, record: (name, index, record)),
-            cycle_length=min(self.cycle_length, len(files)), num_parallel_calls=AUTOTUNE,
-            deterministic=deterministic)
-        if pipelines > 1 and len(files) < pipelines:
-            dataset = _shard(dataset, input_context)
+        dataset = sharded_records(self.files(split), input_context, shuffle_files, seed,
+                                  deterministic, self.cycle_length)
         return dataset.map(self._parse, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+
+
+def record_files(pattern, split):
+    """The sorted TFRecord files matching `pattern` (an error naming it when none do)."""
+    files = sorted(tf.io.gfile.glob(pattern))
+    if not files:
+        raise ValueError(f"no TFRecord files match {pattern!r} (split {split!r})")
+    return files
+
+
+def sharded_records(files, input_context=None, shuffle_files=False, seed=None,
+                    deterministic=True, cycle_length=16):
+    """(file name, index in the file, serialized record) of TFRecord `files`, this input
+    pipeline's share: whole files per host when there are enough of them, else every n-th
+    record."""
+    dataset = tf.data.Dataset.from_tensor_slices(files)
+    pipelines = input_context.num_input_pipelines if input_context else 1
+    if pipelines > 1 and len(files) >= pipelines:
+        dataset = _shard(dataset, input_context)  # whole files per host: no wasted reads
+    if shuffle_files:
+        dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.interleave(
+        lambda name: tf.data.TFRecordDataset(name).enumerate().map(
+            lambda index, record: (name, index, record)),
+        cycle_length=min(cycle_length, len(files)), num_parallel_calls=AUTOTUNE,
+        deterministic=deterministic)
+    if pipelines > 1 and len(files) < pipelines:
+        dataset = _shard(dataset, input_context)
+    return dataset
 
 
 def _tfds():

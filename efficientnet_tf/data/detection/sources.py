@@ -21,7 +21,7 @@ from efficientnet_tf.data import image_header, labels
 from efficientnet_tf.data.detection import records
 from efficientnet_tf.data.detection.coco_json import INVALID_BOXES, read_coco_split
 from efficientnet_tf.data.sources import (AUTOTUNE, EVAL, TRAIN, _check_split, _shard,
-                                          _tfds)
+                                          _tfds, record_files, sharded_records)
 
 SOURCES = ("coco_json", "detection_tfrecord", "tfds")
 BOX_TOLERANCE = 1e-3  # of the image side: normalised boxes this far outside [0, 1] are clipped
@@ -199,11 +199,7 @@ class TFRecordSource:
 
     def files(self, split):
         _check_split(split, self.file_patterns)
-        files = sorted(tf.io.gfile.glob(self.file_patterns[split]))
-        if not files:
-            raise ValueError(f"no TFRecord files match {self.file_patterns[split]!r} "
-                             f"(split {split!r})")
-        return files
+        return record_files(self.file_patterns[split], split)
 
     def num_examples(self, split):
         if not self.examples.get(split):
@@ -211,24 +207,6 @@ class TFRecordSource:
                 tf.constant(0, tf.int64), lambda count, _: count + 1)
             self.examples[split] = int(records_in)
         return self.examples[split]
-
-    def _records(self, split, input_context, shuffle_files, seed, deterministic):
-        """(file name, index, serialized record) of the split, sharded per input pipeline."""
-        files = self.files(split)
-        dataset = tf.data.Dataset.from_tensor_slices(files)
-        pipelines = input_context.num_input_pipelines if input_context else 1
-        if pipelines > 1 and len(files) >= pipelines:
-            dataset = _shard(dataset, input_context)  # whole files per host: no wasted reads
-        if shuffle_files:
-            dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-        dataset = dataset.interleave(
-            lambda name: tf.data.TFRecordDataset(name).enumerate().map(
-                lambda index, record: (name, index, record)),
-            cycle_length=min(self.cycle_length, len(files)), num_parallel_calls=AUTOTUNE,
-            deterministic=deterministic)
-        if pipelines > 1 and len(files) < pipelines:
-            dataset = _shard(dataset, input_context)
-        return dataset
 
     def _checked(self, split, file_name, index, record):
         """The parsed record with 0-based classes and its invalid objects refused or dropped."""
@@ -264,7 +242,8 @@ class TFRecordSource:
 
     def dataset(self, split, input_context=None, shuffle_files=False, seed=None,
                 deterministic=True):
-        dataset = self._records(split, input_context, shuffle_files, seed, deterministic)
+        dataset = sharded_records(self.files(split), input_context, shuffle_files, seed,
+                                  deterministic, self.cycle_length)
         return dataset.map(lambda *record: _element(self._checked(split, *record)),
                            num_parallel_calls=AUTOTUNE, deterministic=deterministic)
 
@@ -282,7 +261,7 @@ class TFRecordSource:
                     "file_name": tf.where(tf.equal(checked["filename"], ""), checked["key"],
                                           checked["filename"])}
 
-        dataset = self._records(split, None, False, None, True).map(row)
+        dataset = sharded_records(self.files(split), cycle_length=self.cycle_length).map(row)
         return _ground_truth(self.class_names,
                              [_pixel_image(item) for item in dataset.as_numpy_iterator()])
 
