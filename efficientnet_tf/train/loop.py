@@ -2,8 +2,9 @@
 
 The loss is the task's per-example loss averaged over the GLOBAL batch (each replica divides its
 sum by the global batch size and the optimizer sums gradients over replicas), in float32
-whatever the compute precision; L2 weight decay and gradient clipping are added here, for every
-task. The replica step also updates the EMA, so on TPU the whole step is one compiled program.
+whatever the compute precision; L2 weight decay and gradient clipping (by the norm of the
+global batch's gradient, over all replicas) are added here, for every task. The replica step
+also updates the EMA, so on TPU the whole step is one compiled program.
 `steps_per_loop` train steps run inside one tf.function (the TPU host loop); each stage of
 progressive learning gets its own function, so each image size is traced (and on TPU compiled)
 once. Evaluation runs the task's eval step on each batch, reduces its outputs across replicas as
@@ -54,13 +55,34 @@ class Steps:
             scaled = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled, variables)
         if self.loss.grad_clip_norm:
-            gradients, _ = tf.clip_by_global_norm(gradients, self.loss.grad_clip_norm)
+            gradients = self._clip(gradients)
         self.optimizer.apply(gradients, variables)
         if self.ema is not None:
             self.ema.update_in_replica(self.optimizer.iterations)
         examples = tf.cast(tf.shape(per_example)[0], tf.float32)
         return {"loss": tf.reduce_sum(per_example), "examples": examples,
                 **self.task.train_metrics(targets, outputs)}
+
+    def _clip(self, gradients):
+        """The replica's share of the global batch's gradient, clipped by the global norm.
+
+        The norm is that of the gradient summed over ALL replicas (what one device with the whole
+        batch would clip), not of each replica's share: with several replicas the gradients are
+        summed here, clipped, and divided by the replica count, because the optimizer sums them
+        over the replicas again. That costs one more all-reduce of the gradients per step, only
+        when clipping is on. A loss-scaled gradient is clipped at the scaled norm, the same as
+        clipping the unscaled gradient (a non-finite one stays non-finite, so the loss scale
+        optimizer still skips that step).
+        """
+        context = tf.distribute.get_replica_context()
+        replicas = context.num_replicas_in_sync
+        if replicas > 1:
+            gradients = context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
+        scale = tf.cast(self.optimizer.scale_loss(tf.constant(1.0)), tf.float32)
+        gradients, _ = tf.clip_by_global_norm(gradients, self.loss.grad_clip_norm * scale)
+        if replicas > 1:
+            gradients = [gradient / replicas for gradient in gradients]
+        return gradients
 
     def _reduce(self, per_replica, reductions=None):
         reduced = {}

@@ -154,6 +154,50 @@ def test_gradient_clipping_bounds_the_global_norm():
     assert change == pytest.approx(0.01, rel=1e-4)  # lr 1 x the clipped global norm
 
 
+def _clipped_update(replicas, loss_scaled=False):
+    """The update of one SGD(1.0) step clipped at norm 0.01, on one replica or two (each replica
+    sees one of the two examples, whose gradients differ)."""
+    strategy = (tf.distribute.get_strategy() if replicas == 1 else tf.distribute.MirroredStrategy(
+        ["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice()))
+    keras.utils.set_random_seed(0)
+    with strategy.scope():
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="dense")])
+        optimizer = keras.optimizers.SGD(1.0)
+        if loss_scaled:
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        optimizer.build(model.trainable_variables)
+    steps = loop.Steps(SoftmaxTask(), model, optimizer, strategy,
+                       loop.LossSettings(global_batch=2, grad_clip_norm=0.01))
+    batch = (tf.constant([[10.0, -20.0, 30.0, 5.0], [-1.0, 2.0, 3.0, -40.0]]),
+             tf.one_hot([0, 2], 3))
+    iterator = iter(strategy.experimental_distribute_dataset(
+        tf.data.Dataset.from_tensors(batch).repeat()))
+    before = [v.numpy().copy() for v in model.trainable_variables]
+    steps.make_train_loop()(iterator, tf.constant(1))
+    return [v.numpy() - b for v, b in zip(model.trainable_variables, before)]
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_clipping_bounds_the_norm_of_the_whole_batch_gradient_on_any_replica_count(replicas):
+    """Clipped per replica, each half would be cut to 0.01 on its own and their sum would
+    move the weights by more than 0.01 (up to 0.02); clipped after the sum over replicas, the
+    step is the one-device step."""
+    update = _clipped_update(replicas)
+    norm = np.sqrt(sum(np.sum(u ** 2) for u in update))
+    assert norm == pytest.approx(0.01, rel=1e-4)
+    if replicas == 2:
+        for got, expected in zip(update, _clipped_update(1)):
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-9)
+
+
+def test_clipping_acts_on_the_unscaled_gradient_under_loss_scaling():
+    """With a loss scale of 2^15 the gradient is 2^15 times larger until the optimizer divides
+    it; clipping that at 0.01 would shrink the step to 0.01 / 2^15."""
+    update = _clipped_update(1, loss_scaled=True)
+    norm = np.sqrt(sum(np.sum(u ** 2) for u in update))
+    assert norm == pytest.approx(0.01, rel=1e-4)
+
+
 def test_label_smoothing_spreads_its_share_over_all_classes():
     logits = tf.constant([[2.0, 0.5, -1.0, 0.0]])
     labels = tf.one_hot([0], 4)
@@ -271,3 +315,19 @@ def test_the_ema_update_inside_the_replica_step_follows_the_recurrence(replicas)
             for local in strategy.experimental_local_results(shadow):
                 np.testing.assert_allclose(local.numpy(), value, rtol=1e-6)
     assert int(optimizer.iterations.numpy()) == 4
+
+
+def test_a_run_too_short_for_its_batch_norm_momentum_is_warned(photo_folder):
+    """efficientnetv2-test's momentum 0.9 over 12 steps leaves 0.9^12 = 28% of the moving
+    statistics' start (mean 0, variance 1); 0.5 leaves 0.02%; fine-tuning starts from trained
+    statistics."""
+    def plan(init_from=None, **settings):
+        config = tiny_config(photo_folder, **settings)
+        config.init_from = init_from
+        return trainer.plan(config, tf.distribute.get_strategy())
+
+    warning = trainer.short_for_batch_norm(plan())
+    assert warning.startswith("batch norm momentum 0.9 over 12 steps leaves 28.2% of the moving")
+    assert "set model.bn_momentum=0.56 or lower" in warning  # 0.001 ** (1 / 12) = 0.562
+    assert trainer.short_for_batch_norm(plan(**{"model.bn_momentum": 0.5})) is None
+    assert trainer.short_for_batch_norm(plan(init_from="runs/x")) is None
