@@ -359,8 +359,10 @@ class DetectionSpec:
     family: str = "efficientdet"
 
     # What the trainer reads of any row: a detector trains and evaluates at its input size
-    # (no progressive learning) and has no classifier dropout.
+    # (no progressive learning) and has no classifier dropout; automl's BN momentum (TF
+    # convention: the moving statistics keep 0.99 of themselves per step).
     dropout_rate = 0.0
+    bn_momentum = 0.99
 
     @property
     def train_size(self):
