@@ -1,7 +1,7 @@
 """Exports for serving: a SavedModel with TF Serving signatures, a .keras file, and TFLite.
 
 The SavedModel is built from the EMA weights in inference mode (moving BN statistics, no dropout,
-no stochastic depth) and has three signatures:
+no stochastic depth). A classifier's (ServingModule) has three signatures:
   serving_default   image_bytes: string [batch] (JPEG, PNG, GIF, BMP; gray or RGB) -> decode,
                     center crop and resize in the graph -> classes, probabilities (top-k),
                     class_names when known. A REST body {"instances": [{"b64": "..."}]} works.
@@ -14,6 +14,11 @@ image by its index, never crash the server.
 The exported graph has no batch norm: each BN is folded into the kernel and bias of the
 convolution before it (models/fold.py), and swish is the plain x * sigmoid(x), without the
 training-time custom gradient. scripts/bench_serving.py measures what that buys.
+
+A detector's (DetectionServingModule) returns boxes in the original image's pixels after NMS in
+the graph: serving_default takes image bytes, predict_uint8 fitted images; the same checks on bad
+bytes. Its metadata records the NMS. Its batch norms are folded too (fold.folded_detector: the
+heads' convolutions, shared across levels in training, become one copy per level).
 """
 
 import dataclasses
@@ -25,10 +30,15 @@ import tensorflow as tf
 
 from efficientnet_tf import tflite
 from efficientnet_tf.data import image_header, labels, preprocess
+from efficientnet_tf.data.detection import anchors as anchors_lib
+from efficientnet_tf.data.detection import pipeline as detection_pipeline
+from efficientnet_tf.data.detection import postprocess
 from efficientnet_tf.models import fold
 
 MAX_PIXELS = image_header.MAX_PIXELS  # a larger image is refused before it is decoded
 METADATA_ASSET = "efficientnet_tf.json"
+# A detector refuses smaller images (a 1 x 1 tracking pixel is a client's mistake, not a scene).
+MIN_DETECTION_SIDE = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +61,18 @@ def _check(condition, message):
 
 def decode_for_serving(data, index, settings):
     """One request image -> float32 [size, size, 3]; InvalidArgument naming it when it is bad."""
+    size = settings.image_size
+    return checked_decode(data, index, settings.max_pixels,
+                          lambda item: preprocess.preprocess_eval(item, settings.transform),
+                          tf.zeros([size, size, 3]))
+
+
+def checked_decode(data, index, max_pixels, prepare, default, min_side=1):
+    """prepare(data) for one request image (`data`: its encoded bytes, `index`: its place in
+    the request), after checks that fail with one InvalidArgument naming the image: empty, not
+    a known format, a header that does not parse, more than `max_pixels` or a side shorter
+    than `min_side`, data that does not decode. `default` is a structure like prepare's result
+    (the shapes it must have)."""
     label = tf.strings.format("image_bytes[{}]", index)
     empty = _check(tf.strings.length(data) > 0, tf.strings.join([label, " is empty"]))
     with tf.control_dependencies([empty]):
@@ -62,14 +84,16 @@ def decode_for_serving(data, index, settings):
     with tf.control_dependencies([known]):
         size, readable = _attempt(image_header.size, data, tf.zeros([2], tf.int64))
     with tf.control_dependencies([_check(readable, damaged)]):
-        small = _check(size[0] * size[1] <= settings.max_pixels, tf.strings.join([
+        small = _check(size[0] * size[1] <= max_pixels, tf.strings.join([
             label, tf.strings.format(" is {} x {} pixels; at most {} pixels are accepted",
-                                     (size[1], size[0], settings.max_pixels))]))
-    with tf.control_dependencies([small]):
-        image, decoded = _attempt(lambda item: preprocess.preprocess_eval(item, settings.transform),
-                                  data, tf.zeros([settings.image_size, settings.image_size, 3]))
+                                     (size[1], size[0], max_pixels))]))
+        large = _check(tf.reduce_min(size) >= min_side, tf.strings.join([
+            label, tf.strings.format(" is {} x {} pixels; at least {} x {} are needed",
+                                     (size[1], size[0], min_side, min_side))]))
+    with tf.control_dependencies([small, large]):
+        value, decoded = _attempt(prepare, data, default)
     with tf.control_dependencies([_check(decoded, damaged)]):
-        return tf.identity(image)
+        return tf.nest.map_structure(tf.identity, value)
 
 
 def _attempt(fn, data, default):
@@ -80,7 +104,7 @@ def _attempt(fn, data, default):
     attempt = tf.data.Dataset.from_tensors(data).map(lambda item: (fn(item), True))
     fallback = tf.data.Dataset.from_tensors((default, False))
     value, succeeded = attempt.ignore_errors().concatenate(fallback).take(1).get_single_element()
-    value.set_shape(default.shape)
+    tf.nest.map_structure(lambda tensor, like: tensor.set_shape(like.shape), value, default)
     return value, succeeded
 
 
@@ -141,6 +165,101 @@ class ServingModule(tf.Module):
         return outputs
 
 
+class DetectionServingModule(tf.Module):
+    """A detector and its signatures, as one trackable for tf.saved_model.save.
+
+      serving_default  image_bytes: string [batch] (JPEG, PNG, GIF, BMP; any size) -> each
+                       image resized to fit size x size (aspect kept, padded bottom/right, as
+                       in evaluation) -> detections: boxes [batch, D, 4] float32 in the
+                       ORIGINAL image's pixels, ordered (ymin, xmin, ymax, xmax); scores
+                       [batch, D]; classes [batch, D] int32, 0-based (-1 past num_detections);
+                       class_names [batch, D] ("" past num_detections); num_detections [batch].
+      predict_uint8    images: uint8 [batch, size, size, 3], already fitted and padded ->
+                       the same detections, boxes in input pixels (no class names).
+    D is the NMS's max_detections (100). Rows are sorted by score. The NMS (`nms`,
+    postprocess.NmsSettings; hard per-class NMS by default) is recorded in the metadata.
+    """
+
+    def __init__(self, model, image_size, anchor_settings, nms=postprocess.SERVING_NMS,
+                 class_names=None, metadata=None, max_pixels=MAX_PIXELS):
+        super().__init__(name="efficientdet_serving")
+        self.model = model
+        self.model_variables = [getattr(v, "value", v) for v in model.variables]  # see above
+        self.image_size = image_size
+        self.nms = nms
+        self.max_pixels = max_pixels
+        self.num_classes = _detector_classes(model, anchor_settings)
+        self.anchors = tf.constant(anchors_lib.generate((image_size, image_size),
+                                                        anchor_settings))
+        if class_names is not None and len(class_names) != self.num_classes:
+            raise ValueError(f"{len(class_names)} class names for a detector of "
+                             f"{self.num_classes} classes")
+        self.class_name_list = list(class_names) if class_names else None
+        self.class_names = tf.constant(list(class_names) + [""] if class_names else
+                                       [str(c) for c in range(self.num_classes)] + [""])
+        self.metadata = {"task": "detection", **(metadata or {}), "image_size": image_size,
+                         "num_classes": self.num_classes, "box_order": "ymin,xmin,ymax,xmax",
+                         "nms": dataclasses.asdict(nms)}
+        self.serve_bytes = tf.function(
+            self._serve_bytes, input_signature=[tf.TensorSpec([None], tf.string, "image_bytes")])
+        self.predict_uint8 = tf.function(self._detect, input_signature=[
+            tf.TensorSpec([None, image_size, image_size, 3], tf.uint8, "images")])
+
+    def signatures(self):
+        return {"serving_default": self.serve_bytes, "predict_uint8": self.predict_uint8}
+
+    def _detect(self, images, extents=None):
+        """Detections of fitted images ([0, 255], any dtype), boxes in input pixels clipped to
+        each image's extent there ([B, 2]; default the whole input) before the NMS; none for an
+        empty batch."""
+        count = tf.shape(images)[0]
+        size = self.nms.max_detections
+        if extents is None:
+            extents = tf.fill([count, 2], float(self.image_size))
+
+        def run():
+            outputs = self.model(tf.cast(images, tf.float32), training=False)
+            logits, codes = postprocess.flatten(outputs, self.num_classes)
+            return postprocess.detect(logits, codes, self.anchors, self.nms, extents)
+
+        def nothing():
+            return {"boxes": tf.zeros([0, size, 4]), "scores": tf.zeros([0, size]),
+                    "classes": tf.zeros([0, size], tf.int32),
+                    "num_detections": tf.zeros([0], tf.int32)}
+
+        return tf.cond(count > 0, run, nothing)
+
+    def _fit(self, data):
+        image = preprocess.decode(data)
+        original_size = tf.shape(image)[:2]
+        fitted, scale = detection_pipeline.resize_to_fit(image, self.image_size)
+        return fitted, scale, original_size
+
+    def _serve_bytes(self, image_bytes):
+        size = self.image_size
+        default = (tf.zeros([size, size, 3]), tf.constant(1.0), tf.zeros([2], tf.int32))
+        fitted, scales, original_sizes = tf.map_fn(
+            lambda item: checked_decode(item[0], item[1], self.max_pixels, self._fit, default,
+                                        MIN_DETECTION_SIDE),
+            (image_bytes, tf.range(tf.shape(image_bytes)[0], dtype=tf.int64)),
+            fn_output_signature=(tf.TensorSpec([size, size, 3], tf.float32),
+                                 tf.TensorSpec([], tf.float32), tf.TensorSpec([2], tf.int32)))
+        found = self._detect(fitted, tf.cast(original_sizes, tf.float32) * scales[:, None])
+        boxes = postprocess.to_original(found["boxes"], scales, original_sizes)
+        valid = found["classes"] >= 0
+        return {"boxes": tf.where(valid[..., None], boxes, 0.0), "scores": found["scores"],
+                "classes": found["classes"],
+                "class_names": tf.gather(self.class_names, tf.where(
+                    valid, found["classes"], self.num_classes)),
+                "num_detections": found["num_detections"]}
+
+
+def _detector_classes(model, anchor_settings):
+    """The number of classes of a detector's outputs (classes_L has anchors x classes)."""
+    level = anchor_settings.min_level
+    return int(model.output[f"classes_{level}"].shape[-1]) // anchor_settings.per_location
+
+
 def save_module(module, export_dir):
     """Writes a serving module (ServingModule) as a SavedModel to `export_dir` (any TF filesystem
     path, gs:// included), its class names as assets/labels.txt."""
@@ -194,18 +313,24 @@ FORMATS = ("saved_model", "keras", "tflite")
 
 
 def export(task, model, export_path, export_format="saved_model", quantize="none", top_k=5,
-           calibration_count=64):
+           calibration_count=64, nms=None):
     """Exports a trained model (its EMA weights, rundir.restore_model) of `task` as
     `export_format`; returns the path written. keras: the trainable model as a .keras file;
     tflite: a .tflite file, float32, dynamic-range or int8 (calibrated on `calibration_count`
-    eval images, which needs the task's data source)."""
+    eval images, which needs the task's data source). `nms`: a detector's serving NMS method
+    ("hard", the default, or "gaussian")."""
     if export_format not in FORMATS:
         raise ValueError(f"unknown export format {export_format!r}; use one of {FORMATS}")
     if export_format == "keras":  # the trainable form, for Keras users who fine-tune
         return save_keras(model, export_path)
-    module = task.serving_module(model, top_k)
+    module = task.serving_module(model, top_k, nms)
     if export_format == "saved_model":
         return save_module(module, export_path)
+    if isinstance(module, DetectionServingModule):
+        flatbuffer = tflite.detection_tflite_bytes(module, quantize)
+        with tf.io.gfile.GFile(export_path, "wb") as stream:
+            stream.write(flatbuffer)
+        return export_path
     with tempfile.TemporaryDirectory() as scratch:
         save_module(module, scratch)
         calibration = None

@@ -35,9 +35,10 @@ def _first_line(error):
     return lines[0] if lines else type(error).__name__
 
 
-def predictor(model_path, top_k=5):
+def predictor(model_path, top_k=5, min_score=None):
     """(task class, callable: encoded image bytes -> the task's result) for an export directory
-    (its SavedModel's serving_default) or one of our runs (a workdir or checkpoint prefix)."""
+    (its SavedModel's serving_default) or one of our runs (a workdir or checkpoint prefix).
+    `min_score`: results below it are left out (default: the task's MIN_SCORE)."""
     if tf.io.gfile.exists(f"{model_path.rstrip('/')}/saved_model.pb"):
         task = tasks.get(export.read_metadata(model_path).get("task", "classification"))
         serve = tf.saved_model.load(model_path).signatures["serving_default"]
@@ -52,18 +53,40 @@ def predictor(model_path, top_k=5):
         def call(data):
             return module.serve_bytes(tf.constant([data]))
 
-    return task, lambda data: task.read_outputs(call(data), top_k)
+    min_score = task.MIN_SCORE if min_score is None else min_score
+    return task, lambda data: task.read_outputs(call(data), top_k, min_score)
 
 
-def predict_files(model_path, files, top_k=5):
-    """(task class, one Prediction per file, in order); failures carry their error."""
-    task, run = predictor(model_path, top_k)
-    results = []
+def drawing_paths(files, draw_dir):
+    """Where `--draw` writes each file's picture: DIR/<file name>.png, numbered when two files
+    share a name."""
+    paths, seen = [], {}
     for path in files:
+        stem = path.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0] or "image"
+        seen[stem] = seen.get(stem, 0) + 1
+        suffix = f"_{seen[stem]}" if seen[stem] > 1 else ""
+        paths.append(f"{draw_dir.rstrip('/')}/{stem}{suffix}.png")
+    return paths
+
+
+def predict_files(model_path, files, top_k=5, min_score=None, draw_dir=None):
+    """(task class, one Prediction per file, in order); failures carry their error. With
+    `draw_dir`, each image is also written there as a PNG with its results drawn (the task's
+    draw: boxes and labels of a detector)."""
+    task, run = predictor(model_path, top_k, min_score)
+    drawings = drawing_paths(files, draw_dir) if draw_dir else [None] * len(files)
+    if draw_dir:
+        tf.io.gfile.makedirs(draw_dir)
+    results = []
+    for path, drawing in zip(files, drawings):
         try:
             with tf.io.gfile.GFile(path, "rb") as stream:
                 data = stream.read()
-            results.append(Prediction(path, run(data)))
+            result = run(data)
+            if drawing:
+                task.draw(data, result, drawing)
+                result = {**result, "drawing": drawing}
+            results.append(Prediction(path, result))
         except (tf.errors.OpError, OSError, ValueError) as error:
             results.append(Prediction(path, {}, _first_line(error)))
     return task, results

@@ -142,10 +142,10 @@ def initialize(task, model, path):
 
 
 def export_workdir(workdir, export_path, export_format="saved_model", quantize="none",
-                   top_k=5, calibration_count=64):
+                   top_k=5, calibration_count=64, nms=None):
     """Exports the newest good checkpoint of the run in `workdir` (its EMA weights) as
     `export_format` (export.export); returns the path written."""
     run = load_run(workdir, with_source=quantize == "int8")
     model, run, _ = restore_model(workdir, run)
     return export.export(tasks.create(run), model, export_path, export_format, quantize, top_k,
-                         calibration_count)
+                         calibration_count, nms)

@@ -1,4 +1,5 @@
-"""TFLite exports of a SavedModel's predict_images signature: float32, dynamic range or int8.
+"""TFLite exports: a classifier's predict_images signature (float32, dynamic range or int8) and
+a detector with TFLite's own detection post-processing op (float32 or dynamic range).
 
 int8 calibrates the activations' ranges on images of the run's eval split, preprocessed as the
 eval transform says; inputs and outputs stay float32 for the caller.
@@ -6,6 +7,8 @@ eval transform says; inputs and outputs stay float32 for the caller.
 
 import numpy as np
 import tensorflow as tf
+
+from efficientnet_tf.data.detection import postprocess
 
 QUANTIZATIONS = ("none", "dynamic", "int8")
 
@@ -46,3 +49,85 @@ def calibration_images(task, count):
     if not images:
         raise ValueError("the eval split gave no images to calibrate int8 quantization with")
     return np.stack(images)
+
+
+# A detector's TFLite model ends in TFLite's built-in TFLite_Detection_PostProcess op: the
+# converter replaces a tf.function marked `experimental_implements` with this op name and these
+# attributes (a text-format NameAttrList; tensorflow/compiler/mlir/lite/utils/nms_utils.cc) by
+# the op. Its inputs are box codes [1, N, 4] (ty, tx, th, tw), class scores [1, N, C] (after the
+# sigmoid; no background column) and anchors [N, 4] as (ycenter, xcenter, h, w); its boxes come
+# out decoded in the anchors' units (input pixels here), (ymin, xmin, ymax, xmax), classes
+# 0-based as float. use_regular_nms: NMS class by class (as the SavedModel's), not the
+# class-agnostic fast path. The op takes one image per call.
+POSTPROCESS_OP = "TFLite_Detection_PostProcess"
+
+
+def _postprocess_attributes(nms, num_classes):
+    ints = {"max_detections": nms.max_detections, "max_classes_per_detection": 1,
+            "num_classes": num_classes}
+    floats = {"nms_score_threshold": nms.score_threshold, "nms_iou_threshold": nms.iou_threshold,
+              # the box coder has no scale factors (data/detection/boxes.py)
+              "y_scale": 1.0, "x_scale": 1.0, "h_scale": 1.0, "w_scale": 1.0}
+    parts = [f'name: "{POSTPROCESS_OP}"']
+    parts += [f'attr {{ key: "{key}" value {{ i: {int(value)} }} }}' for key, value in ints.items()]
+    parts += [f'attr {{ key: "{key}" value {{ f: {float(value)!r} }} }}'
+              for key, value in floats.items()]
+    parts.append('attr { key: "use_regular_nms" value { b: true } }')
+    return " ".join(parts)
+
+
+def detection_function(module):
+    """A tf.function of one fitted image [1, size, size, 3] float32 in [0, 255] -> the
+    detector's outputs through TFLite's post-processing op (boxes [1, D, 4] in input pixels,
+    classes [1, D] float, scores [1, D], num_detections [1]). Only its TFLite conversion
+    computes: in TensorFlow the op's stand-in returns zeros."""
+    if module.nms.method != "hard":
+        raise ValueError(f"TFLite's detection op does hard NMS; the export's NMS is "
+                         f"{module.nms.method!r} (export with --nms=hard)")
+    corners = module.anchors
+    centres = tf.stack([(corners[:, 0] + corners[:, 2]) / 2, (corners[:, 1] + corners[:, 3]) / 2,
+                        corners[:, 2] - corners[:, 0], corners[:, 3] - corners[:, 1]], axis=1)
+
+    @tf.function(experimental_implements=_postprocess_attributes(module.nms, module.num_classes))
+    def postprocess_op(box_codes, class_scores, anchors):
+        del box_codes, class_scores, anchors  # the converter puts the op in this function's place
+        return (tf.constant(0.0), tf.constant(0.0), tf.constant(0.0), tf.constant(0.0))
+
+    size = module.image_size
+
+    @tf.function(input_signature=[tf.TensorSpec([1, size, size, 3], tf.float32, "images")])
+    def detect(images):
+        outputs = module.model(images, training=False)
+        logits, codes = postprocess.flatten(outputs, module.num_classes)
+        boxes, classes, scores, count = postprocess_op(codes, tf.sigmoid(logits), centres)
+        return {"boxes": boxes, "classes": classes, "scores": scores, "num_detections": count}
+
+    return detect
+
+
+def detection_tflite_bytes(module, quantize="none"):
+    """The TFLite flatbuffer of a detector's serving module (export.DetectionServingModule):
+    its model and TFLite's post-processing op, float32 or dynamic-range quantized."""
+    if quantize not in ("none", "dynamic"):
+        raise ValueError(f"a detector's TFLite export is float32 (none) or dynamic, got "
+                         f"{quantize!r}")
+    detect = detection_function(module)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [detect.get_concrete_function()], module)
+    if quantize == "dynamic":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    return converter.convert()
+
+
+def run_detection_tflite(model_bytes, images):
+    """[{boxes [n, 4] in input pixels, scores [n], classes [n] int}] of a detector's TFLite
+    model (detection_tflite_bytes) on fitted float32 images [size, size, 3], one per call."""
+    interpreter = tf.lite.Interpreter(model_content=model_bytes)
+    runner = interpreter.get_signature_runner()
+    results = []
+    for image in images:
+        found = runner(images=np.asarray(image, np.float32)[None])
+        count = int(found["num_detections"][0])
+        results.append({"boxes": found["boxes"][0, :count], "scores": found["scores"][0, :count],
+                        "classes": found["classes"][0, :count].astype(np.int64)})
+    return results

@@ -72,7 +72,9 @@ class DecodeCounter:
             self.files[key] = None
             first = len(self.files) <= self.LOGGED
         # The reason is found again outside the pipeline, which only knows that decoding failed.
-        self.files[key] = reason = why_undecodable(data.numpy(), int(max_pixels))
+        data = data.numpy()
+        reason = why_undecodable(data, int(max_pixels)) if data else why_empty(key)
+        self.files[key] = reason
         if first:
             logging.warning("skipped image %s: %s", key, reason)
         return 0
@@ -87,6 +89,16 @@ def _readable(message):
         message = message.split("Summarized data: ", 1)[1]
         message = re.sub(r"^b?['\"](.*)['\"]$", r"\1", message.strip())
     return message
+
+
+def why_empty(key):
+    """Why a source gave no bytes for `key`: sources that read files (a COCO JSON's image
+    folder) give empty bytes for a file they cannot read, to skip it rather than stop."""
+    try:
+        exists = tf.io.gfile.exists(key)
+    except tf.errors.OpError:
+        exists = False
+    return "empty file" if exists else "no such file, or it cannot be read"
 
 
 def why_undecodable(data, max_pixels=image_header.MAX_PIXELS):

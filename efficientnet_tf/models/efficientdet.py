@@ -27,7 +27,7 @@ from efficientnet_tf.models import layers as layers_lib
 from efficientnet_tf.models import weights as weights_lib
 from efficientnet_tf.specs import registry
 
-BN_MOMENTUM, BN_EPSILON = 0.99, 1e-3
+BN_EPSILON = 1e-3  # automl's; the momentum is the row's (DetectionSpec.bn_momentum)
 PRIOR_PROBABILITY = 0.01
 
 
@@ -38,11 +38,11 @@ def anchor_settings(spec):
                                       anchor_scale=spec.anchor_scale)
 
 
-def _batch_norm_function(settings):
+def _batch_norm_function(settings, default_momentum):
     """(inputs, name) -> batch-normalized inputs, as `settings` (efficientnet.BatchNormSettings:
     momentum and epsilon default to automl's 0.99 and 1e-3; synchronized across replicas or
     groups of them)."""
-    momentum = BN_MOMENTUM if settings.momentum is None else settings.momentum
+    momentum = default_momentum if settings.momentum is None else settings.momentum
     epsilon = BN_EPSILON if settings.epsilon is None else settings.epsilon
     synchronized = bool(settings.synchronized or settings.group_size)
 
@@ -54,22 +54,28 @@ def _batch_norm_function(settings):
 
 
 def _head(features, name, outputs_per_anchor, num_anchors, width, repeats, bias_initializer,
-          activation, batch_norm, survival_prob=None):
+          activation, batch_norm, survival_prob=None, fold_batch_norm=False):
     """One head over every level: convolutions shared, batch norms per level; with
     `survival_prob`, each repeat after the first is a residual whose branch drop-connect drops
-    (automl's option, off by default there and here)."""
-    convs = [keras.layers.SeparableConv2D(
-        width, 3, padding="same", use_bias=True, depthwise_initializer="variance_scaling",
-        pointwise_initializer="variance_scaling", name=f"{name}_conv{i}")
-        for i in range(repeats)]
+    (automl's option, off by default there and here). Folded (the serving form), each level
+    has its own copy of the convolutions, `{name}_conv{i}_level{L}`, carrying its own BN."""
+    def conv(i, level=None):
+        suffix = "" if level is None else f"_level{level}"
+        return keras.layers.SeparableConv2D(
+            width, 3, padding="same", use_bias=True, depthwise_initializer="variance_scaling",
+            pointwise_initializer="variance_scaling", name=f"{name}_conv{i}{suffix}")
+
+    shared = [conv(i) for i in range(repeats)]
+    convs_of = ({level: [conv(i, level) for i in range(repeats)] for level in features}
+                if fold_batch_norm else {level: shared for level in features})
     predict = keras.layers.SeparableConv2D(
         outputs_per_anchor * num_anchors, 3, padding="same", use_bias=True,
         depthwise_initializer="variance_scaling", pointwise_initializer="variance_scaling",
         bias_initializer=bias_initializer, dtype="float32", name=f"{name}_predict")
     results = {}
     for level, x in features.items():
-        for i, conv in enumerate(convs):
-            branch = batch_norm(conv(x), f"{name}_bn{i}_level{level}")
+        for i, layer in enumerate(convs_of[level]):
+            branch = batch_norm(layer(x), f"{name}_bn{i}_level{level}")
             branch = keras.layers.Activation(layers_lib.get_activation(activation),
                                              name=f"{name}_activation{i}_level{level}")(branch)
             if i > 0 and survival_prob:
@@ -94,12 +100,14 @@ def create(spec, weights=None, num_classes=90, input_shape=None, activation="swi
 
 
 def build(spec, num_classes, image_size=None, activation="swish", name=None,
-          backbone_weights=None, head_survival_prob=None, batch_norm=None, input_dtype="float32"):
+          backbone_weights=None, head_survival_prob=None, batch_norm=None, input_dtype="float32",
+          fold_batch_norm=False):
     """The keras.Model of a detection row (registry.DetectionSpec or its name) for
     `num_classes` classes at `image_size` ((height, width); default the row's square size),
     its backbone loaded from `backbone_weights` when given (see create). `batch_norm`:
     efficientnet.BatchNormSettings of every BN (default automl's, per replica); `input_dtype`:
-    of the images ('bfloat16' on TPU)."""
+    of the images ('bfloat16' on TPU). `fold_batch_norm`: the serving form, without BN layers
+    (models/fold.py folded_detector fills its weights)."""
     spec = registry.get(spec)
     if not isinstance(spec, registry.DetectionSpec):
         raise ValueError(f"{spec.name!r} is not an EfficientDet row; use one of "
@@ -112,10 +120,11 @@ def build(spec, num_classes, image_size=None, activation="swish", name=None,
         features_only=True, input_shape=(height, width, 3),
         survival_prob=spec.backbone_survival_prob, activation=activation,
         batch_norm=dataclasses.replace(
-            batch_norm, momentum=BN_MOMENTUM if batch_norm.momentum is None
+            batch_norm, momentum=spec.bn_momentum if batch_norm.momentum is None
             else batch_norm.momentum, epsilon=BN_EPSILON if batch_norm.epsilon is None
-            else batch_norm.epsilon), input_dtype=input_dtype))
-    normalize = _batch_norm_function(batch_norm)
+            else batch_norm.epsilon), input_dtype=input_dtype, fold_batch_norm=fold_batch_norm))
+    normalize = ((lambda x, name: x) if fold_batch_norm
+                 else _batch_norm_function(batch_norm, spec.bn_momentum))
     if backbone_weights is not None:  # the detector shares the backbone's layers
         backbone_spec = registry.get(spec.backbone)
         weights_lib.load_weights(backbone, backbone_spec, backbone_weights, include_top=False)
@@ -127,9 +136,9 @@ def build(spec, num_classes, image_size=None, activation="swish", name=None,
     prior = -math.log((1 - PRIOR_PROBABILITY) / PRIOR_PROBABILITY)
     classes = _head(pyramid, "class_net", num_classes, num_anchors, spec.fpn_width,
                     spec.head_repeats, keras.initializers.Constant(prior), activation,
-                    normalize, head_survival_prob)
+                    normalize, head_survival_prob, fold_batch_norm)
     boxes = _head(pyramid, "box_net", 4, num_anchors, spec.fpn_width, spec.head_repeats,
-                  "zeros", activation, normalize, head_survival_prob)
+                  "zeros", activation, normalize, head_survival_prob, fold_batch_norm)
     outputs = {**{f"classes_{level}": x for level, x in classes.items()},
                **{f"boxes_{level}": x for level, x in boxes.items()}}
     # The backbone's layers become the detector's own (stem_conv, block1a, ...): its weights

@@ -17,9 +17,10 @@ resolved Run and its data source. It owns:
   evaluation   eval_step(model, inputs, targets): what one batch contributes, reduced across
                replicas as EVAL_REDUCTIONS says ("sum", or "gather" for per-example outputs);
                evaluator(): accumulates them (update) and gives the metrics (finish);
-  serving      serving_module(model, top_k): a tf.Module with the export's signatures;
-               read_outputs(outputs, top_k): one image's result from serving_default's
-               outputs, and format_result(result): its lines, for `predict`;
+  serving      serving_module(model, top_k, nms): a tf.Module with the export's signatures;
+               read_outputs(outputs, top_k, min_score): one image's result from
+               serving_default's outputs, format_result(result): its lines, and
+               draw(data, result, path): the picture of `predict --draw`;
   reports      describe(metrics): the one-line summary of an evaluation.
 """
 
@@ -102,14 +103,22 @@ class Task(abc.ABC):
     def evaluator(self):
         """A fresh accumulator: update(results of one batch, as NumPy) and finish() -> metrics."""
 
-    def serving_module(self, model, top_k=5):
+    def serving_module(self, model, top_k=5, nms=None):
         raise ValueError(f"task {self.NAME!r} has no export yet; its checkpoints are in the "
                          "workdir")
 
+    # predict's default --min_score: results scored below it are not shown.
+    MIN_SCORE = 0.0
+
     @staticmethod
-    def read_outputs(outputs, top_k):
+    def read_outputs(outputs, top_k, min_score=0.0):
         """predict's result (JSON values) for one image from serving_default's outputs."""
         raise ValueError("this task has no export to predict with")
+
+    @staticmethod
+    def draw(data, result, path):
+        """Writes the image `data` (encoded bytes) with its result drawn as a PNG at `path`."""
+        raise ValueError("predict --draw draws a detector's boxes; this task has nothing to draw")
 
     @staticmethod
     def format_result(result):

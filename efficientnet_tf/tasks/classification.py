@@ -250,21 +250,24 @@ class ClassificationTask(base.Task):
     def evaluator(self):
         return Evaluator()
 
-    def serving_module(self, model, top_k=5):
+    def serving_module(self, model, top_k=5, nms=None):
+        if nms is not None:
+            raise ValueError(f"nms={nms!r} is for detection exports; a classifier has no NMS")
         settings = export.ServingSettings(self.settings.eval_transform, top_k=top_k)
         folded = export.serving_model(model, self.run.spec, self.run.num_classes)
         return export.ServingModule(folded, settings, self.run.class_names,
                                     metadata={"task": self.NAME, "model": self.run.spec.name})
 
     @staticmethod
-    def read_outputs(outputs, top_k):
-        """predict's result for one image from serving_default's outputs: the top-k labels."""
+    def read_outputs(outputs, top_k, min_score=0.0):
+        """predict's result for one image from serving_default's outputs: the top-k labels
+        (those with a probability of at least min_score)."""
         classes = outputs["classes"][0].numpy().tolist()[:top_k]
         probabilities = outputs["probabilities"][0].numpy().tolist()[:top_k]
         names = ([name.decode("utf-8") for name in outputs["class_names"][0].numpy()]
                  if "class_names" in outputs else [str(c) for c in classes])
         return {"top": [{"class": c, "label": name, "probability": p}
-                        for c, name, p in zip(classes, names, probabilities)]}
+                        for c, name, p in zip(classes, names, probabilities) if p >= min_score]}
 
     @staticmethod
     def format_result(result):

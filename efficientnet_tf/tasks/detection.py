@@ -16,19 +16,27 @@ pycocotools against the source's ground truth.
 """
 
 import dataclasses
+import io
 import threading
 from typing import Tuple
 
 import tensorflow as tf
 from absl import logging
+from PIL import Image, ImageDraw, ImageFont
 
+from efficientnet_tf import export
 from efficientnet_tf.data import image_header
 from efficientnet_tf.data.detection import anchors as anchors_lib
 from efficientnet_tf.data.detection import coco_metric, labeler, pipeline, postprocess
 from efficientnet_tf.data.detection import sources as detection_sources
 from efficientnet_tf.data.sources import EVAL
-from efficientnet_tf.models import efficientdet
+from efficientnet_tf.models import efficientdet, fold
 from efficientnet_tf.tasks import base
+
+
+# predict --draw's box colours by class (class c: BOX_COLOURS[c % 10]), strong on photos.
+BOX_COLOURS = ((230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180),
+               (70, 240, 240), (240, 50, 230), (210, 245, 60), (0, 128, 128), (255, 225, 25))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -307,6 +315,73 @@ class DetectionTask(base.Task):
 
     def evaluator(self):
         return Evaluator(self.ground_truth(), self.run.class_names, self.nms_settings)
+
+    def serving_module(self, model, top_k=5, nms=None):
+        """The detector's SavedModel module (export.DetectionServingModule) of the model with its
+        batch norms folded (models/fold.py folded_detector): `nms` is the
+        serving NMS method, "hard" (the default: per-class NMS at IoU 0.5) or "gaussian"
+        (soft-NMS, as the evaluation). top_k is a classifier's; a detector returns up to 100
+        detections."""
+        del top_k
+        nms_settings = (postprocess.SERVING_NMS if nms in (None, "hard")
+                        else postprocess.NmsSettings(method=nms))
+        size = self.settings.image_size
+        folded = fold.folded_detector(model, self.run.spec, self.run.num_classes, (size, size),
+                                      activation="inference_swish")
+        return export.DetectionServingModule(
+            folded, size, self.settings.anchors, nms_settings,
+            self.run.class_names, metadata={"task": self.NAME, "model": self.run.spec.name},
+            max_pixels=self.settings.max_pixels)
+
+    # predict shows detections scored at least this (the export keeps those above 0.001,
+    # what COCO AP scores; a person looking at the boxes wants the confident ones).
+    MIN_SCORE = 0.3
+
+    @staticmethod
+    def read_outputs(outputs, top_k, min_score=0.0):
+        """predict's result for one image: its detections scored at least min_score, best
+        first (boxes in the image's pixels: ymin, xmin, ymax, xmax)."""
+        del top_k
+        count = int(outputs["num_detections"][0])
+        boxes = outputs["boxes"][0].numpy()[:count].round(2).tolist()
+        scores = outputs["scores"][0].numpy()[:count].tolist()
+        classes = outputs["classes"][0].numpy()[:count].tolist()
+        names = [name.decode("utf-8") for name in outputs["class_names"][0].numpy()[:count]]
+        return {"detections": [{"box": box, "score": round(score, 4), "class": c, "label": name}
+                               for box, score, c, name in zip(boxes, scores, classes, names)
+                               if score >= min_score]}
+
+    @staticmethod
+    def format_result(result):
+        if not result["detections"]:
+            return ["  no detections"]
+        return [f"  {d['label']:<16} {d['score']:.3f}  box (ymin, xmin, ymax, xmax) "
+                f"{', '.join(f'{v:.1f}' for v in d['box'])}" for d in result["detections"]]
+
+    @staticmethod
+    def draw(data, result, path):
+        """The image with each detection's box (in its class's colour, BOX_COLOURS) and a label
+        'name score' above it, the best drawn last (on top), as a PNG at `path`."""
+        with Image.open(io.BytesIO(data)) as picture:  # local: decodes bytes in memory
+            picture = picture.convert("RGB")
+        pen = ImageDraw.Draw(picture)
+        width = max(2, round(min(picture.size) / 150))
+        font = ImageFont.load_default()
+        for detection in reversed(result["detections"]):
+            colour = BOX_COLOURS[detection["class"] % len(BOX_COLOURS)]
+            ymin, xmin, ymax, xmax = detection["box"]
+            pen.rectangle([round(xmin), round(ymin), round(xmax), round(ymax)], outline=colour,
+                          width=width)
+            text = f"{detection['label']} {detection['score']:.2f}"
+            left, top, right, bottom = pen.textbbox((0, 0), text, font=font)
+            y = max(0, round(ymin) - (bottom - top) - 2)
+            pen.rectangle([round(xmin), y, round(xmin) + right - left + 3, y + bottom - top + 2],
+                          fill=colour)
+            pen.text((round(xmin) + 2, y + 1 - top), text, fill=(255, 255, 255), font=font)
+        buffer = io.BytesIO()
+        picture.save(buffer, format="PNG")
+        with tf.io.gfile.GFile(path, "wb") as stream:
+            stream.write(buffer.getvalue())
 
     def describe(self, metrics):
         return (f"COCO AP {100 * metrics['AP']:.2f} AP50 {100 * metrics['AP50']:.2f} AP75 "

@@ -1,5 +1,6 @@
 """Detection through the real trainer (tasks/detection.py): a COCO JSON folder of coloured boxes
-trains, checkpoints, evaluates with COCO AP, and `eval` of the workdir gives the same numbers."""
+trains, checkpoints, evaluates with COCO AP, `eval` of the workdir gives the same numbers, and
+its exports (SavedModel and TFLite, on ram://) predict the boxes the workdir predicts."""
 
 import json
 
@@ -8,7 +9,10 @@ import pytest
 import tensorflow as tf
 from imagedata import write_coco_boxes as write_split
 
+from efficientnet_tf import export, predict, rundir, tflite
+from efficientnet_tf.data.detection import pipeline
 from efficientnet_tf.train import config as config_lib, trainer
+
 
 def detection_config(root):
     config = config_lib.base_config()
@@ -55,3 +59,27 @@ def test_a_detection_run_trains_evaluates_with_coco_ap_and_eval_agrees(tmp_path)
     assert again["step"] == 8
     np.testing.assert_allclose(again["AP"], results["eval_AP"], atol=1e-6)
     np.testing.assert_allclose(again["loss"], results["eval_loss"], rtol=1e-4)
+    # exported to a TF filesystem that is not the local disk (gs:// stands in), then predict
+    # on the export and on the workdir itself give the same boxes
+    path = rundir.export_workdir(workdir, "ram://detection_run/export")
+    assert export.read_metadata(path)["task"] == "detection"
+    assert export.read_labels(path) == ["red", "blue"]
+    image = f"{tmp_path}/data/eval/images/0.png"
+    _, (served,) = predict.predict_files(path, [image], min_score=0.0)
+    _, (restored,) = predict.predict_files(workdir, [image], min_score=0.0)
+    assert served.error is None and len(served.result["detections"]) > 0
+    for a, b in zip(served.result["detections"], restored.result["detections"]):
+        assert a["label"] == b["label"] and abs(a["score"] - b["score"]) < 1e-4
+        np.testing.assert_allclose(a["box"], b["box"], atol=0.05)
+    # the TFLite export through the same command path, on ram:// too: its best box is the
+    # SavedModel's (64 x 48 image fitted into 64 x 64: scale 1)
+    flatbuffer = rundir.export_workdir(workdir, "ram://detection_run/model.tflite", "tflite")
+    pixels = tf.io.decode_png(tf.io.read_file(image), channels=3)
+    fitted, _ = pipeline.resize_to_fit(tf.cast(pixels, tf.float32), 64)
+    (found,) = tflite.run_detection_tflite(tf.io.gfile.GFile(flatbuffer, "rb").read(),
+                                           [fitted.numpy()])
+    best = served.result["detections"][0]
+    assert int(found["classes"][0]) == best["class"]
+    assert abs(float(found["scores"][0]) - best["score"]) < 1e-3
+    np.testing.assert_allclose(np.clip(found["boxes"][0], 0, [48, 64, 48, 64]), best["box"],
+                               atol=0.05)

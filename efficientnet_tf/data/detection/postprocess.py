@@ -183,13 +183,24 @@ def candidates(class_logits, box_codes, anchors, max_candidates):
     return boxes, tf.sigmoid(logits), classes
 
 
-def detect(class_logits, box_codes, anchors, settings=EVAL_NMS):
+def detect(class_logits, box_codes, anchors, settings=EVAL_NMS, image_extents=None):
     """Detections of flattened outputs (flatten()) over `anchors` [N, 4] (anchors.generate):
     {"boxes": [B, D, 4] float32 (ymin, xmin, ymax, xmax in input pixels), "scores": [B, D],
     "classes": [B, D] int32 (0-based; PADDING past num_detections), "num_detections": [B]
-    int32}, D = settings.max_detections, rows sorted by score."""
+    int32}, D = settings.max_detections, rows sorted by score.
+
+    `image_extents` [B, 2] (height, width in input pixels of each image, whose padding lies
+    below and right): boxes are clipped to them BEFORE the NMS, so that the boxes a client sees
+    are the boxes the NMS compared, and a box left without area (it lay in the padding) is
+    dropped (serving). None keeps them as the evaluation does (automl's per-class path does
+    not clip)."""
     boxes, scores, classes = candidates(class_logits, box_codes, anchors,
                                         settings.max_candidates)
+    if image_extents is not None:
+        extents = tf.tile(tf.cast(image_extents, tf.float32), [1, 2])[:, None, :]
+        boxes = tf.clip_by_value(boxes, 0.0, extents)
+        has_area = tf.logical_and(boxes[..., 2] > boxes[..., 0], boxes[..., 3] > boxes[..., 1])
+        scores = tf.where(has_area, scores, 0.0)
     return nms(boxes, scores, classes, settings)
 
 
