@@ -7,13 +7,11 @@ import types
 
 import keras
 import numpy as np
-import pytest
 import tensorflow as tf
 
 from efficientnet_tf.data.detection import anchors as anchors_lib
 from efficientnet_tf.data.detection import labeler
 from efficientnet_tf.models import efficientdet
-from efficientnet_tf.models.efficientnet import BatchNormSettings
 from efficientnet_tf.tasks import detection
 from efficientnet_tf.train import loop
 
@@ -99,8 +97,8 @@ def _one_step(replicas):
         ["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice()))
     task = _task()
     with strategy.scope():
-        model = efficientdet.build("efficientdet-test", NUM_CLASSES, (SIZE, SIZE),
-                                   batch_norm=BatchNormSettings(synchronized=True))
+        model = _frozen_batch_norm(efficientdet.build("efficientdet-test", NUM_CLASSES,
+                                                      (SIZE, SIZE)))
         optimizer = keras.optimizers.SGD(0.05, momentum=0.9)
         optimizer.build(model.trainable_variables)
     steps = loop.Steps(task, model, optimizer, strategy, loop.LossSettings(
@@ -111,7 +109,18 @@ def _one_step(replicas):
     return {v.path: v.numpy() for v in model.weights}, {k: float(v) for k, v in totals.items()}
 
 
-@pytest.mark.slow
+def _frozen_batch_norm(model):
+    """The model with its batch norms in inference mode (as when fine-tuning), so that how the
+    batch is split over replicas does not change their statistics. Synchronized BN would do
+    that too (tests/models/test_layers.py holds it to the whole batch's statistics), but
+    MirroredStrategy traces each of its all-reduces' gradients by walking the other replicas'
+    graph (tensorflow custom_gradient): two minutes for this small detector, 20 s without."""
+    for layer in model._flatten_layers():
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+    return model
+
+
 def test_one_step_on_one_replica_and_on_two_makes_the_same_update():
     """Replica 0 sees 6 boxes, replica 1 two: normalized per replica (automl) the two halves of
     the gradient would be weighted differently; normalized over the global batch they are not."""
@@ -120,15 +129,20 @@ def test_one_step_on_one_replica_and_on_two_makes_the_same_update():
     assert one_weights.keys() == two_weights.keys()
     np.testing.assert_allclose(one_totals["loss"], two_totals["loss"], rtol=1e-5)
     np.testing.assert_allclose(one_totals["positives"], two_totals["positives"])
-    for name, value in one_weights.items():
-        np.testing.assert_allclose(two_weights[name], value, rtol=2e-4, atol=2e-6, err_msg=name)
-    initial, _ = _initial_weights()
-    moved = sum(not np.allclose(initial[name], value) for name, value in one_weights.items())
-    assert moved > len(one_weights) // 2  # the step did update the model
+    # the updates themselves agree, to float32's resolution at each weight's magnitude (most
+    # updates are near 1e-6, too small to compare the weights with a tolerance)
+    initial, model = _initial_weights()
+    trainable = [v.path for v in model.trainable_weights]
+    for name in trainable:
+        resolution = 4 * np.spacing(np.abs(initial[name]).max().astype(np.float32))
+        np.testing.assert_allclose(two_weights[name] - initial[name],
+                                   one_weights[name] - initial[name], rtol=2e-3,
+                                   atol=resolution, err_msg=name)
+    moved = sum(np.any(one_weights[name] != initial[name]) for name in trainable)
+    assert moved > 0.8 * len(trainable)  # the step did update the model
 
 
 def _initial_weights():
     keras.utils.set_random_seed(0)
-    model = efficientdet.build("efficientdet-test", NUM_CLASSES, (SIZE, SIZE),
-                               batch_norm=BatchNormSettings(synchronized=True))
+    model = _frozen_batch_norm(efficientdet.build("efficientdet-test", NUM_CLASSES, (SIZE, SIZE)))
     return {v.path: v.numpy() for v in model.weights}, model
