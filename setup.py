@@ -21,7 +21,7 @@ setup(
         "tpu": ["cloud-tpu-client"],
         # TFDS datasets as a data source (the fine-tuning recipes); heavy, so optional.
         "tfds": ["tensorflow-datasets"],
-        "dev": ["pytest", "scikit-image", "tensorflow-serving-api", "ruff",
+        "dev": ["pytest", "pytest-xdist", "scikit-image", "tensorflow-serving-api", "ruff",
                 "tensorflow-datasets"],
     },
     entry_points={"console_scripts": ["efficientnet-tf=efficientnet_tf.main:run"]},
