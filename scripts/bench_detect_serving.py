@@ -15,9 +15,7 @@ object with `batch1_ms`, `batch8_img_s`, `export_speedup` and the rest of the fi
 
 import json
 import os
-import statistics
 import tempfile
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -25,6 +23,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
+from benchtiming import alternating_medians  # noqa: E402
 
 from efficientnet_tf import export  # noqa: E402
 from efficientnet_tf.models import efficientdet  # noqa: E402
@@ -36,23 +35,6 @@ flags.DEFINE_integer("num_classes", 90, "Classes of the detector (COCO's 90 ids)
 flags.DEFINE_integer("latency_calls", 40, "Batch-1 calls of each.")
 flags.DEFINE_integer("throughput_calls", 8, "Batch-8 calls of each.")
 FLAGS = flags.FLAGS
-
-
-def timed(function, images):
-    start = time.perf_counter()
-    function(images)
-    return time.perf_counter() - start
-
-
-def alternating_medians(ours, theirs, images, calls):
-    """Median seconds per call of each, calling them in turn (ours, theirs, theirs, ours, ...)."""
-    timed(ours, images), timed(theirs, images)  # warm up (traces, first allocations)
-    times = {"ours": [], "theirs": []}
-    for call in range(calls):
-        pair = (("ours", ours), ("theirs", theirs))
-        for who, function in pair if call % 2 == 0 else pair[::-1]:
-            times[who].append(timed(function, images))
-    return statistics.median(times["ours"]), statistics.median(times["theirs"])
 
 
 def main(argv):

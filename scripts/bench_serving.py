@@ -13,9 +13,7 @@ object with the figures.
 
 import json
 import os
-import statistics
 import tempfile
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -23,6 +21,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
+from benchtiming import alternating_medians  # noqa: E402
 
 import efficientnet_tf  # noqa: E402
 from efficientnet_tf import export  # noqa: E402
@@ -48,23 +47,6 @@ def save_keras_applications(model, size, directory):
                                input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
     tf.saved_model.save(module, directory, signatures={"serving_default": module.serve})
     return tf.saved_model.load(directory).signatures["serving_default"]
-
-
-def timed(function, images):
-    start = time.perf_counter()
-    np.asarray(next(iter(function(images).values())))
-    return time.perf_counter() - start
-
-
-def alternating_medians(ours, theirs, images, calls):
-    """Median seconds per call of each, calling them in turn (ours, theirs, theirs, ours, ...)."""
-    timed(ours, images), timed(theirs, images)  # warm up
-    times = {"ours": [], "theirs": []}
-    for call in range(calls):
-        pair = (("ours", ours), ("theirs", theirs))
-        for who, function in pair if call % 2 == 0 else pair[::-1]:
-            times[who].append(timed(function, images))
-    return statistics.median(times["ours"]), statistics.median(times["theirs"])
 
 
 def main(argv):
