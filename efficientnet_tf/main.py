@@ -251,6 +251,12 @@ def run_command(command, rest):
               f"tend to be: AP {100 * results['baseline_AP']:.1f}; the exported SavedModel "
               f"gets AP {100 * results['served_AP']:.1f} from the image files (hard NMS); "
               f"export: {results['export_dir']}; boxes drawn: {FLAGS.workdir}/drawn")
+        for min_score, parity in results["tflite_parity"].items():
+            print(f"TFLite ({results['tflite_path']}) vs SavedModel, detections scoring >= "
+                  f"{min_score:g} on {parity['images']} scenes: {parity['matched']} of "
+                  f"{parity['detections']} found again (same class, IoU >= 0.9), "
+                  f"{parity['tflite_matched']} of TFLite's {parity['tflite_detections']}; "
+                  f"largest score difference {parity['max_score_diff']:.4f}")
     elif command == "demo":
         if rest:
             raise ValueError(f"demo takes no argument or 'detection', got {' '.join(rest)!r}")

@@ -8,7 +8,7 @@ eval transform says; inputs and outputs stay float32 for the caller.
 import numpy as np
 import tensorflow as tf
 
-from efficientnet_tf.data.detection import postprocess
+from efficientnet_tf.data.detection import boxes as boxes_lib, pipeline, postprocess
 
 QUANTIZATIONS = ("none", "dynamic", "int8")
 
@@ -131,3 +131,68 @@ def run_detection_tflite(model_bytes, images):
         results.append({"boxes": found["boxes"][0, :count], "scores": found["scores"][0, :count],
                         "classes": found["classes"][0, :count].astype(np.int64)})
     return results
+
+
+def match_detections(reference, other, min_score):
+    """(IoU, |score difference|) of each `reference` detection scoring >= min_score with the
+    same-class detection of `other` that overlaps it most (IoU 0, difference None if none has
+    its class); each a dict of boxes [n, 4], scores [n], classes [n]."""
+    keep = np.asarray(reference["scores"]) >= min_score
+    ref_boxes = np.asarray(reference["boxes"], np.float32)[keep].reshape(-1, 4)
+    ref_scores, ref_classes = np.asarray(reference["scores"])[keep], \
+        np.asarray(reference["classes"])[keep]
+    other_boxes = np.asarray(other["boxes"], np.float32).reshape(-1, 4)
+    overlaps = boxes_lib.iou(ref_boxes, other_boxes).numpy() if len(other_boxes) else \
+        np.zeros((len(ref_boxes), 0), np.float32)
+    matches = []
+    for row, (score, label) in enumerate(zip(ref_scores, ref_classes)):
+        same = np.flatnonzero(np.asarray(other["classes"]) == label)
+        if not len(same):
+            matches.append((0.0, None))
+            continue
+        best = same[np.argmax(overlaps[row, same])]
+        matches.append((float(overlaps[row, best]),
+                        abs(float(other["scores"][best]) - float(score))))
+    return matches
+
+
+def detection_parity(export_dir, flatbuffer, files, image_size, min_scores=(0.3,), min_iou=0.9):
+    """How a detector's TFLite model (detection_tflite_bytes) agrees with its SavedModel on
+    image files: the SavedModel's serving_default gets each file's bytes; TFLite the decoded
+    image fitted to `image_size`, its boxes mapped back to the image's pixels. The detections
+    scoring >= min_score of each are matched to the other's (same class, highest IoU), both
+    ways.
+
+    Returns, for each of `min_scores`: {"images", "detections" / "tflite_detections" (the
+    SavedModel's / TFLite's scoring >= min_score), "matched" / "tflite_matched" (those found in
+    the other, IoU >= min_iou), "min_iou" (of all), "max_score_diff" (of the matched)}."""
+    serve = tf.saved_model.load(export_dir).signatures["serving_default"]
+    saved, images, scales = [], [], []
+    for path in files:
+        data = tf.io.gfile.GFile(path, "rb").read()
+        found = serve(image_bytes=tf.constant([data]))
+        count = int(found["num_detections"][0])
+        saved.append({key: found[key][0, :count].numpy()
+                      for key in ("boxes", "scores", "classes")})
+        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+        fitted, scale = pipeline.resize_to_fit(tf.cast(image, tf.float32), image_size)
+        images.append(fitted.numpy())
+        scales.append((scale, tf.shape(image)[:2]))
+    lites = run_detection_tflite(flatbuffer, images)
+    for lite, (scale, extent) in zip(lites, scales):
+        lite["boxes"] = postprocess.to_original(lite["boxes"], scale, extent).numpy()
+    parity = {}
+    for min_score in min_scores:
+        counts = parity[min_score] = {
+            "images": len(images), "detections": 0, "matched": 0, "tflite_detections": 0,
+            "tflite_matched": 0, "min_iou": 1.0, "max_score_diff": 0.0}
+        for reference, lite in zip(saved, lites):
+            for prefix, matches in (("", match_detections(reference, lite, min_score)),
+                                    ("tflite_", match_detections(lite, reference, min_score))):
+                for overlap, difference in matches:
+                    counts[f"{prefix}detections"] += 1
+                    counts["min_iou"] = min(counts["min_iou"], overlap)
+                    if overlap >= min_iou:
+                        counts[f"{prefix}matched"] += 1
+                        counts["max_score_diff"] = max(counts["max_score_diff"], difference)
+    return parity

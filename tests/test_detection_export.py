@@ -216,21 +216,6 @@ def test_predict_defaults_to_confident_boxes_only(detector, tmp_path):
     assert "no detections" in predict.format_text(task, [result])
 
 
-def match_detections(reference, other, iou_min=0.9):
-    """For each reference detection (box, score, class), the best-overlapping detection of
-    `other` of the same class: (IoU, score difference) per reference row."""
-    matches = []
-    for box, score, label in zip(*reference):
-        best = (0.0, None)
-        for other_box, other_score, other_label in zip(*other):
-            if other_label == label:
-                overlap = iou(box, other_box)
-                if overlap > best[0]:
-                    best = (overlap, abs(float(other_score) - float(score)))
-        matches.append(best)
-    return matches
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("quantize, score_tolerance", [("none", 1e-4), ("dynamic", 0.02)])
 def test_tflite_with_the_detection_op_matches_the_saved_model(detector, quantize,
@@ -251,10 +236,11 @@ def test_tflite_with_the_detection_op_matches_the_saved_model(detector, quantize
         fitted, scale = pipeline.resize_to_fit(tf.cast(image, tf.float32), SIZE)
         (found,) = tflite.run_detection_tflite(flatbuffer, [fitted.numpy()])
         boxes = postprocess.to_original(found["boxes"], scale, tf.shape(image)[:2]).numpy()
-        reference = (served["boxes"][index, :10].numpy(), served["scores"][index, :10].numpy(),
-                     served["classes"][index, :10].numpy())
-        for overlap, difference in match_detections(reference, (boxes, found["scores"],
-                                                                found["classes"])):
+        reference = {key: served[key][index, :10].numpy()
+                     for key in ("boxes", "scores", "classes")}
+        matches = tflite.match_detections(reference, {**found, "boxes": boxes}, min_score=0.0)
+        assert len(matches) == 10
+        for overlap, difference in matches:
             assert overlap >= 0.9 and difference <= score_tolerance
 
 
