@@ -133,6 +133,21 @@ def run_detection_tflite(model_bytes, images):
     return results
 
 
+def detect_encoded(model_bytes, encoded, image_size):
+    """run_detection_tflite on encoded images (bytes each), each decoded and fitted to
+    `image_size` as the SavedModel's serving_default fits it, its boxes mapped back to the
+    image's pixels (clipped to it), as the SavedModel returns them."""
+    images, placements = [], []
+    for data in encoded:
+        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+        fitted, scale = pipeline.resize_to_fit(tf.cast(image, tf.float32), image_size)
+        images.append(fitted.numpy())
+        placements.append((scale, tf.shape(image)[:2]))
+    found = run_detection_tflite(model_bytes, images)
+    for result, (scale, extent) in zip(found, placements):
+        result["boxes"] = postprocess.to_original(result["boxes"], scale, extent).numpy()
+    return found
+
 def match_detections(reference, other, min_score):
     """(IoU, |score difference|) of each `reference` detection scoring >= min_score with the
     same-class detection of `other` that overlaps it most (IoU 0, difference None if none has
@@ -167,24 +182,19 @@ def detection_parity(export_dir, flatbuffer, files, image_size, min_scores=(0.3,
     SavedModel's / TFLite's scoring >= min_score), "matched" / "tflite_matched" (those found in
     the other, IoU >= min_iou), "min_iou" (of all), "max_score_diff" (of the matched)}."""
     serve = tf.saved_model.load(export_dir).signatures["serving_default"]
-    saved, images, scales = [], [], []
+    encoded, saved = [], []
     for path in files:
         data = tf.io.gfile.GFile(path, "rb").read()
         found = serve(image_bytes=tf.constant([data]))
         count = int(found["num_detections"][0])
         saved.append({key: found[key][0, :count].numpy()
                       for key in ("boxes", "scores", "classes")})
-        image = tf.io.decode_image(data, channels=3, expand_animations=False)
-        fitted, scale = pipeline.resize_to_fit(tf.cast(image, tf.float32), image_size)
-        images.append(fitted.numpy())
-        scales.append((scale, tf.shape(image)[:2]))
-    lites = run_detection_tflite(flatbuffer, images)
-    for lite, (scale, extent) in zip(lites, scales):
-        lite["boxes"] = postprocess.to_original(lite["boxes"], scale, extent).numpy()
+        encoded.append(data)
+    lites = detect_encoded(flatbuffer, encoded, image_size)
     parity = {}
     for min_score in min_scores:
         counts = parity[min_score] = {
-            "images": len(images), "detections": 0, "matched": 0, "tflite_detections": 0,
+            "images": len(encoded), "detections": 0, "matched": 0, "tflite_detections": 0,
             "tflite_matched": 0, "min_iou": 1.0, "max_score_diff": 0.0}
         for reference, lite in zip(saved, lites):
             for prefix, matches in (("", match_detections(reference, lite, min_score)),

@@ -231,14 +231,10 @@ def test_tflite_with_the_detection_op_matches_the_saved_model(detector, quantize
     assert "TFLite_Detection_PostProcess" in ops and "NON_MAX_SUPPRESSION_V5" not in ops
     data = list(requests().values())
     served = detector["serve"](image_bytes=tf.constant(data))
-    for index, item in enumerate(data):
-        image = tf.io.decode_image(item, channels=3, expand_animations=False)
-        fitted, scale = pipeline.resize_to_fit(tf.cast(image, tf.float32), SIZE)
-        (found,) = tflite.run_detection_tflite(flatbuffer, [fitted.numpy()])
-        boxes = postprocess.to_original(found["boxes"], scale, tf.shape(image)[:2]).numpy()
+    for index, found in enumerate(tflite.detect_encoded(flatbuffer, data, SIZE)):
         reference = {key: served[key][index, :10].numpy()
                      for key in ("boxes", "scores", "classes")}
-        matches = tflite.match_detections(reference, {**found, "boxes": boxes}, min_score=0.0)
+        matches = tflite.match_detections(reference, found, min_score=0.0)
         assert len(matches) == 10
         for overlap, difference in matches:
             assert overlap >= 0.9 and difference <= score_tolerance
