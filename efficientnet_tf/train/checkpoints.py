@@ -18,10 +18,12 @@ UNRELIABLE_STORAGE = (tf.errors.UnavailableError, tf.errors.DeadlineExceededErro
 def remove_leftovers(directory):
     """Removes what a save killed midway leaves in `directory`: the checkpoint being written
     (`ckpt-N_temp/`, never named by the state file) and the state file's temporary copy
-    (`checkpoint.tmp*`). Returns the paths removed."""
+    (`checkpoint.tmp*`), and a JSON file's half-written copy (`*.json.tmp-*`, report.py).
+    Returns the paths removed."""
     removed = []
     for path in sorted(tf.io.gfile.glob(f"{directory}/ckpt-*_temp")
-                       + tf.io.gfile.glob(f"{directory}/checkpoint.tmp*")):
+                       + tf.io.gfile.glob(f"{directory}/checkpoint.tmp*")
+                       + tf.io.gfile.glob(f"{directory}/*.json.tmp-*")):
         if tf.io.gfile.isdir(path):
             tf.io.gfile.rmtree(path)
         else:

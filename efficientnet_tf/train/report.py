@@ -9,6 +9,7 @@ import io
 import json
 import math
 import time
+import uuid
 
 import tensorflow as tf
 from absl import logging
@@ -230,8 +231,16 @@ def class_count_line(counts, shown=20):
 
 
 def write_json(path, payload):
-    with tf.io.gfile.GFile(path, "w") as stream:
-        stream.write(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    write_atomically(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def write_atomically(path, contents):
+    """Writes `contents` (text or bytes) to a temporary file beside `path`, then renames it
+    over `path`: a reader (or a crash) never sees half a file."""
+    temporary = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    with tf.io.gfile.GFile(temporary, "wb" if isinstance(contents, bytes) else "w") as stream:
+        stream.write(contents)
+    tf.io.gfile.rename(temporary, path, overwrite=True)
 
 
 class Timer:
