@@ -59,21 +59,8 @@ def recorded_seed(workdir):
 
 def config_from_dict(saved):
     """A ConfigDict from a run's config.json contents (what it resolved is left out)."""
-    saved = {key: value for key, value in saved.items() if key != "resolved"}
-    config = config_lib.base_config()
-    with config.unlocked():
-        config.update_from_flattened_dict(_flatten(saved))
-    return config
-
-
-def _flatten(nested, prefix=""):
-    flat = {}
-    for key, value in nested.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
+    return config_lib.from_dict({key: value for key, value in saved.items()
+                                 if key != "resolved"})
 
 
 def load_run(path, with_source=False):

@@ -339,6 +339,17 @@ def _scaled(name):
     return scale(base, name=canonical, **arguments)
 
 
+def compound_name(base_name, alpha, beta, gamma, phi=1):
+    """The name of `base_name` compound-scaled by (α, β, γ) at `phi`: 'BASE:phi=..,alpha=..' on
+    a registered base; on a base that is itself a scaled row, the same row as w, d, r and
+    dropout (a name holds one scaling)."""
+    if ":" not in base_name:
+        return f"{base_name}:phi={phi:g},alpha={alpha:g},beta={beta:g},gamma={gamma:g}"
+    row = compound_scale(phi, get(base_name), alpha, beta, gamma)
+    return (f"{base_name.partition(':')[0]}:w={row.width:.10g},d={row.depth:.10g},"
+            f"r={row.eval_size},dropout={row.dropout_rate:g}")
+
+
 @dataclasses.dataclass(frozen=True)
 class DetectionSpec:
     """One EfficientDet row (EfficientDet paper Table 1; google/automl hparams_config.py):

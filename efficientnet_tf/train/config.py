@@ -10,6 +10,8 @@ locked). `placeholder` fields default to None, meaning "the variant's value" (it
 import ml_collections
 from ml_collections.config_dict import placeholder
 
+from efficientnet_tf.specs import registry
+
 AUGMENTS = ("none", "randaugment", "autoaugment")
 PROGRESSIVE = ("none", "paper", "official", "custom")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
@@ -214,4 +216,41 @@ def validate(config):
             raise ValueError(f"config.{key} must be > 0, got {config[section][name]!r}")
     if config.train.steps <= 0 and config.train.epochs <= 0:
         raise ValueError("set config.train.epochs or config.train.steps to a positive number")
+    return config
+
+
+def from_dict(values):
+    """A config of `values` (a config as a dict: a run's config.json, a search's recipe) over
+    base_config, whose keys it must have."""
+    config = base_config()
+    with config.unlocked():
+        config.update_from_flattened_dict(_flatten(values))
+    return config
+
+
+def _flatten(nested, prefix=""):
+    flat = {}
+    for key, value in nested.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+SIZE_MULTIPLE = 8  # as registry.compound_scale rounds a scaled resolution
+
+
+def for_model(config, name, base):
+    """A copy of `config` (a recipe for the row `base`) training the row `name` instead: every
+    image size the recipe sets (train, eval, the progressive range) scaled by the new row's
+    resolution over the base's, to a multiple of 8; sizes it leaves to the row follow the row."""
+    config = config.copy_and_resolve_references()
+    ratio = registry.get(name).eval_size / registry.get(base).eval_size
+    config.model.name = name
+    for section, key in (("train", "image_size"), ("eval", "image_size"),
+                         ("progressive", "image_size_min"), ("progressive", "image_size_max")):
+        if config[section][key] is not None:
+            config[section][key] = max(SIZE_MULTIPLE, int(round(
+                config[section][key] * ratio / SIZE_MULTIPLE)) * SIZE_MULTIPLE)
     return config

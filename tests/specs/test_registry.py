@@ -198,3 +198,19 @@ def test_scaled_rows_by_name():
 def test_bad_scaled_names_say_what_is_wrong(name, message):
     with pytest.raises(ValueError, match=message):
         registry.get(name)
+
+
+def test_compound_names_build_the_compound_row():
+    name = registry.compound_name("efficientnet-b0", 1.2, 1.1, 1.15, phi=3)
+    assert name == "efficientnet-b0:phi=3,alpha=1.2,beta=1.1,gamma=1.15"
+    row = registry.get(name)
+    assert (row.width, row.depth, row.eval_size) == (
+        pytest.approx(1.1 ** 3), pytest.approx(1.2 ** 3), 344)  # 224 * 1.15^3 = 340.7 -> 344
+    # A base that is itself a scaled row: the same row, written as width, depth, resolution.
+    base = "efficientnetv2-test:w=0.25,d=0.25,r=32"
+    name = registry.compound_name(base, 1.2, 1.1, 1.15, phi=2)
+    expected = registry.compound_scale(2, registry.get(base), 1.2, 1.1, 1.15)
+    row = registry.get(name)
+    assert name.startswith("efficientnetv2-test:w=0.3025,d=0.36,r=40,dropout=0.3")
+    assert (row.blocks, row.eval_size, row.dropout_rate) == (
+        expected.blocks, expected.eval_size, expected.dropout_rate)
