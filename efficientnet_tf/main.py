@@ -9,8 +9,13 @@
            weights, ready to serve (a detector's: boxes after NMS)
   predict  --export_dir=EXPORT_DIR_OR_WORKDIR [--json] [--min_score=S] [--draw=OUT_DIR]
            IMAGE...: results per image (a detector's boxes, drawn into OUT_DIR as PNGs)
+  scale-search --config=experiments/FILE.py[:ARG] --workdir=DIR [--base=NAME] [--factor=2]
+           [--grid_step=0.05] [--tolerance=0.1] [--search_epochs=E] [--seeds=0,1]
+           [--shard=i/n]: the compound-scaling search (alpha, beta, gamma on your data), its
+           report and WORKDIR/scaled.py (the recipe with the chosen scaling at any phi)
   demo     --workdir=DIR: the embedded default run (digits, progressive learning, export);
-           `demo detection --workdir=DIR`: EfficientDet on digit scenes, COCO AP
+           `demo detection --workdir=DIR`: EfficientDet on digit scenes, COCO AP;
+           `demo scaling --workdir=DIR`: the compound-scaling search on the digits, two seeds
   tpu      --tpu=local|NAME: the TPU software, topology and devices reached (fails without one)
 
 TensorFlow's start-up messages (CUDA probing, oneDNN notices) are hidden unless --verbose.
@@ -47,6 +52,18 @@ flags.DEFINE_string("draw", None, "predict with a detector: write each image wit
 flags.DEFINE_bool("continuous", False, "eval: evaluate every new checkpoint until the last.")
 flags.DEFINE_integer("eval_timeout", None, "eval --continuous: give up after this many seconds "
                      "without a new checkpoint.")
+flags.DEFINE_string("base", None, "scale-search: the network to scale (default: the config's "
+                    "model.name).")
+flags.DEFINE_float("factor", 2.0, "scale-search: the FLOPs factor of phi = 1 "
+                   "(alpha * beta^2 * gamma^2).")
+flags.DEFINE_float("grid_step", 0.05, "scale-search: the step of the alpha, beta, gamma grid.")
+flags.DEFINE_float("tolerance", 0.1, "scale-search: how far (a share of factor) the formula and "
+                   "the counted MACs may be from factor.")
+flags.DEFINE_float("search_epochs", None, "scale-search: epochs per candidate (default: the "
+                   "config's train.epochs).")
+flags.DEFINE_list("seeds", ["0"], "scale-search: the seeds every candidate trains with.")
+flags.DEFINE_string("shard", "0/1", "scale-search: i/n trains every n-th training run from the "
+                    "i-th (machines sharing a --workdir).")
 flags.DEFINE_bool("verbose", False, "Show TensorFlow's own start-up and C++ log messages.")
 config_flags.DEFINE_config_file("config", None, "Experiment file, e.g. "
                                 "experiments/imagenet_v2.py:efficientnetv2-s", lock_config=True)
@@ -165,7 +182,7 @@ def describe_failure(error):
 
 
 def main(argv):
-    commands = ("info", "train", "eval", "export", "predict", "demo", "tpu")
+    commands = ("info", "train", "eval", "export", "predict", "scale-search", "demo", "tpu")
     if len(argv) < 2 or argv[1] not in commands:
         _fail("efficientnet-tf", f"usage: efficientnet-tf {{{'|'.join(commands)}}} [--flags]; "
               f"got {' '.join(argv[1:]) or 'no command'}", USAGE_ERROR)
@@ -198,6 +215,7 @@ def _is_runtime_failure(error):
 
 def run_command(command, rest):
     tf, demo, info, predict, rundir, distribute, trainer, tpu_runtime = _commands()
+    from efficientnet_tf import scaling_report, scaling_search
 
     def strategy():
         resolved = distribute.resolve(FLAGS.tpu)
@@ -205,7 +223,7 @@ def run_command(command, rest):
         return resolved
 
     if command == "info":
-        info.run(FLAGS.model)
+        info.run(FLAGS.model or (FLAGS.config.model.name if FLAGS.config else None))
     elif command == "train":
         _require("workdir", "train", "DIR")
         if FLAGS.config is None:
@@ -241,6 +259,22 @@ def run_command(command, rest):
             print(predict.format_text(task, results))
         if all(r.error for r in results):
             sys.exit(1)
+    elif command == "scale-search":
+        _require("workdir", "scale-search", "DIR")
+        if FLAGS.config is None:
+            raise ValueError("scale-search needs --config=experiments/FILE.py[:ARG] (the recipe "
+                             "every candidate trains with)")
+        settings = scaling_search.Settings(
+            base=FLAGS.base or FLAGS.config.model.name, factor=FLAGS.factor,
+            grid_step=FLAGS.grid_step, tolerance=FLAGS.tolerance, epochs=FLAGS.search_epochs,
+            seeds=_seeds(FLAGS.seeds))
+        shard = scaling_search.parse_shard(FLAGS.shard)
+        result = scaling_search.run(FLAGS.config, FLAGS.workdir, settings, strategy(), shard)
+        print(scaling_report.describe(result, FLAGS.workdir))
+    elif command == "demo" and rest == ["scaling"]:
+        _require("workdir", "demo scaling", "DIR")
+        result = demo.run_scaling(FLAGS.workdir, strategy())
+        print(scaling_report.describe(result, FLAGS.workdir))
     elif command == "demo" and rest == ["detection"]:
         _require("workdir", "demo detection", "DIR")
         results = demo.run_detection(FLAGS.workdir, strategy())
@@ -259,7 +293,8 @@ def run_command(command, rest):
                   f"largest score difference {parity['max_score_diff']:.4f}")
     elif command == "demo":
         if rest:
-            raise ValueError(f"demo takes no argument or 'detection', got {' '.join(rest)!r}")
+            raise ValueError(f"demo takes no argument, 'detection' or 'scaling', got "
+                             f"{' '.join(rest)!r}")
         _require("workdir", "demo", "DIR")
         results = demo.run(FLAGS.workdir, strategy())
         print(f"digits: held-out top-1 {100 * results['eval_top1']:.2f}% on "
@@ -276,6 +311,14 @@ def run_command(command, rest):
         if not devices:
             raise ValueError(f"--tpu={FLAGS.tpu} initialised but no TPU devices are visible to "
                              "TensorFlow")
+
+
+def _seeds(values):
+    try:
+        return tuple(int(value) for value in values)
+    except ValueError:
+        raise ValueError(f"--seeds must be integers separated by commas, got "
+                         f"{','.join(values)!r}") from None
 
 
 def run():

@@ -52,9 +52,16 @@ def workdir(tmp_path_factory):
     (["train", FOLDER, "--config.train.epochs=abc"], "could not convert string to float"),
     (["train", "--config=experiments/nowhere.py", "--workdir=/tmp/x"],
      "config file 'experiments/nowhere.py' does not exist"),
-    (["fly"], "usage: efficientnet-tf {info|train|eval|export|predict|demo|tpu}"),
+    (["fly"], "usage: efficientnet-tf {info|train|eval|export|predict|scale-search|demo|tpu}"),
     (["demo", "segmentation", "--workdir=/tmp/x"],
-     "demo takes no argument or 'detection', got 'segmentation'"),
+     "demo takes no argument, 'detection' or 'scaling', got 'segmentation'"),
+    (["scale-search", "--workdir=/tmp/x"], "scale-search needs --config=experiments/FILE.py"),
+    (["scale-search", FOLDER, "--workdir=/tmp/x", "--shard=2/2"],
+     "shard must be i/n with 0 <= i < n (e.g. 0/2 and 1/2 on two machines), got '2/2'"),
+    (["scale-search", FOLDER, "--workdir=/tmp/x", "--seeds=0,one"],
+     "--seeds must be integers separated by commas, got '0,one'"),
+    (["scale-search", FOLDER, "--workdir=/tmp/x", "--base=efficientdet-d0"],
+     "scale-search scales a classification network; 'efficientdet-d0' is a detector"),
 ])
 def test_usage_errors_are_one_line_and_exit_2(args, message):
     code, lines = cli(*args)
