@@ -198,8 +198,9 @@ def compound_scale(phi, base="efficientnet-b0", alpha=1.2, beta=1.1, gamma=1.15,
                    resolution_multiple=8, dropout_rate=None, name=None):
     """The row of compound coefficient `phi` (V1 paper eq. 3): depth α^φ, width β^φ, size γ^φ.
 
-    The size is rounded to `resolution_multiple`. Without `dropout_rate`, dropout follows the V1
-    table's rule (0.2 at φ 0-1, +0.1 every two steps of φ, at most 0.5).
+    The eval and train sizes are both scaled by γ^φ and rounded to `resolution_multiple` (a V2
+    base keeps training smaller than it evaluates). Without `dropout_rate`, dropout follows the
+    V1 table's rule (0.2 at φ 0-1, +0.1 every two steps of φ, at most 0.5).
     """
     if phi < 0:
         raise ValueError(f"phi must be >= 0, got {phi!r}")
@@ -207,12 +208,13 @@ def compound_scale(phi, base="efficientnet-b0", alpha=1.2, beta=1.1, gamma=1.15,
         if coefficient < 1:
             raise ValueError(f"{label} must be >= 1 (a scaling factor), got {coefficient!r}")
     base = get(base) if isinstance(base, str) else base
-    resolution = (int(round(base.eval_size * gamma ** phi / resolution_multiple))
-                  * resolution_multiple)
+    resolution, train_size = (
+        int(round(size * gamma ** phi / resolution_multiple)) * resolution_multiple
+        for size in (base.eval_size, base.train_size))
     if dropout_rate is None:
         dropout_rate = round(min(0.5, base.dropout_rate + 0.1 * math.floor(phi / 2)), 4)
     return scale(base, width=base.width * beta ** phi, depth=base.depth * alpha ** phi,
-                 resolution=resolution, dropout_rate=dropout_rate,
+                 resolution=resolution, train_size=train_size, dropout_rate=dropout_rate,
                  name=name or f"{base.name}-phi{phi:g}")
 
 
@@ -347,7 +349,7 @@ def compound_name(base_name, alpha, beta, gamma, phi=1):
         return f"{base_name}:phi={phi:g},alpha={alpha:g},beta={beta:g},gamma={gamma:g}"
     row = compound_scale(phi, get(base_name), alpha, beta, gamma)
     return (f"{base_name.partition(':')[0]}:w={row.width:.10g},d={row.depth:.10g},"
-            f"r={row.eval_size},dropout={row.dropout_rate:g}")
+            f"r={row.eval_size},train={row.train_size},dropout={row.dropout_rate:g}")
 
 
 @dataclasses.dataclass(frozen=True)

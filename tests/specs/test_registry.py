@@ -159,6 +159,7 @@ def test_compound_scale_coefficients_are_overridable():
     assert row.blocks[3].repeats == 5  # ceil(1.4 * 3)
     v2 = registry.compound_scale(1, base="efficientnetv2-b0")
     assert v2.family == registry.V2 and v2.eval_size == 256
+    assert v2.train_size == 224  # V2-B0 trains at 192: 192 * 1.15 = 220.8, to a multiple of 8
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -211,6 +212,6 @@ def test_compound_names_build_the_compound_row():
     name = registry.compound_name(base, 1.2, 1.1, 1.15, phi=2)
     expected = registry.compound_scale(2, registry.get(base), 1.2, 1.1, 1.15)
     row = registry.get(name)
-    assert name.startswith("efficientnetv2-test:w=0.3025,d=0.36,r=40,dropout=0.3")
+    assert name == "efficientnetv2-test:w=0.3025,d=0.36,r=40,train=40,dropout=0.3"
     assert (row.blocks, row.eval_size, row.dropout_rate) == (
         expected.blocks, expected.eval_size, expected.dropout_rate)
