@@ -27,8 +27,8 @@ PHIS = range(1, 8)  # the rows printed and written for the chosen coefficients (
 
 @dataclasses.dataclass
 class Row:
-    """A trained network's results: top-1 and wall seconds (train + eval) per finished seed,
-    and the seeds that diverged."""
+    """A trained network's results: top-1 and wall seconds (training and evaluation, of the
+    process that finished it) per finished seed, and the seeds that diverged."""
 
     point: scaling_search.Point
     top1: Dict[int, float]
@@ -56,15 +56,24 @@ class Report:
 
     @property
     def chosen(self) -> Optional[Row]:
-        """The candidate with the best mean top-1 over every seed (fewer MACs on a tie)."""
+        """The candidate with the best mean top-1 over every seed (fewer MACs on a tie, then
+        plan order)."""
         finished = [row for row in self.rows
                     if scaling_search.CANDIDATE in row.point.roles and self.complete(row)]
         return max(finished, key=lambda row: (row.mean, -row.point.macs), default=None)
 
+    @property
+    def chosen_coefficients(self):
+        """The chosen network's (α, β, γ) for φ >= 2: of the grid points that build it, the one
+        closest to the constraint (scaling_search.Point.closest_grid_point)."""
+        chosen = self.chosen
+        return chosen.point.closest_grid_point(self.plan.settings["factor"]) if chosen else None
+
     def spread(self):
         """Per pair of seeds, over the networks finished under both: the rank correlation of
-        their top-1 (Spearman), where the first seed's best lands under the second, and the
-        mean and largest top-1 difference of the same network."""
+        their top-1 (Spearman), the networks tied for the first seed's best and their ranks
+        under the second (tied values share their mean rank, 1 the best), and the mean and
+        largest top-1 difference of the same network."""
         pairs = []
         for first, second in itertools.combinations(self.seeds, 2):
             both = [row for row in self.rows if first in row.top1 and second in row.top1]
@@ -72,12 +81,14 @@ class Report:
                 continue
             a, b = [row.top1[first] for row in both], [row.top1[second] for row in both]
             differences = [abs(x - y) for x, y in zip(a, b)]
-            best = max(range(len(both)), key=lambda index: a[index])
+            ranks_second = ranks([-value for value in b])
+            best = [index for index, value in enumerate(a) if value == max(a)]
+            correlation = spearman(a, b)
             pairs.append({
                 "seeds": [first, second], "networks": len(both),
-                "spearman": round(spearman(a, b), 4),
-                "best_of_first": both[best].point.key,
-                "its_rank_under_second": sorted(b, reverse=True).index(b[best]) + 1,
+                "spearman": None if correlation is None else round(correlation, 4),
+                "best_of_first": [both[index].point.key for index in best],
+                "their_ranks_under_second": [ranks_second[index] for index in best],
                 "mean_abs_difference": round(statistics.fmean(differences), 4),
                 "max_abs_difference": round(max(differences), 4)})
         return pairs
@@ -91,55 +102,61 @@ class Report:
         spreads = self.spread()
         noise = statistics.fmean(pair["mean_abs_difference"] for pair in spreads) if spreads \
             else None
+        base_macs = self.plan.base_macs
         result = {"compound": best.point.key if best else None,
-                  "compound_top1": best.mean if best else None, "seed_noise": noise,
-                  "baselines": {}}
+                  "compound_top1": best.mean if best else None,
+                  "compound_macs_ratio": best.point.macs / base_macs if best else None,
+                  "seed_noise": noise, "baselines": {}}
         for role, _ in scaling_search.BASELINES:
             row = next((row for row in self.rows if role in row.point.roles
                         and self.complete(row)), None)
             if row is None or best is None:
                 continue
             margin = best.mean - row.mean
-            verdict = ("within seed noise" if noise is None or abs(margin) <= noise
+            verdict = ("seed noise unknown (one seed)" if noise is None
+                       else "within seed noise" if abs(margin) <= noise
                        else "compound better" if margin > 0 else "compound worse")
             result["baselines"][role] = {"network": row.point.key, "top1": row.mean,
+                                         "macs_ratio": row.point.macs / base_macs,
                                          "margin": margin, "verdict": verdict}
         return result
 
     def phi_rows(self):
-        chosen = self.chosen
-        if chosen is None:
+        coefficients = self.chosen_coefficients
+        if coefficients is None:
             return []
         base = self.plan.settings["base"]
         rows = []
         for phi in PHIS:
-            name = registry.compound_name(base, *chosen.point.coefficients, phi=phi)
+            name = registry.compound_name(base, *coefficients, phi=phi)
             spec = registry.get(name)
             rows.append({"phi": phi, "name": name, "width": spec.width, "depth": spec.depth,
                          "resolution": spec.eval_size, "dropout": spec.dropout_rate})
         return rows
 
 
-def spearman(first, second):
-    """Spearman's rank correlation (tied values share their mean rank)."""
-    def ranks(values):
-        order = sorted(range(len(values)), key=lambda index: values[index])
-        result = [0.0] * len(values)
-        start = 0
-        while start < len(order):
-            end = start
-            while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
-                end += 1
-            for position in range(start, end + 1):
-                result[order[position]] = (start + end) / 2 + 1
-            start = end + 1
-        return result
+def ranks(values):
+    """1-based ranks of `values`, smallest first; tied values share their mean rank."""
+    order = sorted(range(len(values)), key=lambda index: values[index])
+    result = [0.0] * len(values)
+    start = 0
+    while start < len(order):
+        end = start
+        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
+            end += 1
+        for position in range(start, end + 1):
+            result[order[position]] = (start + end) / 2 + 1
+        start = end + 1
+    return result
 
+
+def spearman(first, second):
+    """Spearman's rank correlation, or None when one side is all ties (undefined)."""
     x, y = ranks(first), ranks(second)
     mean_x, mean_y = statistics.fmean(x), statistics.fmean(y)
     covariance = sum((a - mean_x) * (b - mean_y) for a, b in zip(x, y))
     scale = (sum((a - mean_x) ** 2 for a in x) * sum((b - mean_y) ** 2 for b in y)) ** 0.5
-    return covariance / scale if scale else 0.0
+    return covariance / scale if scale else None
 
 
 def collect(plan, jobs):
@@ -152,7 +169,7 @@ def collect(plan, jobs):
             with tf.io.gfile.GFile(f"{job.workdir}/results.json") as stream:
                 results = json.load(stream)
             row.top1[job.seed] = results["eval_top1"]
-            row.seconds[job.seed] = results["train_seconds"] + results["eval_seconds"]
+            row.seconds[job.seed] = results["train_seconds"]  # evaluation included
         elif job.failed:
             row.failed.append(job.seed)
         else:
@@ -226,31 +243,43 @@ def summary_lines(result):
     if chosen is None:
         lines.append("No candidate has finished under every seed yet: nothing chosen.")
     else:
-        alpha, beta, gamma = chosen.point.coefficients
-        lines += [f"Chosen: α = {alpha:g}, β = {beta:g}, γ = {gamma:g} ({chosen.point.key}, "
-                  f"mean top-1 {_percent(chosen.mean)}%). Rows (names the trainer accepts; "
-                  "scaled.py holds the recipe with them):", ""]
+        coefficients = result.chosen_coefficients
+        alpha, beta, gamma = coefficients
+        lines.append(f"Chosen: α = {alpha:g}, β = {beta:g}, γ = {gamma:g} (network "
+                     f"{chosen.point.key}, mean top-1 {_percent(chosen.mean)}%).")
+        others = [tuple(point) for point in chosen.point.grid_points
+                  if tuple(point) != coefficients]
+        if others:
+            lines.append("The same network at φ = 1 is built by " + ", ".join(
+                f"({', '.join(f'{value:g}' for value in point)})" for point in others)
+                + f" too: they part at φ >= 2, which the search cannot tell apart; the one with "
+                f"α·β²·γ² closest to {result.plan.settings['factor']:g} is taken.")
+        lines += ["Rows (names the trainer accepts; scaled.py holds the recipe with them):", ""]
         lines += [f"    φ={row['phi']}: {row['name']}  (width {row['width']:.4g}, depth "
                   f"{row['depth']:.4g}, resolution {row['resolution']})"
                   for row in result.phi_rows()]
         lines.append("")
     for pair in result.spread():
+        correlation = ("undefined (one seed's top-1 all equal)" if pair["spearman"] is None
+                       else f"{pair['spearman']:.2f}")
+        best = ", ".join(f"{key} (rank {rank:g})" for key, rank in
+                         zip(pair["best_of_first"], pair["their_ranks_under_second"]))
         lines.append(
             f"Seeds {pair['seeds'][0]} and {pair['seeds'][1]} over {pair['networks']} networks: "
-            f"rank correlation {pair['spearman']:.2f}; seed {pair['seeds'][0]}'s best "
-            f"({pair['best_of_first']}) ranks {pair['its_rank_under_second']} under seed "
-            f"{pair['seeds'][1]}; the same network's top-1 differs by "
-            f"{100 * pair['mean_abs_difference']:.1f} points on average, "
-            f"{100 * pair['max_abs_difference']:.1f} at most.")
+            f"rank correlation {correlation}; seed {pair['seeds'][0]}'s best, under seed "
+            f"{pair['seeds'][1]} (of {pair['networks']}; ties share a mean rank): {best}; the "
+            f"same network's top-1 differs by {100 * pair['mean_abs_difference']:.1f} points on "
+            f"average, {100 * pair['max_abs_difference']:.1f} at most.")
     comparison = result.comparison()
     if comparison["compound"]:
         lines.append("")
-        lines.append(f"Best network scaling two or three dimensions: {comparison['compound']}, "
+        lines.append(f"Best network scaling two or three dimensions: {comparison['compound']} "
+                     f"({comparison['compound_macs_ratio']:.2f}× the base's MACs), "
                      f"{_percent(comparison['compound_top1'])}%.")
         for role, entry in comparison["baselines"].items():
             lines.append(f"- against {role} only ({entry['network']}, "
-                         f"{_percent(entry['top1'])}%): {100 * entry['margin']:+.1f} points, "
-                         f"{entry['verdict']}")
+                         f"{entry['macs_ratio']:.2f}× MACs, {_percent(entry['top1'])}%): "
+                         f"{100 * entry['margin']:+.1f} points, {entry['verdict']}")
     return lines
 
 
@@ -276,12 +305,13 @@ def plot(result):
                       label=None if role in labelled else _legend(role))
         labelled.add(role)
         if role != "candidate":
-            axis.annotate(row.point.key, (x, mean), textcoords="offset points",
-                          xytext=LABEL_OFFSETS[role], fontsize=7)
+            _label(axis, row.point.key, (x, mean), LABEL_OFFSETS[role])
     chosen = result.chosen
     if chosen is not None:
-        axis.plot([chosen.point.macs / 1e6], [100 * chosen.mean], "o", markersize=16,
-                  markerfacecolor="none", markeredgecolor="red", label="chosen")
+        where = (chosen.point.macs / 1e6, 100 * chosen.mean)
+        axis.plot([where[0]], [where[1]], "o", markersize=16, markerfacecolor="none",
+                  markeredgecolor="red", label="chosen")
+        _label(axis, chosen.point.key, where, LABEL_OFFSETS["chosen"], color="red")
     axis.set_xlabel("MMACs (counted from the built graph)")
     axis.set_ylabel(f"top-1 % (mean of {len(result.seeds)} seed(s); bars: seed range)")
     axis.set_title(f"Compound scaling search on {result.plan.settings['base']} "
@@ -295,10 +325,15 @@ def plot(result):
     return buffer.getvalue()
 
 
-# Where each marked network's label goes (points): the single-dimension baselines sit at the
-# same MACs by construction, so their labels go to different sides.
-LABEL_OFFSETS = {"base": (6, 4), "paper": (6, 4), "depth": (6, -10), "width": (6, 6),
-                 "resolution": (-70, -12)}
+# Where each marked network's label goes (points from it, with an arrow): the single-dimension
+# baselines sit at the same MACs by construction, so their labels go to different sides.
+LABEL_OFFSETS = {"base": (10, 10), "paper": (-40, 22), "depth": (-90, -18), "width": (14, 26),
+                 "resolution": (12, -30), "chosen": (-100, 4)}
+
+
+def _label(axis, text, where, offset, color="black"):
+    axis.annotate(text, where, textcoords="offset points", xytext=offset, fontsize=7,
+                  color=color, arrowprops={"arrowstyle": "-", "color": color, "lw": 0.6})
 
 
 def _legend(role):
@@ -331,7 +366,7 @@ def get_config(phi="1"):
 """
 
 
-def write(workdir, result, config):
+def write(workdir, result):
     """Writes the report files into `workdir`; returns their paths."""
     paths = {name: f"{workdir}/report.{name}" for name in ("md", "csv", "json", "png")}
     rows = table_rows(result)
@@ -345,15 +380,19 @@ def write(workdir, result, config):
         "json": json.dumps({"settings": result.plan.settings, "seeds": result.seeds,
                             "rows": rows, "pending": result.pending,
                             "chosen": chosen.point.key if chosen else None,
+                            "chosen_coefficients": result.chosen_coefficients,
                             "phi_rows": result.phi_rows(), "spread": result.spread(),
                             "comparison": result.comparison(),
                             "rejected": result.plan.rejected}, indent=2) + "\n"}
+    scaled = f"{workdir}/scaled.py"
     if chosen is not None:
-        paths["scaled"] = f"{workdir}/scaled.py"
+        paths["scaled"] = scaled
+        alpha, beta, gamma = result.chosen_coefficients
         contents["scaled"] = SCALED_FILE.format(
-            workdir=workdir, base=result.plan.settings["base"], alpha=chosen.point.alpha,
-            beta=chosen.point.beta, gamma=chosen.point.gamma,
-            recipe=json.dumps(result.plan.recipe, sort_keys=True))
+            workdir=workdir, base=result.plan.settings["base"], alpha=alpha, beta=beta,
+            gamma=gamma, recipe=json.dumps(result.plan.recipe, sort_keys=True))
+    elif tf.io.gfile.exists(scaled):  # an earlier choice, no longer backed by every seed
+        tf.io.gfile.remove(scaled)
     for name, path in paths.items():
         report.write_atomically(path, contents[name])
     return paths

@@ -9,15 +9,17 @@ resolution best on the user's own data under α·β²·γ² ≈ factor, and the 
    of `factor` (the paper's constraint: a conv net's FLOPs grow with d·w²·r²).
 2. `make_plan`: each point becomes a registry row the way `compound_scale` makes one (filters to
    multiples of 8, repeats rounded up, resolution to a multiple of 8); points that round to the
-   same network are one candidate; each candidate's multiply-accumulates are counted on its
+   same network are one candidate (named by the one whose α·β²·γ² is closest to factor); each
+   candidate's multiply-accumulates are counted on its
    built graph (models/stats.py), and only those within `tolerance` of factor x the base's
    are trained. Trained beside them: the base itself, the paper's (1.2, 1.1, 1.15), and one
    baseline per dimension, scaled alone to the grid value whose counted MACs come closest to
    factor x the base's (depth only, width only, resolution only).
-3. `run`: every (candidate, seed) is a normal training run of the same recipe (the config's),
-   in WORKDIR/runs/KEY/seedN. A finished one (its results.json) is skipped, an interrupted one
+3. `run`: every (network, seed) is a normal training run of the same recipe (the config's; what
+   it leaves to the data decided once, for the base: `settle_recipe`), in
+   WORKDIR/runs/KEY/seedN. A finished one (its results.json) is skipped, an interrupted one
    resumes from its checkpoint, a diverged one is recorded and skipped; `--shard=i/n` trains
-   every n-th of them, so machines or TPU slices can share a workdir.
+   one run in n, so machines or TPU slices can share a workdir.
 4. The report (scaling_report.py): a table, a plot, the chosen (α, β, γ) and its rows for
    φ = 1..7 as names and as an experiment file (WORKDIR/scaled.py) for train and info.
 
@@ -36,9 +38,11 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from efficientnet_tf import tasks
+from efficientnet_tf import rundir, tasks
+from efficientnet_tf.data import profile as profile_lib
 from efficientnet_tf.models import efficientnet, stats
 from efficientnet_tf.specs import registry
+from efficientnet_tf.train import adapt
 from efficientnet_tf.train import config as config_lib
 from efficientnet_tf.train import distribute, report, trainer
 
@@ -114,11 +118,12 @@ def grid(factor, grid_step, tolerance):
 
 
 def architecture_key(spec, resolution):
-    """What makes two rows the same network: the stages after rounding, the stem, the head and
-    the resolution it runs at."""
+    """What makes two rows the same network: the stages after rounding, the stem, the head, the
+    resolution it is evaluated at and the row's train size."""
     stages = tuple((block.repeats, block.input_filters, block.output_filters)
                    for block in spec.blocks)
-    return (stages, spec.scaled_stem_filters, spec.scaled_head_filters, resolution)
+    return (stages, spec.scaled_stem_filters, spec.scaled_head_filters, resolution,
+            spec.train_size)
 
 
 def eval_size(config, base, name):
@@ -131,7 +136,8 @@ def eval_size(config, base, name):
 @dataclasses.dataclass
 class Point:
     """One network the search trains: its (α, β, γ), model name, roles, the grid points that
-    round to the same network, and its counted MACs and parameters."""
+    build it (a candidate's; several round to one network), and its counted MACs and
+    parameters."""
 
     alpha: float
     beta: float
@@ -141,7 +147,7 @@ class Point:
     macs: int
     params: int
     roles: list = dataclasses.field(default_factory=list)
-    same_as: list = dataclasses.field(default_factory=list)
+    grid_points: list = dataclasses.field(default_factory=list)
 
     @property
     def key(self):
@@ -154,6 +160,14 @@ class Point:
     def to_dict(self):
         return dataclasses.asdict(self)
 
+    def closest_grid_point(self, factor):
+        """Of the grid points that build this network, the one whose α·β²·γ² is closest to
+        `factor` (the first on a tie): they agree at φ = 1 and part at φ >= 2, where the
+        constraint is what is left to go by."""
+        return min((tuple(point) for point in self.grid_points),
+                   key=lambda point: abs(point[0] * point[1] ** 2 * point[2] ** 2 - factor),
+                   default=None)
+
 
 class _Counter:
     """MACs and parameters per network, each built and counted once."""
@@ -163,10 +177,13 @@ class _Counter:
         self.counted = {}
 
     def point(self, coefficients):
-        name = registry.compound_name(self.base.name, *coefficients)
+        name = (self.base.name if coefficients == (1.0, 1.0, 1.0)  # the base row as it is
+                else registry.compound_name(self.base.name, *coefficients))
         resolution = eval_size(self.config, self.base, name)
         key = architecture_key(registry.get(name), resolution)
         if key not in self.counted:
+            if len(self.counted) % 25 == 24:
+                logging.info("scale-search: %d networks counted", len(self.counted) + 1)
             model = efficientnet.build(registry.get(name), num_classes=self.num_classes)
             self.counted[key] = (stats.count_macs(model, resolution), model.count_params())
             del model
@@ -198,14 +215,29 @@ class Plan:
                    [Point(**point) for point in values["points"]], values["rejected"])
 
 
-def make_plan(config, settings):
-    """The search's points (see the module docstring), counted on built models."""
+def settle_recipe(config, base):
+    """The recipe every network trains with. A recipe that leaves settings to the data
+    (adapt_to_data: the folder recipe) has them decided once, for the base, so that each
+    network scales the base's image sizes instead of deciding its own (which the images'
+    size would cap)."""
     if config.task != "classification":
         raise ValueError(f"scale-search trains classifiers; the config's task is {config.task!r}")
+    if not (config.adapt_to_data and adapt.open_keys(config)):
+        return config
+    source = tasks.get(config.task).make_source(config.data)
+    config, decisions = adapt.adapt(config, base, profile_lib.profile(source))
+    for decision in decisions:
+        logging.info("scale-search: for the base %s, %s", base.name, decision.line())
+    config.adapt_to_data = False
+    return config
+
+
+def make_plan(config, settings):
+    """The search's points (see the module docstring), counted on built models; `config` is
+    the settled recipe (settle_recipe)."""
     base = registry.get(settings.base)
     num_classes = tasks.get(config.task).make_source(config.data).num_classes
     counter = _Counter(config, base, num_classes)
-    target = settings.factor
     networks = {}  # architecture key -> Point, in training order
 
     def add(counted, role):
@@ -213,9 +245,8 @@ def make_plan(config, settings):
         kept = networks.setdefault(key, point)
         if role not in kept.roles:
             kept.roles.append(role)
-        if point.coefficients != kept.coefficients and list(point.coefficients) not in \
-                kept.same_as:
-            kept.same_as.append(list(point.coefficients))
+        if role == CANDIDATE:
+            kept.grid_points.append(list(point.coefficients))
         return kept
 
     base_macs = add(counter.point((1.0, 1.0, 1.0)), BASE).macs
@@ -223,15 +254,21 @@ def make_plan(config, settings):
     for role, index in BASELINES:
         add(counter.point(_baseline(counter, index, settings, base_macs)), role)
     rejected = []
-    for coefficients in grid(settings.factor, settings.grid_step, settings.tolerance):
+    points = grid(settings.factor, settings.grid_step, settings.tolerance)
+    logging.info("scale-search: %d grid points; counting their networks' MACs", len(points))
+    for coefficients in points:
         counted = counter.point(coefficients)
         point = counted[1]
         ratio = point.macs / base_macs
-        if abs(ratio / target - 1) <= settings.tolerance:
+        if abs(ratio / settings.factor - 1) <= settings.tolerance:
             add(counted, CANDIDATE)
         else:
             rejected.append({"alpha": point.alpha, "beta": point.beta, "gamma": point.gamma,
                              "macs": point.macs, "ratio": round(ratio, 4)})
+    for point in networks.values():
+        if point.roles == [CANDIDATE]:  # named by its grid point closest to the constraint
+            point.alpha, point.beta, point.gamma = point.closest_grid_point(settings.factor)
+            point.name = registry.compound_name(base.name, *point.coefficients)
     return Plan(settings.planned(), json.loads(config.to_json_best_effort()), base_macs,
                 list(networks.values()), rejected)
 
@@ -288,9 +325,11 @@ def _differing(before, now, prefix=""):
 
 @dataclasses.dataclass(frozen=True)
 class Job:
-    """One training run of the search: a point under a seed, in its own workdir."""
+    """One training run of the search: a point (the `index`-th of the plan) under a seed, in
+    its own workdir."""
 
     point: Point
+    index: int
     seed: int
     workdir: str
 
@@ -310,18 +349,43 @@ def job_dir(workdir, point, seed):
 def jobs(plan, workdir, seeds):
     """Every training run, seed by seed (a whole first seed finishes before the second starts,
     so an early report covers every point)."""
-    return [Job(point, seed, job_dir(workdir, point, seed))
-            for seed in seeds for point in plan.points]
+    return [Job(point, index, seed, job_dir(workdir, point, seed))
+            for seed in seeds for index, point in enumerate(plan.points)]
 
 
-def train_job(config, base, job, epochs, strategy):
-    """Trains one job through the normal trainer; returns its results, or None if it diverged
-    (recorded in its workdir's failed.json, so a rerun skips it)."""
+def shard_jobs(all_jobs, shard):
+    """The jobs of shard (i, n): those whose point index plus seed is i modulo n. A job's shard
+    depends on the job alone, so shards started with different --seeds still share every run
+    out once."""
+    index, count = shard
+    return [job for job in all_jobs if (job.index + job.seed) % count == index]
+
+
+def job_config(config, base, job, epochs):
+    """The recipe as `job` trains it: its network, its seed, the search's budget."""
     config = config_lib.for_model(config, job.point.name, base.name)
     config.train.seed = job.seed
     if epochs is not None:
         config.train.epochs = float(epochs)
         config.train.steps = 0
+    return config
+
+
+def check_finished(job, config):
+    """A finished run must be the one this search would train (a workdir reused after its
+    plan.json was removed holds others)."""
+    recorded = {key: value for key, value in rundir.read_record(job.workdir).items()
+                if key != "resolved"}
+    differences = list(_differing(recorded, json.loads(config.to_json_best_effort())))
+    if differences:
+        key, before, now = differences[0]
+        raise ValueError(f"{job.workdir} holds another search's run ({key}: {before!r} there, "
+                         f"{now!r} now); use a new --workdir")
+
+
+def train_job(config, job, strategy):
+    """Trains one job (`config`: job_config) through the normal trainer; returns its results,
+    or None if it diverged (recorded in its workdir's failed.json, so a rerun skips it)."""
     try:
         return trainer.train_and_evaluate(config, job.workdir, strategy)
     except trainer.TrainingDiverged as error:
@@ -336,17 +400,21 @@ def train_job(config, base, job, epochs, strategy):
 
 def run(config, workdir, settings, strategy=None, shard=(0, 1)):
     """The search in `workdir` (local or gs://): plans it (or reads its plan), trains this
-    shard's unfinished jobs, and writes the report of everything finished so far. Returns
-    the report (scaling_report.Report)."""
+    shard's unfinished jobs, and writes the report of everything finished so far (the last
+    shard to finish writes the whole one). Returns the report (scaling_report.Report)."""
     from efficientnet_tf import scaling_report  # the report reads this module's Plan
 
     strategy = strategy or tf.distribute.get_strategy()
     workdir = workdir.rstrip("/")
     chief = distribute.is_chief(strategy)
     base = registry.get(settings.base)
+    config = settle_recipe(config, base)
     plan = load_or_make_plan(config, workdir, settings, write=chief)
     everything = jobs(plan, workdir, settings.seeds)
-    mine = everything[shard[0]::shard[1]]
+    mine = shard_jobs(everything, shard)
+    for job in mine:
+        if job.finished:
+            check_finished(job, job_config(config, base, job, settings.epochs))
     pending = [job for job in mine if not job.finished and not job.failed]
     logging.info("scale-search: %d networks (%d grid points outside the FLOPs tolerance), %d "
                  "seeds: %d training runs; shard %d/%d has %d, %d to do", len(plan.points),
@@ -355,9 +423,8 @@ def run(config, workdir, settings, strategy=None, shard=(0, 1)):
     for number, job in enumerate(pending, 1):
         logging.info("scale-search: run %d of %d: %s (%s) seed %d", number, len(pending),
                      job.point.key, ", ".join(job.point.roles), job.seed)
-        train_job(config, base, job, settings.epochs, strategy)
+        train_job(job_config(config, base, job, settings.epochs), job, strategy)
     result = scaling_report.collect(plan, everything)
     if chief:
-        scaling_report.write(workdir, result, config)
+        scaling_report.write(workdir, result)
     return result
-

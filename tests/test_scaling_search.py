@@ -51,6 +51,24 @@ def test_config_scales_the_sizes_the_recipe_sets():
     assert scaling_search.eval_size(config, base, scaled.model.name) == 48
     config.eval.image_size = None
     assert scaling_search.eval_size(config, base, scaled.model.name) == 80  # the row's own
+    # A V2 base trains smaller than it evaluates (V2-B0: 192 and 224); its scaled rows too.
+    v2 = registry.get(registry.compound_name("efficientnetv2-b0", 1, 1, 1.25))
+    assert (v2.train_size, v2.eval_size) == (240, 280)
+
+
+def test_a_recipe_that_adapts_to_the_data_is_settled_once_for_the_base(tmp_path):
+    """The folder recipe decides image sizes from the images: for the base, once; each network
+    then scales them (deciding per network would cap every one at the images' size)."""
+    root = write_digit_folder(str(tmp_path / "digits"), per_class=4)
+    config = tiny_config(root, **{"progressive.image_size_min": None,
+                                  "progressive.image_size_max": None, "eval.image_size": None})
+    config.adapt_to_data = True
+    base = registry.get("efficientnetv2-test")
+    settled = scaling_search.settle_recipe(config, base)
+    assert not settled.adapt_to_data and config.adapt_to_data
+    assert settled.eval.image_size == settled.progressive.image_size_max == 32  # 32-px images
+    name = registry.compound_name(base.name, 1, 1, 1.25)  # resolution 80 = 1.25 x 64
+    assert scaling_search.eval_size(settled, base, name) == 40
 
 
 @pytest.mark.parametrize("settings, message", [
@@ -76,6 +94,54 @@ def test_shards_and_spearman():
     assert scaling_report.spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1)
     # Ties share their mean rank: x ranks (1.5, 1.5, 3), y (1, 2, 3): 1.5 / sqrt(1.5 * 2).
     assert scaling_report.spearman([1, 1, 2], [1, 2, 3]) == pytest.approx(0.8660254)
+
+
+def hand_report(networks, seeds=(0, 1)):
+    """A Report of hand-set networks: (coefficients, roles, top-1 per seed, MACs, grid points)."""
+    points = [scaling_search.Point(*coefficients, name=f"n{index}", resolution=64, macs=macs,
+                                   params=1, roles=list(roles), grid_points=grid_points)
+              for index, (coefficients, roles, _, macs, grid_points) in enumerate(networks)]
+    plan = scaling_search.Plan({"base": "efficientnetv2-test", "factor": 2.0}, {}, 100, points,
+                               [])
+    rows = [scaling_report.Row(point, dict(zip(seeds, network[2])), {}, [])
+            for point, network in zip(points, networks)]
+    return scaling_report.Report(plan, list(seeds), rows, 0)
+
+
+def test_report_ties_choice_and_verdicts():
+    result = hand_report([
+        ((1.0, 1.0, 1.4), ("resolution", "candidate"), (0.9, 0.9), 210,
+         [[1.0, 1.0, 1.4], [1.1, 1.0, 1.35]]),
+        ((1.1, 1.1, 1.2), ("candidate",), (0.9, 0.8), 190, [[1.1, 1.1, 1.2]]),
+        ((2.0, 1.0, 1.0), ("depth",), (0.9, 0.8), 200, []),
+        ((1.0, 1.4, 1.0), ("width",), (0.8, 0.7), 200, [])])
+    # Three networks tie for seed 0's best; under seed 1 they rank 1, 2.5 and 2.5 (a tie).
+    (pair,) = result.spread()
+    assert pair["best_of_first"] == ["a1_b1_g1.4", "a1.1_b1.1_g1.2", "a2_b1_g1"]
+    assert pair["their_ranks_under_second"] == [1.0, 2.5, 2.5]
+    assert pair["mean_abs_difference"] == pytest.approx(0.075)
+    # The chosen: the best mean top-1 among candidates; its coefficients for φ >= 2 are its
+    # grid point closest to α·β²·γ² = 2 (1.1 x 1.35² = 2.005 against 1.4² = 1.96).
+    assert result.chosen.point.name == "n0"
+    assert result.chosen_coefficients == (1.1, 1.0, 1.35)
+    assert result.phi_rows()[1]["name"] == ("efficientnetv2-test:phi=2,alpha=1.1,beta=1,"
+                                            "gamma=1.35")
+    # Compound (two or three dimensions: n1, 85%) against each baseline, noise 7.5 points.
+    comparison = result.comparison()["baselines"]
+    assert {role: entry["verdict"] for role, entry in comparison.items()} == {
+        "depth": "within seed noise", "width": "compound better",
+        "resolution": "within seed noise"}
+    # On equal means the candidate with fewer MACs is chosen.
+    tie = hand_report([((1.1, 1.1, 1.2), ("candidate",), (0.9, 0.9), 210, [[1.1, 1.1, 1.2]]),
+                       ((1.2, 1.1, 1.15), ("candidate",), (0.9, 0.9), 190, [[1.2, 1.1, 1.15]])])
+    assert tie.chosen.point.name == "n1"
+    # One seed: no noise to compare with, and the verdict says so.
+    single = hand_report([((1.1, 1.1, 1.2), ("candidate",), (0.9,), 200, [[1.1, 1.1, 1.2]]),
+                          ((1.0, 1.4, 1.0), ("width",), (0.8,), 200, [])], seeds=(0,))
+    assert single.spread() == []
+    assert single.comparison()["baselines"]["width"]["verdict"] == \
+        "seed noise unknown (one seed)"
+    assert scaling_report.spearman([0.5, 0.5], [0.1, 0.2]) is None
 
 
 def write_digit_folder(root, per_class=12):
@@ -127,18 +193,26 @@ def test_plan_keeps_counted_macs_within_tolerance_and_one_point_per_network(plan
     assert spot.macs == stats.count_macs(model, spot.resolution)
     assert spot.params == model.count_params()
     assert spot.resolution == scaling_search.eval_size(recipe, base, spot.name)
-    # One point per network: no two share an architecture, and every grid point is either a
-    # trained candidate (itself or a same_as of one) or rejected, exactly once.
+    # One point per network: no two share an architecture, and every grid point either builds
+    # a trained candidate or is rejected, exactly once.
     keys = [scaling_search.architecture_key(registry.get(point.name), point.resolution)
             for point in plan.points]
     assert len(set(keys)) == len(keys)
     grid = scaling_search.grid(2.0, 0.2, 0.15)
     accounted = [tuple(rejected[key] for key in ("alpha", "beta", "gamma"))
                  for rejected in plan.rejected]
-    for point in by_role["candidate"]:
-        members = [point.coefficients] + [tuple(same) for same in point.same_as]
-        accounted += [member for member in members if member in grid]
+    accounted += [tuple(member) for point in plan.points for member in point.grid_points]
     assert sorted(accounted) == grid
+    for point in plan.points:
+        assert bool(point.grid_points) == ("candidate" in point.roles)
+        for member in point.grid_points:  # each builds the very network it is counted under
+            name = registry.compound_name("efficientnetv2-test", *member)
+            resolution = scaling_search.eval_size(recipe, base, name)
+            assert scaling_search.architecture_key(registry.get(name), resolution) == \
+                scaling_search.architecture_key(registry.get(point.name), point.resolution)
+        if point.roles == ["candidate"]:  # named by its member closest to the constraint
+            assert point.coefficients == point.closest_grid_point(2.0)
+    assert by_role["base"][0].name == "efficientnetv2-test"  # the base row as registered
     # Each baseline scales its own dimension alone, to the grid value closest to 2x the MACs.
     for role, index in scaling_search.BASELINES:
         (point,) = by_role[role]
@@ -174,18 +248,24 @@ def test_jobs_split_disjointly_into_shards(plan):
     jobs = scaling_search.jobs(plan, "ram://search", (0, 1))
     assert len(jobs) == 2 * len(plan.points)
     assert [job.seed for job in jobs] == [0] * len(plan.points) + [1] * len(plan.points)
-    shards = [jobs[index::3] for index in range(3)]
+    shards = [scaling_search.shard_jobs(jobs, (index, 3)) for index in range(3)]
     directories = [job.workdir for shard in shards for job in shard]
     assert sorted(directories) == sorted(job.workdir for job in jobs)
     assert len(set(directories)) == len(jobs)
+    assert max(map(len, shards)) - min(map(len, shards)) <= 1
     assert jobs[0].workdir == "ram://search/runs/a1_b1_g1/seed0"
+    # A run's shard is its own: shards started with other --seeds still split the runs once.
+    seed_one = scaling_search.jobs(plan, "ram://search", (1,))
+    for index in range(3):
+        assert {job.workdir for job in scaling_search.shard_jobs(seed_one, (index, 3))} == \
+            {job.workdir for job in shards[index] if job.seed == 1}
 
 
 def test_sharded_search_resumes_and_reports(plan, recipe, caplog, tmp_path):
     """Two shards on a workdir that is not the local disk (as gs://), then a rerun that trains
     nothing and writes the whole report."""
     caplog.set_level("INFO", logger="absl")
-    workdir = "ram://scaling-search"
+    workdir = f"ram://{tmp_path.name}/search"
     scaling_search.load_or_make_plan(recipe, workdir, SETTINGS)  # the plan above, once
     trained = {}
     for shard in ((0, 2), (1, 2)):
@@ -194,7 +274,8 @@ def test_sharded_search_resumes_and_reports(plan, recipe, caplog, tmp_path):
         trained[shard] = [record.getMessage() for record in caplog.records
                           if "scale-search: run " in record.getMessage()]
     jobs = scaling_search.jobs(plan, workdir, (0,))
-    assert len(trained[(0, 2)]) == len(jobs[0::2]) and len(trained[(1, 2)]) == len(jobs[1::2])
+    assert [len(trained[shard]) for shard in ((0, 2), (1, 2))] == [
+        len(scaling_search.shard_jobs(jobs, shard)) for shard in ((0, 2), (1, 2))]
     assert all(job.finished for job in jobs)
     assert result.pending == 0 and all(row.top1 for row in result.rows)
     caplog.clear()
@@ -202,6 +283,16 @@ def test_sharded_search_resumes_and_reports(plan, recipe, caplog, tmp_path):
     assert not [record for record in caplog.records
                 if "scale-search: run " in record.getMessage()]
     assert result.chosen is not None and "candidate" in result.chosen.point.roles
+    # A finished run of another recipe (a workdir reused without its plan) is refused.
+    changed = recipe.copy_and_resolve_references()
+    changed.optimizer.lr_per_256 = 0.25
+    job = jobs[0]
+    scaling_search.check_finished(job, scaling_search.job_config(recipe, registry.get(
+        "efficientnetv2-test"), job, None))
+    with pytest.raises(ValueError, match=f"{job.workdir} holds another search's run "
+                       r"\(optimizer.lr_per_256: 0.5 there, 0.25 now\)"):
+        scaling_search.check_finished(job, scaling_search.job_config(changed, registry.get(
+            "efficientnetv2-test"), job, None))
 
     rows = list(csv.DictReader(io.StringIO(tf.io.gfile.GFile(f"{workdir}/report.csv").read())))
     assert [row["network"] for row in rows] == [point.key for point in plan.points]
@@ -226,7 +317,7 @@ def test_sharded_search_resumes_and_reports(plan, recipe, caplog, tmp_path):
     module = importlib.util.module_from_spec(spec)
     exec(compile(scaled, "scaled.py", "exec"), module.__dict__)  # noqa: S102
     config = module.get_config("3")
-    alpha, beta, gamma = result.chosen.point.coefficients
+    alpha, beta, gamma = result.chosen_coefficients
     assert config.model.name == registry.compound_name("efficientnetv2-test", alpha, beta,
                                                            gamma, phi=3)
     assert config.train.batch_size == recipe.train.batch_size
@@ -244,8 +335,8 @@ def test_sharded_search_resumes_and_reports(plan, recipe, caplog, tmp_path):
                                                             gamma, phi=2), "False"], loaded
 
 
-def test_a_diverged_run_is_recorded_and_skipped(plan, recipe, monkeypatch):
-    workdir = "ram://scaling-diverged"
+def test_a_diverged_run_is_recorded_and_skipped(plan, recipe, monkeypatch, tmp_path):
+    workdir = f"ram://{tmp_path.name}/diverged"
     scaling_search.load_or_make_plan(recipe, workdir, SETTINGS)
     calls = []
 
@@ -288,7 +379,7 @@ def test_the_command_line_searches_and_info_reads_scaled_py(tmp_path):
     assert summary["settings"] == {"base": "efficientnetv2-test", "factor": 2.0,
                                    "grid_step": 0.2, "tolerance": 0.15, "epochs": 0.2}
     with tf.io.gfile.GFile(f"{workdir}/runs/a1_b1_g1/seed0/results.json") as stream:
-        assert json.load(stream)["steps"] == 5  # 0.2 epochs of 1,348 images in batches of 64
+        assert json.load(stream)["steps"] == 5  # 0.2 epochs of 1,363 images in batches of 64
     phi3 = next(row["name"] for row in summary["phi_rows"] if row["phi"] == 3)
     info = command_line("info", f"--config={workdir}/scaled.py:3")
     assert info.returncode == 0 and info.stderr == "", info.stderr
