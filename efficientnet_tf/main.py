@@ -62,8 +62,8 @@ flags.DEFINE_float("tolerance", 0.1, "scale-search: how far (a share of factor) 
 flags.DEFINE_float("search_epochs", None, "scale-search: epochs per candidate (default: the "
                    "config's train.epochs).")
 flags.DEFINE_list("seeds", ["0"], "scale-search: the seeds every candidate trains with.")
-flags.DEFINE_string("shard", "0/1", "scale-search: i/n trains every n-th training run from the "
-                    "i-th (machines sharing a --workdir).")
+flags.DEFINE_string("shard", "0/1", "scale-search: i/n trains the i-th of n shares of the "
+                    "training runs (machines sharing a --workdir).")
 flags.DEFINE_bool("verbose", False, "Show TensorFlow's own start-up and C++ log messages.")
 config_flags.DEFINE_config_file("config", None, "Experiment file, e.g. "
                                 "experiments/imagenet_v2.py:efficientnetv2-s", lock_config=True)

@@ -91,7 +91,7 @@ class Settings:
 
 
 def parse_shard(text):
-    """'i/n' -> (i, n): this job trains every n-th training run, starting at the i-th."""
+    """'i/n' -> (i, n): this job trains the i-th of n shares of the runs (shard_jobs)."""
     index, _, count = str(text).partition("/")
     try:
         index, count = int(index), int(count)
