@@ -17,7 +17,7 @@ from efficientnet_tf import export, tasks
 from efficientnet_tf.models import weights as weights_lib
 from efficientnet_tf.train import checkpoints as checkpoints_lib
 from efficientnet_tf.train import config as config_lib
-from efficientnet_tf.train import optim
+from efficientnet_tf.train import optim, report
 from efficientnet_tf.train.run import Run
 
 CONFIG_FILE = "config.json"
@@ -34,8 +34,7 @@ def write_config(workdir, run):
     """WORKDIR/config.json: the full config plus the resolved Run."""
     payload = json.loads(run.config.to_json_best_effort())
     payload["resolved"] = run.to_dict()
-    with tf.io.gfile.GFile(f"{workdir}/{CONFIG_FILE}", "w") as stream:
-        stream.write(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    report.write_json(f"{workdir}/{CONFIG_FILE}", payload)  # whole: resume and searches read it
 
 
 def read_record(path):
