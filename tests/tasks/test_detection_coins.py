@@ -1,0 +1,127 @@
+"""A real photograph: scikit-image's `coins` (24 Greek coins in 4 rows of 6, 303 x 384 gray).
+
+A detector trained through the trainer on augmented copies of that one photo (the 8 flips and
+quarter turns at 3 gammas, plus the pipeline's own flips and scale jitter) finds the coins in the
+original photo, read through the serving function `predict` uses. Measured, 400 steps of batch 8
+at 256 px, efficientdet-test (110 K parameters): seeds 0 and 1 found all 24 coins among their
+detections scored >= 0.3 (4 and 2 other boxes there), and 23 and 24 of them among their 24
+best-scored detections; COCO AP 61% and 63%, AP50 100%. At 200 steps seed 1 found only 17 of its
+best 24: the run is short, not generous.
+"""
+
+import json
+
+import numpy as np
+import pytest
+import skimage.data
+import tensorflow as tf
+from PIL import Image
+
+from efficientnet_tf import demo, predict
+from efficientnet_tf.train import trainer
+
+# (ymin, xmin, ymax, xmax) in the photo's pixels, row by row, left to right. From a watershed of
+# the photo's Sobel edges (markers: < 30 background, > 150 coin; holes filled; regions over 200
+# pixels), each box checked by eye against the photo.
+COINS = (
+    (35, 22, 74, 67), (39, 81, 74, 120), (28, 132, 74, 179), (30, 192, 73, 240),
+    (34, 255, 72, 297), (16, 305, 72, 365),
+    (104, 25, 145, 67), (108, 84, 145, 122), (110, 134, 145, 173), (105, 186, 144, 226),
+    (95, 245, 144, 296), (106, 317, 145, 356),
+    (179, 26, 217, 63), (175, 80, 217, 124), (179, 135, 217, 174), (170, 189, 217, 237),
+    (172, 251, 217, 297), (156, 315, 218, 380),
+    (233, 18, 288, 75), (245, 93, 287, 136), (236, 144, 288, 201), (240, 220, 288, 269),
+    (239, 276, 289, 326), (248, 336, 289, 382),
+)
+STEPS = 400
+FOUND_AT_LEAST = 20  # of 24 (the issue's bar); measured 23-24 of the best 24
+
+
+def write_split(directory, pictures):
+    """COCO JSON + PNGs of (pixels, boxes) pictures, one class 'coin'."""
+    tf.io.gfile.makedirs(f"{directory}/images")
+    images, annotations = [], []
+    for index, (pixels, boxes) in enumerate(pictures):
+        Image.fromarray(pixels).save(f"{directory}/images/{index}.png")
+        images.append({"id": index + 1, "file_name": f"{index}.png",
+                       "width": pixels.shape[1], "height": pixels.shape[0]})
+        for ymin, xmin, ymax, xmax in boxes:
+            annotations.append({"id": len(annotations) + 1, "image_id": index + 1,
+                                "category_id": 1, "bbox": [xmin, ymin, xmax - xmin, ymax - ymin],
+                                "area": (xmax - xmin) * (ymax - ymin), "iscrowd": 0})
+    with open(f"{directory}/annotations.json", "w") as stream:  # local: the test's tmp_path
+        json.dump({"images": images, "annotations": annotations,
+                   "categories": [{"id": 1, "name": "coin"}]}, stream)
+
+
+def augmented_copies(pixels, boxes):
+    """The photo under its 8 flips and quarter turns, each at gamma 0.7, 1 and 1.4 (24 copies),
+    with the boxes moved exactly."""
+    copies = []
+    for gamma in (0.7, 1.0, 1.4):
+        image = (255.0 * (pixels / 255.0) ** gamma).round().astype(np.uint8)
+        turned = list(boxes)
+        for _ in range(4):
+            height, width = image.shape[:2]
+            copies.append((image, turned))
+            copies.append((image[::-1].copy(), [(height - y1, x0, height - y0, x1)
+                                                for y0, x0, y1, x1 in turned]))
+            image = np.rot90(image).copy()  # counter-clockwise: column x becomes row width - x
+            turned = [(width - x1, y0, width - x0, y1) for y0, x0, y1, x1 in turned]
+    return copies
+
+
+def iou(a, b):
+    height = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    width = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = height * width
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def coins_found(detections, truth=COINS):
+    """How many true boxes the detections find at IoU >= 0.5, best score first, each true box
+    found at most once (COCO's greedy matching)."""
+    free = set(range(len(truth)))
+    for detection in sorted(detections, key=lambda d: -d["score"]):
+        best = max(free, key=lambda i: iou(detection["box"], truth[i]), default=None)
+        if best is not None and iou(detection["box"], truth[best]) >= 0.5:
+            free.remove(best)
+    return len(truth) - len(free)
+
+
+def test_the_copies_move_the_boxes_with_the_pixels():
+    pixels = np.zeros((30, 40, 3), np.uint8)
+    pixels[2:10, 5:20] = 255  # a bright block and its box
+    for image, (box,) in augmented_copies(pixels, [(2, 5, 10, 20)]):
+        y0, x0, y1, x1 = box
+        bright = np.argwhere(image[..., 0] > 128)
+        assert tuple(bright.min(0)) == (y0, x0) and tuple(bright.max(0) + 1) == (y1, x1)
+    assert coins_found([{"box": COINS[0], "score": 0.9}, {"box": COINS[0], "score": 0.8}]) == 1
+
+
+@pytest.mark.slow
+def test_a_detector_trained_on_copies_of_the_coins_photo_finds_its_coins(tmp_path):
+    photo = np.stack([skimage.data.coins()] * 3, axis=-1)
+    root = f"{tmp_path}/data"
+    write_split(f"{root}/train", augmented_copies(photo, COINS))
+    write_split(f"{root}/eval", [(photo, COINS)])
+    config = demo.detection_config(root)  # the demo's small detector and recipe
+    config.data.random_flip = True  # a mirrored coin is a coin
+    config.data.shuffle_buffer = 64
+    config.train.batch_size = 8
+    config.train.epochs = 0
+    config.train.steps = STEPS
+    config.train.checkpoint_every_steps = STEPS
+    config.optimizer.lr_per_256 = 1e-3 * 256 / 8
+    config.optimizer.warmup_epochs = 0.0
+    config.eval.batch_size = 1
+    workdir = str(tmp_path / "run")
+    results = trainer.train_and_evaluate(config, workdir)
+    assert results["eval_AP50"] >= 0.9, results["eval_summary"]
+    _, (found,) = predict.predict_files(workdir, [f"{root}/eval/images/0.png"], min_score=0.0)
+    detections = found.result["detections"]
+    best = sorted(detections, key=lambda d: -d["score"])[:len(COINS)]
+    confident = [d for d in detections if d["score"] >= 0.3]  # predict's default threshold
+    assert coins_found(best) >= FOUND_AT_LEAST, best
+    assert coins_found(confident) >= FOUND_AT_LEAST, confident
+    assert len(confident) - coins_found(confident) <= 8, confident  # measured: 2-4 others
