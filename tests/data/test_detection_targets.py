@@ -75,6 +75,41 @@ def test_matching_forces_every_object_onto_an_anchor():
     assert between.any() and (ignored[between] == labeler.IGNORED).all()
 
 
+def reference_match(grid, gt_boxes, gt_classes, threshold=0.5):
+    """The argmax matcher over every row (padding at overlap -1), in numpy."""
+    overlaps = boxes.iou(grid, gt_boxes).numpy()
+    valid = np.asarray(gt_classes) != labeler.PADDING
+    overlaps[:, ~valid] = -1.0
+    matches = np.where(overlaps.max(1) >= threshold, overlaps.argmax(1), labeler.BACKGROUND)
+    for row in reversed(np.flatnonzero(valid)):  # the first row sharing an anchor wins
+        matches[overlaps[:, row].argmax()] = row
+    return matches
+
+
+def test_matching_compares_only_objects_and_agrees_with_the_dense_matcher():
+    grid = anchors.generate((256, 256), D0)
+    rng = np.random.RandomState(0)
+    for count in (1, 3, 12):
+        corner = rng.uniform(0, 200, (count, 2))
+        objects = np.concatenate([corner, corner + rng.uniform(4, 120, (count, 2))], 1)
+        objects[-1] = objects[0]  # two objects with the same best anchor
+        classes = rng.randint(0, 5, count)
+        # padding rows between the objects too, not only after them
+        order = rng.permutation(count + 7)
+        gt_boxes = np.zeros((count + 7, 4), np.float32)
+        gt_classes = np.full(count + 7, labeler.PADDING, np.int32)
+        gt_boxes[order[:count]], gt_classes[order[:count]] = objects, classes
+        np.testing.assert_array_equal(labeler.match(grid, gt_boxes, gt_classes).numpy(),
+                                      reference_match(grid, gt_boxes, gt_classes))
+    # no object at all (every row padding): every anchor is background
+    empty_boxes, empty_classes, _ = labeler.pad_instances(tf.zeros([0, 4]), tf.zeros([0], tf.int32),
+                                                          100)
+    targets = labeler.label(grid, empty_boxes, empty_classes, (256, 256), D0)
+    assert float(targets.num_positives) == 0.0
+    assert all((classes == labeler.BACKGROUND).numpy().all() for classes in
+               targets.classes.values())
+
+
 def test_labels_are_dense_static_and_decode_back():
     settings = D0
     image_size = (256, 256)

@@ -49,24 +49,28 @@ def pad_instances(boxes, classes, max_instances):
 
 def match(anchors, gt_boxes, gt_classes, matched_threshold=0.5, unmatched_threshold=0.5):
     """(index of each anchor's box [N] int32, or BACKGROUND / IGNORED): the argmax matcher with
-    every valid box forced onto its best anchor."""
-    valid = gt_classes != PADDING  # [K]
-    overlaps = boxes_lib.iou(anchors, gt_boxes)  # [N, K]
-    overlaps = tf.where(valid[None, :], overlaps, -1.0)
-    best_box = tf.argmax(overlaps, axis=1, output_type=tf.int32)
-    best_overlap = tf.reduce_max(overlaps, axis=1)
+    every valid box forced onto its best anchor.
+
+    Only the valid rows are compared with the anchors: an image has a few objects and
+    max_instances (100) rows, and the [N, K] overlaps of all of them were most of the input
+    pipeline's time (57 ms of a 512-px image's 49,104 anchors on one core)."""
+    objects = tf.cast(tf.where(gt_classes != PADDING)[:, 0], tf.int32)  # [k], in order
+    count = tf.shape(objects)[0]
+    overlaps = boxes_lib.iou(anchors, tf.gather(gt_boxes, objects))  # [N, k]
+    # A last column below any IoU keeps the argmax defined when there is no object (k = 0).
+    best = tf.argmax(tf.pad(overlaps, [[0, 0], [0, 1]], constant_values=-1.0), axis=1,
+                     output_type=tf.int32)
+    best_overlap = tf.reduce_max(overlaps, axis=1)  # the lowest float when k = 0
+    rows = tf.concat([objects, [BACKGROUND]], 0)  # compared column -> ground-truth row
+    best_box = tf.gather(rows, best)
     matches = tf.where(best_overlap >= matched_threshold, best_box,
                        tf.where(best_overlap < unmatched_threshold, BACKGROUND, IGNORED))
-    # Force: the best anchor of each valid box is that box's; where boxes share their best
+    # Force: the best anchor of each object is that object's; where objects share their best
     # anchor, the first of them keeps it (automl's ArgMaxMatcher).
-    best_anchor = tf.argmax(overlaps, axis=0, output_type=tf.int32)  # [K]
-    num_anchors, num_boxes = tf.shape(anchors)[0], tf.shape(gt_boxes)[0]
-    forced = tf.one_hot(best_anchor, num_anchors, dtype=tf.int32) * tf.cast(
-        valid, tf.int32)[:, None]  # [K, N]
-    forced_box = tf.argmax(forced * (num_boxes - tf.range(num_boxes))[:, None], axis=0,
-                           output_type=tf.int32)
-    is_forced = tf.reduce_max(forced, axis=0) > 0
-    return tf.where(is_forced, forced_box, matches)
+    best_anchor = tf.argmax(overlaps, axis=0, output_type=tf.int32)  # [k]
+    owner = tf.math.unsorted_segment_min(tf.range(count), best_anchor, tf.shape(anchors)[0])
+    is_forced = owner < count  # an empty segment holds the largest int32
+    return tf.where(is_forced, tf.gather(rows, tf.minimum(owner, count)), matches)
 
 
 def label(anchors, gt_boxes, gt_classes, image_size, settings, matched_threshold=0.5,
