@@ -8,8 +8,9 @@ every ground-truth box is forced onto the anchor that overlaps it most, so that 
 untrained (a small or odd-shaped box may reach IoU 0.5 with no anchor). Positives get the box's
 code (boxes.encode) as target.
 
-Ground truth arrives padded to `max_instances` rows (class -1 marks padding), so every shape
-is static: this runs per example inside tf.data and feeds TPU steps.
+Ground truth arrives padded to `max_instances` rows (class -1 marks padding) and the targets
+have static shapes: this runs per example inside tf.data (on the host; inside, only the real
+objects are compared with the anchors) and feeds TPU steps.
 """
 
 import dataclasses
