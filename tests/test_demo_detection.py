@@ -10,10 +10,11 @@ from PIL import Image
 
 from efficientnet_tf import demo, export, tflite
 
-# Measured: COCO AP 1.77 (AP50 5.70) after 750 steps, the export 1.5 from the files (hard NMS);
-# the location prior 0.0001 (README, Detection). The targets keep a margin for thread order.
-TARGET_AP = 0.010
-TARGET_SERVED_AP = 0.008
+# Measured (efficientdet-demo): COCO AP 9.2 (AP50 16.0) after 750 steps, the export 9.1 from the
+# files (hard NMS); the location prior 0.0001 (README, Detection). The targets keep a margin for
+# thread order; efficientdet-test's 1.75 would fail them.
+TARGET_AP = 0.050
+TARGET_SERVED_AP = 0.045
 PRIOR_AP_AT_MOST = 0.001
 
 
@@ -44,6 +45,6 @@ def test_the_detection_demo_finds_digits_far_above_a_location_prior(tmp_path):
             assert parity["matched"] >= 0.99 * parity["detections"], parity
             assert parity["tflite_matched"] >= 0.99 * parity["tflite_detections"], parity
             assert parity["max_score_diff"] <= 0.02, parity
-    # measured: 20 and 397 boxes at 0.3 and 0.2 on the scenes, all found again, scores within
-    # 1e-5; none on the coins (a detector of digits)
-    assert results["tflite_parity"][0.2]["detections"] >= 50  # not a vacuous comparison
+    # measured: 361 and 2,239 boxes at 0.3 and 0.2 on the scenes, all found again, scores
+    # within 1e-4
+    assert results["tflite_parity"][0.3]["detections"] >= 100  # not a vacuous comparison

@@ -105,7 +105,8 @@ def test_a_detector_trained_on_copies_of_the_coins_photo_finds_its_coins(tmp_pat
     root = f"{tmp_path}/data"
     write_split(f"{root}/train", augmented_copies(photo, COINS))
     write_split(f"{root}/eval", [(photo, COINS)])
-    config = demo.detection_config(root)  # the demo's small detector and recipe
+    config = demo.detection_config(root)  # the demo's recipe, with the tests' smaller detector
+    config.model.name = "efficientdet-test"
     config.data.random_flip = True  # a mirrored coin is a coin
     config.data.shuffle_buffer = 64
     config.train.batch_size = 8
