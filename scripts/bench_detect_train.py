@@ -112,7 +112,7 @@ class FitDetector(keras.Model):
         settings = task.settings
         self.focal = keras.losses.BinaryFocalCrossentropy(
             apply_class_balancing=True, alpha=settings.focal_alpha, gamma=settings.focal_gamma,
-            from_logits=True, reduction=None)
+            from_logits=True, label_smoothing=settings.label_smoothing, reduction=None)
         self.huber = keras.losses.Huber(delta=settings.huber_delta, reduction=None)
 
     def call(self, images, training=False):
@@ -175,6 +175,8 @@ def step_comparison(config):
     losses = {"keras_losses": float(fits["keras_losses"].detection_loss(targets, outputs)),
               "task_loss": float(tf.reduce_sum(state.task.loss(targets, outputs))
                                  / run.global_batch)}
+    if abs(losses["keras_losses"] / losses["task_loss"] - 1.0) > 1e-4:
+        raise AssertionError(f"the two losses differ: {losses}; the comparison would be unfair")
 
     def ours(count):
         start = time.perf_counter()

@@ -75,12 +75,14 @@ def test_matching_forces_every_object_onto_an_anchor():
     assert between.any() and (ignored[between] == labeler.IGNORED).all()
 
 
-def reference_match(grid, gt_boxes, gt_classes, threshold=0.5):
+def reference_match(grid, gt_boxes, gt_classes, matched=0.5, unmatched=0.5):
     """The argmax matcher over every row (padding at overlap -1), in numpy."""
     overlaps = boxes.iou(grid, gt_boxes).numpy()
     valid = np.asarray(gt_classes) != labeler.PADDING
     overlaps[:, ~valid] = -1.0
-    matches = np.where(overlaps.max(1) >= threshold, overlaps.argmax(1), labeler.BACKGROUND)
+    best = overlaps.max(1)
+    matches = np.where(best >= matched, overlaps.argmax(1),
+                       np.where(best < unmatched, labeler.BACKGROUND, labeler.IGNORED))
     for row in reversed(np.flatnonzero(valid)):  # the first row sharing an anchor wins
         matches[overlaps[:, row].argmax()] = row
     return matches
@@ -96,11 +98,15 @@ def test_matching_compares_only_objects_and_agrees_with_the_dense_matcher():
         classes = rng.randint(0, 5, count)
         # padding rows between the objects too, not only after them
         order = rng.permutation(count + 7)
-        gt_boxes = np.zeros((count + 7, 4), np.float32)
+        # padding rows hold boxes too (which must match nothing), between the objects too
+        padding_corner = rng.uniform(0, 200, (count + 7, 2))
+        gt_boxes = np.concatenate([padding_corner, padding_corner + 40], 1).astype(np.float32)
         gt_classes = np.full(count + 7, labeler.PADDING, np.int32)
         gt_boxes[order[:count]], gt_classes[order[:count]] = objects, classes
-        np.testing.assert_array_equal(labeler.match(grid, gt_boxes, gt_classes).numpy(),
-                                      reference_match(grid, gt_boxes, gt_classes))
+        for thresholds in ((0.5, 0.5), (0.5, 0.4)):  # 0.4: anchors in between are ignored
+            np.testing.assert_array_equal(
+                labeler.match(grid, gt_boxes, gt_classes, *thresholds).numpy(),
+                reference_match(grid, gt_boxes, gt_classes, *thresholds))
     # no object at all (every row padding): every anchor is background
     empty_boxes, empty_classes, _ = labeler.pad_instances(tf.zeros([0, 4]), tf.zeros([0], tf.int32),
                                                           100)
