@@ -4,10 +4,10 @@ A detector trained through the trainer on augmented copies of that one photo (th
 quarter turns at 3 gammas, plus the pipeline's own flips and scale jitter; the original is one of
 the copies) finds the coins in the original photo, read through the serving function `predict`
 uses: the detection path learns a real photograph (this does not test generalisation).
-Measured, 400 steps of batch 8 at 256 px, efficientdet-test (110 K parameters): seeds 0 and 1
-found all 24 coins among their detections scored >= 0.3 (4 and 2 other boxes there), and 23 and
-24 of them among their 24 best-scored detections; COCO AP 61% and 63%, AP50 100%. At 200 steps
-seed 1 found only 17 of its best 24: the run is short, not generous.
+Measured, 400 steps of batch 8 at 256 px, efficientdet-test (110 K parameters): seeds 0 to 3
+found all 24 coins among their detections scored >= 0.3 (4, 2, 10 and 1 other boxes there), and
+23, 24, 24 and 24 of them among their 24 best-scored detections; COCO AP 61-66%, AP50 100%. At
+200 steps seed 1 found only 17 of its best 24: the run is short, not generous.
 """
 
 import json
@@ -126,4 +126,5 @@ def test_a_detector_trained_on_copies_of_the_coins_photo_finds_its_coins(tmp_pat
     confident = [d for d in detections if d["score"] >= 0.3]  # predict's default threshold
     assert coins_found(best) >= FOUND_AT_LEAST, best
     assert coins_found(confident) >= FOUND_AT_LEAST, confident
-    assert len(confident) - coins_found(confident) <= 8, confident  # measured: 2-4 others
+    # measured 4, 2, 10 and 1 other boxes above 0.3 with seeds 0-3 (the best 24: 23-24 coins)
+    assert len(confident) - coins_found(confident) <= 16, confident
