@@ -114,10 +114,14 @@ def focal_loss(logits, targets, num_classes, alpha, gamma, label_smoothing=0.0):
 def _power(values, exponent):
     """values ** exponent; RetinaNet's and EfficientDet's exponents (1.5, 2) as a square root and
     products: tf.pow is an exp of a log, and it made the focal loss half as slow again."""
+    if exponent == 0:
+        return tf.ones_like(values)
+    if exponent == 1:
+        return values
     if exponent == 1.5:
         return values * tf.sqrt(values)
-    if exponent in (0, 1, 2):
-        return values ** int(exponent) if exponent else tf.ones_like(values)
+    if exponent == 2:
+        return values * values
     return values ** exponent
 
 
