@@ -26,10 +26,8 @@ The last line printed is one JSON object with the figures.
 
 import json
 import os
-import statistics
 import sys
 import tempfile
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -38,8 +36,10 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench_input import images_per_second, with_threads  # noqa: E402
+from benchtiming import medians_in_turn  # noqa: E402
 from efficientnet_tf import tasks  # noqa: E402
-from efficientnet_tf.data.detection import digit_scenes  # noqa: E402
+from efficientnet_tf.data.detection import digit_scenes, labeler  # noqa: E402
 from efficientnet_tf.train import optim, trainer  # noqa: E402
 from experiments import coco_det  # noqa: E402  (the recipe file, from the repository root)
 
@@ -128,7 +128,7 @@ class FitDetector(keras.Model):
             logits = tf.reshape(outputs[f"classes_{level}"],
                                 tf.concat([tf.shape(classes), [num_classes]], 0))
             one_hot = tf.one_hot(tf.maximum(classes, -1), num_classes)
-            kept = tf.cast(classes != -2, tf.float32)  # labeler.IGNORED
+            kept = tf.cast(classes != labeler.IGNORED, tf.float32)
             class_sum += tf.reduce_sum(self.focal(one_hot, logits) * kept) * num_classes
             codes = tf.reshape(outputs[f"boxes_{level}"], tf.concat([tf.shape(classes), [4]], 0))
             box_targets = tf.reshape(targets[f"boxes_{level}"], tf.shape(codes))
@@ -179,28 +179,18 @@ def step_comparison(config):
         raise AssertionError(f"the two losses differ: {losses}; the comparison would be unfair")
 
     def ours(count):
-        start = time.perf_counter()
-        float(ours_loop(ours_iterator, tf.constant(count))["loss"])
-        return (time.perf_counter() - start) / count
+        return ours_loop(ours_iterator, count)["loss"]
 
     def fit_with(model):
         def fit(count):
-            start = time.perf_counter()
-            model.fit(batch, steps_per_epoch=count, epochs=1, verbose=0)
-            return (time.perf_counter() - start) / count
+            model.fit(batch, steps_per_epoch=int(count), epochs=1, verbose=0)
         return fit
 
     sides = {"ours": ours, **{name: fit_with(model) for name, model in fits.items()}}
-    for function in sides.values():
-        function(1)  # trace and warm up
-    times = {name: [] for name in sides}
-    for round_index in range(FLAGS.rounds):
-        order = list(sides.items())
-        for name, function in order if round_index % 2 == 0 else order[::-1]:
-            times[name].append(function(FLAGS.steps_per_round))
+    medians = medians_in_turn(sides, tf.constant(FLAGS.steps_per_round), FLAGS.rounds)
     parameters = sum(int(tf.size(v)) for v in state.model.trainable_variables)
-    return {name: statistics.median(values) for name, values in times.items()}, losses, \
-        parameters, run
+    seconds = {name: value / FLAGS.steps_per_round for name, value in medians.items()}
+    return seconds, losses, parameters, run
 
 
 def pipeline_rate(config, threads):
@@ -211,16 +201,8 @@ def pipeline_rate(config, threads):
     run = trainer.plan(config, strategy)
     task = tasks.create(run)
     dataset = task.train_dataset(run.stages[0], seed=0)
-    options = tf.data.Options()
-    options.threading.private_threadpool_size = threads
-    options.threading.max_intra_op_parallelism = 1
-    iterator = iter(dataset.with_options(options))
-    for _ in range(10):  # fills the cache (every train image seen) and warms up
-        next(iterator)
-    start = time.perf_counter()
-    for _ in range(FLAGS.pipeline_batches):
-        next(iterator)
-    return FLAGS.pipeline_batches * 8 / (time.perf_counter() - start)
+    # 10 batches fill the cache (every train image seen) and warm up
+    return 8 * images_per_second(with_threads(dataset, threads), FLAGS.pipeline_batches, 10)
 
 
 def main(argv):

@@ -1,5 +1,5 @@
 """Timing shared by the benchmark scripts (imported from scripts/, which `python scripts/X.py`
-puts first on the path): two callables timed in turn on the same input, medians compared."""
+puts first on the path): callables timed in turn on the same input, medians compared."""
 
 import statistics
 import time
@@ -18,10 +18,18 @@ def timed(function, inputs):
 def alternating_medians(ours, theirs, inputs, calls):
     """Median seconds per call of each, calling them in turn (ours, theirs, theirs, ours, ...),
     so that both meet the same load; one untimed call of each first (traces, allocations)."""
-    timed(ours, inputs), timed(theirs, inputs)
-    times = {"ours": [], "theirs": []}
+    medians = medians_in_turn({"ours": ours, "theirs": theirs}, inputs, calls)
+    return medians["ours"], medians["theirs"]
+
+
+def medians_in_turn(functions, inputs, calls):
+    """{name: median seconds per call} of several named callables, called in turn, forwards
+    then backwards (a, b, c, c, b, a, ...); one untimed call of each first."""
+    for function in functions.values():
+        timed(function, inputs)
+    times = {name: [] for name in functions}
+    order = list(functions.items())
     for call in range(calls):
-        pair = (("ours", ours), ("theirs", theirs))
-        for who, function in pair if call % 2 == 0 else pair[::-1]:
-            times[who].append(timed(function, inputs))
-    return statistics.median(times["ours"]), statistics.median(times["theirs"])
+        for name, function in order if call % 2 == 0 else order[::-1]:
+            times[name].append(timed(function, inputs))
+    return {name: statistics.median(values) for name, values in times.items()}
