@@ -35,27 +35,41 @@ def write_folder(root, per_class=6, classes=("astronaut", "coffee", "chelsea"), 
 BOX_COLOURS = {"red": (220, 30, 30), "blue": (30, 60, 220)}
 
 
+def write_coco_split(directory, pictures, categories):
+    """DIRECTORY/images/I.png and DIRECTORY/annotations.json of `pictures`: (uint8 pixels,
+    [(ymin, xmin, ymax, xmax, category_id), ...]) each; `categories`: {id: name}."""
+    tf.io.gfile.makedirs(f"{directory}/images")
+    images, annotations = [], []
+    for index, (pixels, boxes) in enumerate(pictures):
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format="PNG")
+        with tf.io.gfile.GFile(f"{directory}/images/{index}.png", "wb") as stream:
+            stream.write(buffer.getvalue())
+        images.append({"id": index + 1, "file_name": f"{index}.png",
+                       "width": pixels.shape[1], "height": pixels.shape[0]})
+        for ymin, xmin, ymax, xmax, category in boxes:
+            annotations.append({"id": len(annotations) + 1, "image_id": index + 1,
+                                "category_id": category,
+                                "bbox": [xmin, ymin, xmax - xmin, ymax - ymin],
+                                "area": (xmax - xmin) * (ymax - ymin), "iscrowd": 0})
+    payload = {"images": images, "annotations": annotations,
+               "categories": [{"id": key, "name": name} for key, name in categories.items()]}
+    with tf.io.gfile.GFile(f"{directory}/annotations.json", "w") as stream:
+        stream.write(json.dumps(payload))
+
+
 def write_coco_boxes(directory, count, seed):
     """`count` 64 x 48 noise images with 1-2 solid boxes each, and their COCO JSON."""
     rng = np.random.RandomState(seed)
-    tf.io.gfile.makedirs(f"{directory}/images")
-    images, annotations = [], []
-    for index in range(count):
+    pictures = []
+    for _ in range(count):
         pixels = rng.randint(0, 120, size=(48, 64, 3)).astype("uint8")
+        boxes = []
         for _ in range(rng.randint(1, 3)):
             name = list(BOX_COLOURS)[rng.randint(2)]
             x, y = rng.randint(0, 40), rng.randint(0, 28)
             w, h = rng.randint(12, 24), rng.randint(12, 20)
             pixels[y:y + h, x:x + w] = BOX_COLOURS[name]
-            annotations.append({"id": len(annotations) + 1, "image_id": index + 1,
-                                "category_id": 5 if name == "red" else 9,
-                                "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0})
-        buffer = io.BytesIO()
-        Image.fromarray(pixels).save(buffer, format="PNG")
-        with tf.io.gfile.GFile(f"{directory}/images/{index}.png", "wb") as stream:
-            stream.write(buffer.getvalue())
-        images.append({"id": index + 1, "file_name": f"{index}.png", "width": 64, "height": 48})
-    payload = {"images": images, "annotations": annotations,
-               "categories": [{"id": 5, "name": "red"}, {"id": 9, "name": "blue"}]}
-    with tf.io.gfile.GFile(f"{directory}/annotations.json", "w") as stream:
-        stream.write(json.dumps(payload))
+            boxes.append((y, x, y + h, x + w, 5 if name == "red" else 9))
+        pictures.append((pixels, boxes))
+    write_coco_split(directory, pictures, {5: "red", 9: "blue"})

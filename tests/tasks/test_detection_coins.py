@@ -10,13 +10,10 @@ found all 24 coins among their detections scored >= 0.3 (4, 2, 10 and 1 other bo
 200 steps seed 1 found only 17 of its best 24: the run is short, not generous.
 """
 
-import json
-
 import numpy as np
 import pytest
 import skimage.data
-import tensorflow as tf
-from PIL import Image
+from imagedata import write_coco_split
 
 from efficientnet_tf import demo, predict
 from efficientnet_tf.train import trainer
@@ -36,23 +33,6 @@ COINS = (
 )
 STEPS = 400
 FOUND_AT_LEAST = 20  # of 24 (the issue's bar); measured 23-24 of the best 24
-
-
-def write_split(directory, pictures):
-    """COCO JSON + PNGs of (pixels, boxes) pictures, one class 'coin'."""
-    tf.io.gfile.makedirs(f"{directory}/images")
-    images, annotations = [], []
-    for index, (pixels, boxes) in enumerate(pictures):
-        Image.fromarray(pixels).save(f"{directory}/images/{index}.png")
-        images.append({"id": index + 1, "file_name": f"{index}.png",
-                       "width": pixels.shape[1], "height": pixels.shape[0]})
-        for ymin, xmin, ymax, xmax in boxes:
-            annotations.append({"id": len(annotations) + 1, "image_id": index + 1,
-                                "category_id": 1, "bbox": [xmin, ymin, xmax - xmin, ymax - ymin],
-                                "area": (xmax - xmin) * (ymax - ymin), "iscrowd": 0})
-    with open(f"{directory}/annotations.json", "w") as stream:  # local: the test's tmp_path
-        json.dump({"images": images, "annotations": annotations,
-                   "categories": [{"id": 1, "name": "coin"}]}, stream)
 
 
 def augmented_copies(pixels, boxes):
@@ -104,8 +84,9 @@ def test_the_copies_move_the_boxes_with_the_pixels():
 def test_a_detector_trained_on_copies_of_the_coins_photo_finds_its_coins(tmp_path):
     photo = np.stack([skimage.data.coins()] * 3, axis=-1)
     root = f"{tmp_path}/data"
-    write_split(f"{root}/train", augmented_copies(photo, COINS))
-    write_split(f"{root}/eval", [(photo, COINS)])
+    for split, pictures in (("train", augmented_copies(photo, COINS)), ("eval", [(photo, COINS)])):
+        write_coco_split(f"{root}/{split}", [(pixels, [(*box, 1) for box in boxes])
+                                             for pixels, boxes in pictures], {1: "coin"})
     config = demo.detection_config(root)  # the demo's recipe, with the tests' smaller detector
     config.model.name = "efficientdet-test"
     config.data.random_flip = True  # a mirrored coin is a coin
