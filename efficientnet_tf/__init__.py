@@ -10,30 +10,62 @@ __version__ = "0.1.0"
 def create_model(name_or_spec, weights=None, **options):
     """A keras.Model of an EfficientNet variant, taking RGB images in [0, 255]; for an
     EfficientDet row ('efficientdet-d0'), the detector (models/efficientdet.py: per-level class
-    and box outputs; options num_classes=90, input_shape, name; weights for its backbone).
+    and box outputs; options num_classes=90, input_shape, input_scaling, name).
 
     name_or_spec: a registry name ('efficientnetv2-s', 'efficientnet_b0', ...), a scaled row by
     name ('efficientnet-b0:w=1.1,d=1.2,r=240', 'efficientnet-b0:phi=1.5'), or a ModelSpec (e.g.
-    from `compound_scale` or `scale`). weights: None (random init), 'imagenet' (the
-    keras.applications file, from the Keras cache), or the path of a keras.applications .h5 /
-    .weights.h5 file or of our own .weights.h5. options: the fields of
-    efficientnet_tf.models.efficientnet.ModelOptions (num_classes=1000, include_top=True,
-    input_shape, dropout_rate, survival_prob, pooling, features_only, classifier_activation,
+    from `compound_scale` or `scale`).
+
+    weights: None (random init); 'imagenet' (keras.applications' file); an official checkpoint
+    by name, 'VARIANT/TAG' ('efficientnetv2-s/imagenet21k-ft1k', 'efficientnet-b4/noisy-student',
+    'efficientdet-d0/coco'; `efficientnet-tf info --weights` lists them) or 'TAG' alone; a URL; or
+    a path: a checkpoint prefix, its folder or .tar.gz, an official EfficientDet .h5, a
+    keras.applications .h5 / .weights.h5, our own .weights.h5 (models/weights). Downloads go to
+    a cache (~/.keras/efficientnet_tf) on first use. A checkpoint name sets the model's
+    input_scaling and, unless given, num_classes (21843 for the ImageNet-21k ones); a detector
+    takes a classifier checkpoint of its backbone for its backbone. A classifier head of
+    another size is left freshly initialised (logged).
+
+    options: the fields of efficientnet_tf.models.efficientnet.ModelOptions (num_classes=1000,
+    include_top=True, input_shape, input_scaling ('mean_std', 'sym128', 'sym255'; default the
+    row's), dropout_rate, survival_prob, pooling, features_only, classifier_activation,
     batch_norm, input_dtype, name, ...), or a ModelOptions as `options=`.
     """
     # Imported here: `import efficientnet_tf` must not start TensorFlow (the CLI sets the TPU
     # runtime's environment first) nor Keras.
+    import dataclasses
+
     from efficientnet_tf.models import efficientdet, efficientnet, weights as weights_lib
 
     spec = get_spec(name_or_spec)
-    if isinstance(spec, DetectionSpec):  # options: num_classes (90), input_shape, name
-        return efficientdet.create(spec, weights, **options)
-    built = options.pop("options", None) or efficientnet.ModelOptions.from_kwargs(**options)
-    if weights is not None:
-        weights = weights_lib.resolve(spec, weights, built.include_top)
-    model = efficientnet.build(spec, built)
-    if weights is not None:
-        weights_lib.load_weights(model, spec, weights, include_top=built.include_top)
+    built = options.pop("options", None)
+    classes_given = built is not None or "num_classes" in options
+    if isinstance(spec, DetectionSpec):
+        if built is not None:
+            raise TypeError("a detector takes keyword options (num_classes, input_shape, "
+                            "input_scaling, name, ...), not options=")
+        include_top = True
+    else:
+        built = built or efficientnet.ModelOptions.from_kwargs(**options)
+        include_top = built.include_top
+    resolved = weights
+    if weights is not None and not isinstance(weights, weights_lib.Weights):
+        resolved = weights_lib.resolve(spec, weights, include_top)
+    scaling = weights_lib.choose_input_scaling(
+        spec, built.input_scaling if built else options.get("input_scaling"),
+        resolved.input_scaling if resolved else None,
+        f"weights {resolved.source!r}" if resolved else "")
+    # Unless told, a model takes the checkpoint's head whole (21843 classes for ImageNet-21k).
+    classes = resolved.classes_for(spec) if resolved and not classes_given else None
+    if built is None:
+        options = {"num_classes": classes or 90, **options, "input_scaling": scaling}
+        model = efficientdet.create(spec, **options)
+    else:
+        built = dataclasses.replace(built, input_scaling=scaling, **(
+            {"num_classes": classes} if classes else {}))
+        model = efficientnet.build(spec, built)
+    if resolved is not None:
+        weights_lib.load(model, spec, resolved)
     return model
 
 

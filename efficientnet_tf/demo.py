@@ -253,7 +253,7 @@ def run_detection(workdir, strategy=None, drawings=4):
     (tflite.detection_parity) by score threshold ("tflite_parity")."""
     import tensorflow as tf  # see run()
 
-    from efficientnet_tf import predict, rundir, tflite
+    from efficientnet_tf import export, predict, rundir, tflite
     from efficientnet_tf.data.detection import digit_scenes, sources
     from efficientnet_tf.data.sources import EVAL
     from efficientnet_tf.train import trainer
@@ -276,6 +276,7 @@ def run_detection(workdir, strategy=None, drawings=4):
     results["tflite_path"] = rundir.export_workdir(workdir, f"{workdir}/detector.tflite",
                                                    "tflite")
     flatbuffer = tf.io.gfile.GFile(results["tflite_path"], "rb").read()
-    results["tflite_parity"] = tflite.detection_parity(results["export_dir"], flatbuffer, files,
-                                                       DETECTION_SIZE, PARITY_SCORES)
+    results["tflite_parity"] = tflite.detection_parity(
+        results["export_dir"], flatbuffer, files, DETECTION_SIZE, PARITY_SCORES,
+        pad_colour=tuple(export.read_metadata(results["export_dir"])["pad_colour"]))
     return results

@@ -33,7 +33,8 @@ from efficientnet_tf.data import image_header, labels, preprocess
 from efficientnet_tf.data.detection import anchors as anchors_lib
 from efficientnet_tf.data.detection import pipeline as detection_pipeline
 from efficientnet_tf.data.detection import postprocess
-from efficientnet_tf.models import fold
+from efficientnet_tf.models import efficientnet, fold
+from efficientnet_tf.specs import registry
 
 MAX_PIXELS = image_header.MAX_PIXELS  # a larger image is refused before it is decoded
 METADATA_ASSET = "efficientnet_tf.json"
@@ -115,7 +116,8 @@ class ServingModule(tf.Module):
         super().__init__(name="efficientnet_serving")
         # What predict reads back (assets/efficientnet_tf.json): the task, the model, ...
         self.metadata = {"task": "classification", **(metadata or {}),
-                         "image_size": settings.image_size, "top_k": settings.top_k}
+                         "image_size": settings.image_size, "top_k": settings.top_k,
+                         "input_scaling": efficientnet.input_scaling_of(model)}
         self.model = model
         # Keras 3 variables are not tracked as tf.Variables by tf.Module, so the SavedModel's
         # TF1-style restore op (what TF Serving and saved_model_cli run use) would skip them and
@@ -174,8 +176,9 @@ class DetectionServingModule(tf.Module):
                        ORIGINAL image's pixels, ordered (ymin, xmin, ymax, xmax); scores
                        [batch, D]; classes [batch, D] int32, 0-based (-1 past num_detections);
                        class_names [batch, D] ("" past num_detections); num_detections [batch].
-      predict_uint8    images: uint8 [batch, size, size, 3], already fitted and padded ->
-                       the same detections, boxes in input pixels (no class names).
+      predict_uint8    images: uint8 [batch, size, size, 3], already fitted and padded
+                       (with the metadata's pad_colour) -> the same detections, boxes in input
+                       pixels (no class names).
     D is the NMS's max_detections (100). Rows are sorted by score. The NMS (`nms`,
     postprocess.NmsSettings; hard per-class NMS by default) is recorded in the metadata.
     """
@@ -197,9 +200,14 @@ class DetectionServingModule(tf.Module):
         self.class_name_list = list(class_names) if class_names else None
         self.class_names = tf.constant(list(class_names) + [""] if class_names else
                                        [str(c) for c in range(self.num_classes)] + [""])
+        # Padding looks as the official code's (which pads after normalizing): the colour the
+        # model's input scaling maps to 0. predict_uint8's callers pad with it too.
+        self.input_scaling = efficientnet.input_scaling_of(model)
+        self.pad_colour = registry.zero_colour(self.input_scaling)
         self.metadata = {"task": "detection", **(metadata or {}), "image_size": image_size,
                          "num_classes": self.num_classes, "box_order": "ymin,xmin,ymax,xmax",
-                         "nms": dataclasses.asdict(nms)}
+                         "nms": dataclasses.asdict(nms), "input_scaling": self.input_scaling,
+                         "pad_colour": list(self.pad_colour)}
         self.serve_bytes = tf.function(
             self._serve_bytes, input_signature=[tf.TensorSpec([None], tf.string, "image_bytes")])
         self.predict_uint8 = tf.function(self._detect, input_signature=[
@@ -232,7 +240,8 @@ class DetectionServingModule(tf.Module):
     def _fit(self, data):
         image = preprocess.decode(data)
         original_size = tf.shape(image)[:2]
-        fitted, scale = detection_pipeline.resize_to_fit(image, self.image_size)
+        fitted, scale = detection_pipeline.resize_to_fit(image, self.image_size,
+                                                         self.pad_colour)
         return fitted, scale, original_size
 
     def _serve_bytes(self, image_bytes):

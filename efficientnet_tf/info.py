@@ -1,9 +1,10 @@
 """`efficientnet-tf info`: parameters, GMACs and sizes of every variant and detector, from built
-models."""
+models; `info --weights`: the official checkpoints."""
 
 import keras
 
 from efficientnet_tf.models import efficientdet, efficientnet, stats
+from efficientnet_tf.models.weights import catalog, download
 from efficientnet_tf.specs import registry
 
 
@@ -83,3 +84,12 @@ def run(model_name=None, print_fn=print):
     print_fn(DETECTION_HEADER)
     for name in registry.detection_names():
         print_fn(detector_line(registry.get(name)))
+
+
+def run_weights(print_fn=print):
+    """`info --weights`: the official checkpoints (models/weights/catalog.py) and the cache."""
+    for line in catalog.table_lines():
+        print_fn(line)
+    print_fn(f"Downloaded on first use into {download.cache_dir()} ($EFFICIENTNET_TF_CACHE); "
+             "load one with create_model(NAME, weights='VARIANT/TAG') or "
+             "--config.init_from=VARIANT/TAG.")

@@ -1,14 +1,20 @@
 """The `efficientnet-tf` command line: `efficientnet-tf COMMAND [--flags]`.
 
   info     parameters, GMACs and sizes of every variant (`--model=NAME`: its stages; NAME may
-           be a scaled row, e.g. efficientnet-b0:w=1.1,d=1.2,r=240 or efficientnet-b0:phi=1.5)
+           be a scaled row, e.g. efficientnet-b0:w=1.1,d=1.2,r=240 or efficientnet-b0:phi=1.5);
+           `--weights`: every official checkpoint (name, classes, input scaling, URL)
   train    --config=experiments/FILE.py[:ARG] --workdir=DIR [--config.a.b=value] [--tpu=...]
   eval     --workdir=DIR [--config=...] [--continuous]: the task's metrics of the checkpoints
   export   --workdir=DIR --export_dir=PATH [--format=saved_model|keras|tflite]
            [--quantize=none|dynamic|int8] [--top_k=5] [--nms=hard|gaussian]: the EMA
-           weights, ready to serve (a detector's: boxes after NMS)
-  predict  --export_dir=EXPORT_DIR_OR_WORKDIR [--json] [--min_score=S] [--draw=OUT_DIR]
-           IMAGE...: results per image (a detector's boxes, drawn into OUT_DIR as PNGs)
+           weights, ready to serve (a detector's: boxes after NMS); --weights=NAME_OR_PATH
+           [--model=NAME] instead of --workdir: pretrained weights as they are
+  predict  --export_dir=EXPORT_DIR_OR_WORKDIR (or --weights=NAME_OR_PATH [--model=NAME])
+           [--json] [--min_score=S] [--draw=OUT_DIR] IMAGE...: results per image (a
+           detector's boxes, drawn into OUT_DIR as PNGs)
+  convert  --weights=NAME_OR_PATH --output=FILE.weights.h5 [--model=NAME]
+           [--input_scaling=...]: pretrained weights (downloaded on first use) as one file that
+           create_model(weights=FILE) and --config.init_from=FILE load offline
   scale-search --config=experiments/FILE.py[:ARG] --workdir=DIR [--base=NAME] [--factor=2]
            [--grid_step=0.05] [--tolerance=0.1] [--search_epochs=E] [--seeds=0,1]
            [--shard=i/n]: the compound-scaling search (alpha, beta, gamma on your data), its
@@ -30,7 +36,16 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 flags.DEFINE_string("model", None, "info: a variant name (e.g. efficientnetv2-s) or a scaled "
-                    "row to show its stages. (predict: the former name of --export_dir)")
+                    "row to show its stages; convert, export and predict with --weights: the "
+                    "variant a checkpoint path holds.")
+flags.DEFINE_string("weights", None, "convert, export, predict: pretrained weights, an official "
+                    "checkpoint by name (efficientnet-tf info --weights lists them, e.g. "
+                    "efficientdet-d0/coco), a URL or a path; info: list the official ones "
+                    "(--weights alone, or --weights=all).")
+flags.DEFINE_string("output", None, "convert: the file to write (FILE.weights.h5).")
+flags.DEFINE_enum("input_scaling", None, ["mean_std", "sym128", "sym255"], "convert, export, "
+                  "predict with --weights=PATH: how the checkpoint's model maps its [0, 255] "
+                  "images (an official name sets it).")
 flags.DEFINE_string("workdir", None, "Run directory (local or gs://): config, checkpoints, "
                     "summaries, plot, results.")
 flags.DEFINE_string("tpu", None, "TPU to train on: a TPU name (a pod slice, from host 0), "
@@ -106,10 +121,10 @@ def _commands():
 
         tf.config.list_physical_devices()  # device discovery (CUDA probing) happens here
 
-    from efficientnet_tf import demo, info, predict, rundir
+    from efficientnet_tf import demo, info, predict, pretrained, rundir
     from efficientnet_tf.train import distribute, trainer, tpu_runtime
 
-    return tf, demo, info, predict, rundir, distribute, trainer, tpu_runtime
+    return tf, demo, info, predict, pretrained, rundir, distribute, trainer, tpu_runtime
 
 
 def _require(flag, command, hint):
@@ -131,6 +146,8 @@ def _fail(prefix, message, code):
 def parse_flags(argv):
     """absl's flag parsing, with every error one line and exit code 2: an unknown flag or
     config key, a value of the wrong type, a config file that does not load."""
+    if len(argv) > 1 and argv[1] == "info":  # `info --weights` lists the checkpoints
+        argv = [arg if arg != "--weights" else "--weights=all" for arg in argv]
     try:
         argv = FLAGS(argv)
         _check_config_file()
@@ -182,7 +199,8 @@ def describe_failure(error):
 
 
 def main(argv):
-    commands = ("info", "train", "eval", "export", "predict", "scale-search", "demo", "tpu")
+    commands = ("info", "train", "eval", "export", "predict", "convert", "scale-search", "demo",
+                "tpu")
     if len(argv) < 2 or argv[1] not in commands:
         _fail("efficientnet-tf", f"usage: efficientnet-tf {{{'|'.join(commands)}}} [--flags]; "
               f"got {' '.join(argv[1:]) or 'no command'}", USAGE_ERROR)
@@ -214,7 +232,7 @@ def _is_runtime_failure(error):
 
 
 def run_command(command, rest):
-    tf, demo, info, predict, rundir, distribute, trainer, tpu_runtime = _commands()
+    tf, demo, info, predict, pretrained, rundir, distribute, trainer, tpu_runtime = _commands()
     from efficientnet_tf import scaling_report, scaling_search
 
     def strategy():
@@ -222,8 +240,25 @@ def run_command(command, rest):
         logging.info("strategy: %s", distribute.describe(resolved))
         return resolved
 
-    if command == "info":
+    if command == "info" and FLAGS["weights"].present:
+        info.run_weights()
+    elif command == "info":
         info.run(FLAGS.model or (FLAGS.config.model.name if FLAGS.config else None))
+    elif command == "convert":
+        _require("weights", "convert", "NAME_OR_PATH (efficientnet-tf info --weights)")
+        _require("output", "convert", "FILE.weights.h5")
+        path, attributes = pretrained.convert(FLAGS.weights, FLAGS.output, FLAGS.model,
+                                              FLAGS.input_scaling)
+        print(f"converted {FLAGS.weights} to {path}: {attributes['model']}, "
+              f"{attributes['num_classes']} classes, input scaling "
+              f"{attributes['input_scaling']}; load it with efficientnet_tf.create_model("
+              f"{attributes['model']!r}, weights={path!r}) or --config.init_from={path}")
+    elif command == "export" and FLAGS.weights:
+        _require("export_dir", "export", "PATH")
+        path = pretrained.export_pretrained(FLAGS.weights, FLAGS.export_dir, FLAGS.format,
+                                            FLAGS.model, FLAGS.input_scaling, FLAGS.quantize,
+                                            FLAGS.top_k, FLAGS.nms)
+        print(f"exported {FLAGS.format} of {FLAGS.weights} to {path}")
     elif command == "train":
         _require("workdir", "train", "DIR")
         if FLAGS.config is None:
@@ -244,15 +279,18 @@ def run_command(command, rest):
         print(f"exported {FLAGS.format} to {path}")
     elif command == "predict":
         source = FLAGS.export_dir
-        if FLAGS.model and not source:
+        if FLAGS.model and not source and not FLAGS.weights:
             logging.warning("predict --model is now --export_dir (--model names a variant)")
             source = FLAGS.model
-        if not source:
-            raise ValueError("predict needs --export_dir=EXPORT_DIR_OR_WORKDIR and image files")
+        if not source and not FLAGS.weights:
+            raise ValueError("predict needs --export_dir=EXPORT_DIR_OR_WORKDIR (or "
+                             "--weights=NAME_OR_PATH) and image files")
         if not rest:
             raise ValueError("predict needs image files after the flags")
-        task, results = predict.predict_files(source, rest, FLAGS.top_k, FLAGS.min_score,
-                                              FLAGS.draw)
+        task, results = predict.predict_files(
+            source, rest, FLAGS.top_k, FLAGS.min_score, FLAGS.draw,
+            weights=FLAGS.weights and (FLAGS.weights, FLAGS.model, FLAGS.input_scaling))
+        source = source or FLAGS.weights
         if FLAGS.json:
             print(json.dumps({"model": source, "predictions": [r.as_dict() for r in results]}))
         else:

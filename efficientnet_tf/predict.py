@@ -12,7 +12,7 @@ from typing import Optional
 
 import tensorflow as tf
 
-from efficientnet_tf import export, rundir, tasks
+from efficientnet_tf import export, pretrained, rundir, tasks
 
 
 @dataclasses.dataclass
@@ -35,11 +35,17 @@ def _first_line(error):
     return lines[0] if lines else type(error).__name__
 
 
-def predictor(model_path, top_k=5, min_score=None):
+def predictor(model_path, top_k=5, min_score=None, weights=None):
     """(task class, callable: encoded image bytes -> the task's result) for an export directory
-    (its SavedModel's serving_default) or one of our runs (a workdir or checkpoint prefix).
+    (its SavedModel's serving_default), one of our runs (a workdir or checkpoint prefix), or
+    pretrained `weights` ((name or path, model name, input scaling): pretrained.serving).
     `min_score`: results below it are left out (default: the task's MIN_SCORE)."""
-    if tf.io.gfile.exists(f"{model_path.rstrip('/')}/saved_model.pb"):
+    if weights:
+        task, module = pretrained.serving(*weights, top_k=top_k)
+
+        def call(data):
+            return module.serve_bytes(tf.constant([data]))
+    elif tf.io.gfile.exists(f"{model_path.rstrip('/')}/saved_model.pb"):
         task = tasks.get(export.read_metadata(model_path).get("task", "classification"))
         serve = tf.saved_model.load(model_path).signatures["serving_default"]
 
@@ -69,11 +75,11 @@ def drawing_paths(files, draw_dir):
     return paths
 
 
-def predict_files(model_path, files, top_k=5, min_score=None, draw_dir=None):
+def predict_files(model_path, files, top_k=5, min_score=None, draw_dir=None, weights=None):
     """(task class, one Prediction per file, in order); failures carry their error. With
     `draw_dir`, each image is also written there as a PNG with its results drawn (the task's
-    draw: boxes and labels of a detector)."""
-    task, run = predictor(model_path, top_k, min_score)
+    draw: boxes and labels of a detector). `weights`: see predictor."""
+    task, run = predictor(model_path, top_k, min_score, weights)
     drawings = drawing_paths(files, draw_dir) if draw_dir else [None] * len(files)
     if draw_dir:
         tf.io.gfile.makedirs(draw_dir)

@@ -101,13 +101,40 @@ def restore_model(path, run=None, precision="float32", use_ema=True):
     return model, run, prefix
 
 
+def is_run(path):
+    """Whether `path` (an init_from value) is one of our runs: a workdir, or a checkpoint prefix
+    in one (its config.json beside it); not a URL or an official checkpoint's name."""
+    if "://" in path and not path.startswith(("gs://", "ram://", "s3://", "hdfs://")):
+        return False
+    if weights_lib.catalog.find(path) is not None:
+        return False
+    try:
+        return tf.io.gfile.exists(f"{directory_of(path)}/{CONFIG_FILE}")
+    except tf.errors.OpError:
+        return False
+
+
+def init_input_scaling(path, spec):
+    """The input scaling the weights at `path` (init_from) were trained with, where known: a
+    run's recorded one, an official checkpoint's; None for a file."""
+    if not path:
+        return None
+    if is_run(path):
+        resolved = read_record(path)["resolved"]
+        recorded = resolved["model"].get("input_scaling")
+        return recorded or weights_lib.default_input_scaling(resolved["spec"]["name"])
+    return weights_lib.implied_input_scaling(spec, path)
+
+
 def initialize(task, model, path):
-    """Loads `path` into `model` (config.init_from): one of our runs (its EMA weights) or a Keras
-    weights file (.h5). Layers whose shapes differ are an error, but for the task's
-    REINITIALIZED_LAYERS (another number of classes), which stay freshly initialised. Returns
-    what was skipped, and says so in the log."""
-    if path.endswith(".h5"):
-        skipped = task.load_weights_file(model, path)
+    """Loads `path` into `model` (config.init_from): one of our runs (its EMA weights), or
+    pretrained weights (an official checkpoint by name or path, a Keras weights file: see
+    models/weights). From a run, layers whose shapes differ are an error but for the task's
+    REINITIALIZED_LAYERS (another number of classes), which stay freshly initialised; the
+    pretrained loader re-initialises the class predictor likewise. Returns what was skipped,
+    and says so in the log."""
+    if not is_run(path):
+        skipped = weights_lib.load_weights(model, task.run.spec, path).skipped
     else:
         keras_policy = keras.mixed_precision.global_policy().name
         source, _, path = restore_model(path, precision=keras_policy)

@@ -133,14 +133,16 @@ def run_detection_tflite(model_bytes, images):
     return results
 
 
-def detect_encoded(model_bytes, encoded, image_size):
+def detect_encoded(model_bytes, encoded, image_size, pad_colour=pipeline.MEAN_COLOUR):
     """run_detection_tflite on encoded images (bytes each), each decoded and fitted to
-    `image_size` as the SavedModel's serving_default fits it, its boxes mapped back to the
-    image's pixels (clipped to it), as the SavedModel returns them."""
+    `image_size` as the SavedModel's serving_default fits it (padded with `pad_colour`: its
+    metadata's), its boxes mapped back to the image's pixels (clipped to it), as the
+    SavedModel returns them."""
     images, placements = [], []
     for data in encoded:
         image = tf.io.decode_image(data, channels=3, expand_animations=False)
-        fitted, scale = pipeline.resize_to_fit(tf.cast(image, tf.float32), image_size)
+        fitted, scale = pipeline.resize_to_fit(tf.cast(image, tf.float32), image_size,
+                                               pad_colour)
         images.append(fitted.numpy())
         placements.append((scale, tf.shape(image)[:2]))
     found = run_detection_tflite(model_bytes, images)
@@ -171,10 +173,12 @@ def match_detections(reference, other, min_score):
     return matches
 
 
-def detection_parity(export_dir, flatbuffer, files, image_size, min_scores=(0.3,), min_iou=0.9):
+def detection_parity(export_dir, flatbuffer, files, image_size, min_scores=(0.3,), min_iou=0.9,
+                     pad_colour=pipeline.MEAN_COLOUR):
     """How a detector's TFLite model (detection_tflite_bytes) agrees with its SavedModel on
     image files: the SavedModel's serving_default gets each file's bytes; TFLite the decoded
-    image fitted to `image_size`, its boxes mapped back to the image's pixels. The detections
+    image fitted to `image_size` (padded with `pad_colour`, the export's metadata's), its boxes
+    mapped back to the image's pixels. The detections
     scoring >= min_score of each are matched to the other's (same class, highest IoU), both
     ways.
 
@@ -190,7 +194,7 @@ def detection_parity(export_dir, flatbuffer, files, image_size, min_scores=(0.3,
         saved.append({key: found[key][0, :count].numpy()
                       for key in ("boxes", "scores", "classes")})
         encoded.append(data)
-    lites = detect_encoded(flatbuffer, encoded, image_size)
+    lites = detect_encoded(flatbuffer, encoded, image_size, pad_colour)
     parity = {}
     for min_score in min_scores:
         counts = parity[min_score] = {

@@ -126,6 +126,17 @@ class NearestUpsample(keras.layers.Layer):
         return {**super().get_config(), "target_shape": self.target_shape}
 
 
+def node_name(cell_name, node_index):
+    """The name stem of a BiFPN node's layers (`fpn_cell0_node3_conv`, ..._fusion, ..._bn)."""
+    return f"{cell_name}_node{node_index}"
+
+
+def resample_name(node, position, feature):
+    """The name stem of the layers resampling input `position` of `node` (feature `feature`
+    among the cell's inputs and nodes) to the node's level: `..._conv`, `..._bn`, ..."""
+    return f"{node}_input{position}_from{feature}"
+
+
 def bifpn_cell(features: Sequence, width, fusion, name, batch_norm, activation="swish"):
     """One BiFPN cell on `features` (P_min..P_max, finest first); returns its outputs, finest
     first."""
@@ -135,8 +146,8 @@ def bifpn_cell(features: Sequence, width, fusion, name, batch_norm, activation="
     shapes = [_level_shape(f) for f in features]
     last_of_level = {index: index for index in range(levels)}
     for node_index, (level, inputs) in enumerate(bifpn_nodes(min_level, levels - 1)):
-        node = f"{name}_node{node_index}"
-        resampled = [resample(feats[i], shapes[level], width, f"{node}_input{k}_from{i}",
+        node = node_name(name, node_index)
+        resampled = [resample(feats[i], shapes[level], width, resample_name(node, k, i),
                               batch_norm) for k, i in enumerate(inputs)]
         x = WeightedFusion(fusion, name=f"{node}_fusion")(resampled)
         x = keras.layers.Activation(layers_lib.get_activation(activation),

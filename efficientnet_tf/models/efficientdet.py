@@ -24,7 +24,6 @@ from efficientnet_tf.data.detection import anchors as anchors_lib
 from efficientnet_tf.models import bifpn as bifpn_lib
 from efficientnet_tf.models import efficientnet
 from efficientnet_tf.models import layers as layers_lib
-from efficientnet_tf.models import weights as weights_lib
 from efficientnet_tf.specs import registry
 
 BN_EPSILON = 1e-3  # automl's; the momentum is the row's (DetectionSpec.bn_momentum)
@@ -87,27 +86,27 @@ def _head(features, name, outputs_per_anchor, num_anchors, width, repeats, bias_
     return results
 
 
-def create(spec, weights=None, num_classes=90, input_shape=None, activation="swish",
-           name=None, head_survival_prob=None):
-    """create_model for a detection row: `weights` None, 'imagenet' (the backbone's
-    keras.applications file, from the Keras cache) or the path of a keras.applications weights
-    file of the backbone, loaded into the backbone; `input_shape` (height, width, 3)."""
+def create(spec, num_classes=90, input_shape=None, activation="swish", name=None,
+           head_survival_prob=None, input_scaling=None):
+    """create_model's detector (efficientnet_tf.create_model loads its weights): `input_shape`
+    (height, width, 3), default the row's square size; `input_scaling` of the images (default
+    the backbone row's)."""
     spec = registry.get(spec)
     if input_shape is not None and (len(input_shape) != 3 or input_shape[-1] != 3):
         raise ValueError(f"input_shape must be (height, width, 3), got {input_shape!r}")
     return build(spec, num_classes, input_shape[:2] if input_shape else None, activation, name,
-                 backbone_weights=weights, head_survival_prob=head_survival_prob)
+                 head_survival_prob=head_survival_prob, input_scaling=input_scaling)
 
 
 def build(spec, num_classes, image_size=None, activation="swish", name=None,
-          backbone_weights=None, head_survival_prob=None, batch_norm=None, input_dtype="float32",
-          fold_batch_norm=False):
+          head_survival_prob=None, batch_norm=None, input_dtype="float32",
+          fold_batch_norm=False, input_scaling=None):
     """The keras.Model of a detection row (registry.DetectionSpec or its name) for
-    `num_classes` classes at `image_size` ((height, width); default the row's square size),
-    its backbone loaded from `backbone_weights` when given (see create). `batch_norm`:
-    efficientnet.BatchNormSettings of every BN (default automl's, per replica); `input_dtype`:
-    of the images ('bfloat16' on TPU). `fold_batch_norm`: the serving form, without BN layers
-    (models/fold.py folded_detector fills its weights)."""
+    `num_classes` classes at `image_size` ((height, width); default the row's square size).
+    `batch_norm`: efficientnet.BatchNormSettings of every BN (default automl's, per replica);
+    `input_dtype`: of the images ('bfloat16' on TPU); `input_scaling`: how the backbone maps
+    them (registry.INPUT_SCALINGS; default its row's). `fold_batch_norm`: the serving form,
+    without BN layers (models/fold.py folded_detector fills its weights)."""
     spec = registry.get(spec)
     if not isinstance(spec, registry.DetectionSpec):
         raise ValueError(f"{spec.name!r} is not an EfficientDet row; use one of "
@@ -122,12 +121,10 @@ def build(spec, num_classes, image_size=None, activation="swish", name=None,
         batch_norm=dataclasses.replace(
             batch_norm, momentum=spec.bn_momentum if batch_norm.momentum is None
             else batch_norm.momentum, epsilon=BN_EPSILON if batch_norm.epsilon is None
-            else batch_norm.epsilon), input_dtype=input_dtype, fold_batch_norm=fold_batch_norm))
+            else batch_norm.epsilon), input_dtype=input_dtype, fold_batch_norm=fold_batch_norm,
+        input_scaling=input_scaling))
     normalize = ((lambda x, name: x) if fold_batch_norm
                  else _batch_norm_function(batch_norm, spec.bn_momentum))
-    if backbone_weights is not None:  # the detector shares the backbone's layers
-        backbone_spec = registry.get(spec.backbone)
-        weights_lib.load_weights(backbone, backbone_spec, backbone_weights, include_top=False)
     strides = {3: "stride_8", 4: "stride_16", 5: "stride_32"}
     features = {level: backbone.output[strides[level]] for level in range(spec.min_level, 6)}
     pyramid = bifpn_lib.bifpn(features, spec.min_level, spec.max_level, spec.fpn_width,
@@ -152,16 +149,8 @@ def trainable_parameters(model):
     return sum(math.prod(variable.shape) for variable in model.trainable_variables)
 
 
-def load_backbone_weights(model, spec, path):
-    """Loads a keras.applications (or our) weights file of the row's backbone into the
-    detector `model`'s backbone layers (they carry the backbone's names); returns the
-    weights.LoadReport. The file is read into a backbone of its own first, so its checks
-    (every layer present, every shape right) are the classification loader's."""
-    spec = registry.get(spec)
-    backbone_spec = registry.get(spec.backbone)
-    backbone = efficientnet.build(backbone_spec, features_only=True,
-                                  input_shape=tuple(model.input.shape[1:]))
-    report = weights_lib.load_weights(backbone, backbone_spec, path, include_top=False)
-    for layer in weights_lib.weighted_layers(backbone):
-        model.get_layer(layer.name).set_weights(layer.get_weights())
-    return report
+def num_classes_of(model, spec):
+    """The number of classes of a detector `model` of the row `spec` (its class outputs hold
+    anchors x classes channels)."""
+    anchors = anchor_settings(spec)
+    return int(model.output[f"classes_{anchors.min_level}"].shape[-1]) // anchors.per_location

@@ -13,9 +13,6 @@ from efficientnet_tf.models import blocks as blocks_lib
 from efficientnet_tf.models import layers as layers_lib
 from efficientnet_tf.specs import registry
 
-# ImageNet statistics of images in [0, 1] (docs/reference.md §2).
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STDDEV = (0.229, 0.224, 0.225)
 
 ENDPOINT_STRIDES = (2, 4, 8, 16, 32)
 
@@ -45,13 +42,28 @@ def endpoint_layers(spec):
     return {s: endpoints[s] for s in ENDPOINT_STRIDES}
 
 
-def normalization_layer(spec):
-    """The input normalization of the family, for images in [0, 255] (docs/reference.md §2-3)."""
-    if spec.normalization == registry.SYMMETRIC:
+def normalization_layer(input_scaling):
+    """The layer mapping images in [0, 255] as `input_scaling` says (registry.INPUT_SCALINGS:
+    mean_std, sym128, sym255; docs/reference.md §2-3)."""
+    if input_scaling == registry.SYM128:
         return keras.layers.Rescaling(1.0 / 128.0, offset=-1.0, name="normalize")
+    if input_scaling == registry.SYM255:
+        return keras.layers.Rescaling(2.0 / 255.0, offset=-1.0, name="normalize")
+    if input_scaling != registry.MEAN_STD:
+        raise ValueError(f"input_scaling {input_scaling!r}; use one of "
+                         f"{', '.join(registry.INPUT_SCALINGS)}")
     return keras.layers.Normalization(
-        mean=[255.0 * m for m in IMAGENET_MEAN],
-        variance=[(255.0 * s) ** 2 for s in IMAGENET_STDDEV], name="normalize")
+        mean=[255.0 * m for m in registry.IMAGENET_MEAN],
+        variance=[(255.0 * s) ** 2 for s in registry.IMAGENET_STDDEV], name="normalize")
+
+
+def input_scaling_of(model):
+    """The input scaling a built model applies (read from its `normalize` layer): what its
+    exports keep and what a detector pads with."""
+    layer = model.get_layer("normalize")
+    if isinstance(layer, keras.layers.Normalization):
+        return registry.MEAN_STD
+    return registry.SYM128 if abs(float(layer.scale) - 1.0 / 128.0) < 1e-9 else registry.SYM255
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,7 +97,9 @@ class ModelOptions:
     classifier_activation: None gives logits, 'softmax' probabilities. batch_norm:
     BatchNormSettings. activation: 'swish', or 'inference_swish' (serving graphs).
     fold_batch_norm: the serving form, each BN folded into its convolution (models/fold.py).
-    input_dtype: 'bfloat16' takes TPU input images as they come. name: the model's name.
+    input_dtype: 'bfloat16' takes TPU input images as they come. input_scaling: how the
+    [0, 255] images are mapped before the stem (registry.INPUT_SCALINGS; None: the row's, its
+    family's; a checkpoint may need another, models/weights/catalog.py). name: the model's name.
     """
 
     num_classes: int = 1000
@@ -100,6 +114,7 @@ class ModelOptions:
     activation: str = "swish"
     fold_batch_norm: bool = False
     input_dtype: str = "float32"
+    input_scaling: Optional[str] = None
     name: Optional[str] = None
 
     # Earlier keyword names of the batch-norm settings, still accepted by from_kwargs.
@@ -154,7 +169,7 @@ def build(spec, options=None, **kwargs):
         return inputs if fold_batch_norm else layers_lib.BatchNorm(**bn, name=layer_name)(inputs)
 
     images = keras.Input(shape=input_shape, name="images", dtype=options.input_dtype)
-    x = normalization_layer(spec)(images)
+    x = normalization_layer(options.input_scaling or spec.normalization)(images)
     x = keras.layers.Conv2D(spec.scaled_stem_filters, 3, strides=2, padding="same",
                             use_bias=fold_batch_norm,
                             kernel_initializer=layers_lib.ConvKernelInitializer(),

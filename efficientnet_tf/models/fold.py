@@ -64,8 +64,10 @@ def _fill(folded, model, source_conv):
 
 
 def folded_copy(model, spec, num_classes, **build_kwargs):
-    """The serving form of `model` (built from `spec`): same function, BN folded into convs."""
+    """The serving form of `model` (built from `spec`): same function (its input scaling
+    included), BN folded into convs."""
     folded = efficientnet.build(spec, num_classes=num_classes, fold_batch_norm=True,
+                                input_scaling=efficientnet.input_scaling_of(model),
                                 **build_kwargs)
     return _fill(folded, model, lambda name: (name, partner_batch_norm(name)))
 
@@ -90,5 +92,6 @@ def folded_detector(model, spec, num_classes, image_size, **build_kwargs):
     the heads' convolutions, shared across levels in training, become one copy per level so
     that each level's BN can be folded into its own."""
     folded = efficientdet.build(spec, num_classes, image_size, fold_batch_norm=True,
+                                input_scaling=efficientnet.input_scaling_of(model),
                                 **build_kwargs)
     return _fill(folded, model, _detector_partner)

@@ -16,9 +16,28 @@ from efficientnet_tf.specs import blocks as blocks_lib
 V1 = "efficientnet"
 V2 = "efficientnetv2"
 
-# Input normalization applied inside the model to images in [0, 255].
-IMAGENET = "imagenet"  # (x - 255 * mean) / (255 * std), mean/std of ImageNet (V1, V2-B*)
-SYMMETRIC = "symmetric"  # (x - 128) / 128 (V2-S/M/L/XL)
+# Input scalings: how a model maps its [0, 255] images before the stem. A row's
+# `normalization` is its family's; a checkpoint may expect another (models/weights/catalog.py).
+MEAN_STD = "mean_std"  # (x - 255 * mean) / (255 * std), ImageNet's (V1, V2-B*, EfficientDet)
+SYM128 = "sym128"  # (x - 128) / 128 (V2-S/M/L/XL, V2 ImageNet-21k)
+SYM255 = "sym255"  # x * 2 / 255 - 1 (AdvProp, Det-AdvProp, V2 21k-ft1k)
+INPUT_SCALINGS = (MEAN_STD, SYM128, SYM255)
+# The names config.json files of earlier versions recorded.
+LEGACY_SCALINGS = {"imagenet": MEAN_STD, "symmetric": SYM128}
+# ImageNet statistics of images in [0, 1] (docs/reference.md §2).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STDDEV = (0.229, 0.224, 0.225)
+
+
+def zero_colour(input_scaling):
+    """The [0, 255] colour that `input_scaling` maps to 0: what a detector pads its images
+    with, as the official code pads after normalizing (ImageNet's mean colour for mean_std)."""
+    if input_scaling not in INPUT_SCALINGS:
+        raise ValueError(f"input_scaling {input_scaling!r}; use one of "
+                         f"{', '.join(INPUT_SCALINGS)}")
+    if input_scaling == MEAN_STD:
+        return tuple(255.0 * m for m in IMAGENET_MEAN)
+    return (128.0,) * 3 if input_scaling == SYM128 else (127.5,) * 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,8 +85,8 @@ class ModelSpec:
             raise ValueError(f"family must be {V1!r} or {V2!r}, got {self.family!r}")
         if self.preprocessing not in ("v1", "v2"):
             raise ValueError(f"preprocessing must be 'v1' or 'v2', got {self.preprocessing!r}")
-        if self.normalization not in (IMAGENET, SYMMETRIC):
-            raise ValueError(f"normalization must be {IMAGENET!r} or {SYMMETRIC!r}, "
+        if self.normalization not in INPUT_SCALINGS:
+            raise ValueError(f"normalization must be one of {', '.join(INPUT_SCALINGS)}, "
                              f"got {self.normalization!r}")
         for field in ("width", "depth"):
             if not getattr(self, field) > 0:
@@ -222,18 +241,18 @@ def _v2(blocks, train_size, eval_size, dropout_rate, paper_targets, official_tar
     """A V2 row with its own stage table (S/M/L/XL: no width/depth scaling, (x - 128) / 128)."""
     return ModelSpec(name="efficientnetv2", family=V2, base_blocks=blocks, width=1.0, depth=1.0,
                      train_size=train_size, eval_size=eval_size, dropout_rate=dropout_rate,
-                     normalization=SYMMETRIC, paper_targets=paper_targets,
+                     normalization=SYM128, paper_targets=paper_targets,
                      official_targets=official_targets, preprocessing="v2",
                      stem_filters=blocks_lib.decode_block(blocks[0]).input_filters)
 
 
 V1_BASE = ModelSpec(name="efficientnet-b0", family=V1, base_blocks=_V1_BLOCKS, width=1.0,
                     depth=1.0, train_size=224, eval_size=224, dropout_rate=0.2,
-                    normalization=IMAGENET)
+                    normalization=MEAN_STD)
 # automl trains V2-B0..B3 with AutoAugment (RandAugment's ram is 0 there) and no mixing.
 V2_BASE = ModelSpec(name="efficientnetv2-b0", family=V2, base_blocks=_V2_BASE_BLOCKS, width=1.0,
                     depth=1.0, train_size=192, eval_size=224, dropout_rate=0.2,
-                    normalization=IMAGENET, paper_targets=TABLE6_S.with_train_size(192),
+                    normalization=MEAN_STD, paper_targets=TABLE6_S.with_train_size(192),
                     official_targets=automl_targets(192, randaug=0, mix=0.0, dropout=0.2))
 
 # One row per variant. V1: (width, depth, resolution, dropout) of tensorflow/tpu

@@ -9,7 +9,7 @@ resolved Run and its data source. It owns:
   settings     resolve(config, spec, source, strategy): its part of the Run (recorded in
                config.json under resolved.task_settings), decided once;
   model        build_model(stage): the keras.Model; enter_stage: a stage's regularization;
-               load_weights_file, REINITIALIZED_LAYERS: fine-tuning (rundir.initialize);
+               REINITIALIZED_LAYERS: fine-tuning from a run (rundir.initialize);
   data         train_dataset(stage, input_context, seed, counter) and eval_dataset(...): per-host
                datasets of (inputs, targets) batches with static shapes;
   training     loss(targets, outputs): per-example loss; train_metrics(targets, outputs): sums
@@ -63,12 +63,9 @@ class Task(abc.ABC):
     def build_model(self, stage=None, for_serving=False):
         """The model of the run (under the current strategy scope and precision policy)."""
 
-    # Layers that fine-tuning (rundir.initialize) re-initialises when their shapes differ.
+    # Layers that fine-tuning from one of our runs (rundir.initialize) re-initialises when
+    # their shapes differ (pretrained weights: models/weights knows both kinds of model).
     REINITIALIZED_LAYERS = ()
-
-    def load_weights_file(self, model, path):
-        """Loads a Keras weights file (init_from ending in .h5); returns what was skipped."""
-        raise ValueError(f"task {self.NAME!r} takes no Keras weights file")
 
     def enter_stage(self, model, stage):
         """Sets what the model regularizes with in `stage` (before its step is traced); by

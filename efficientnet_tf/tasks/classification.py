@@ -83,12 +83,29 @@ def preprocessing(spec, config):
         raise ValueError(f"config.data.crop is {config.data.crop!r}; use auto, "
                          f"{', '.join(sorted(preprocess.TRAIN_CROPS))}")
     resize_method = config.data.resize_method
-    if resize_method == "auto":  # bicubic on the official v1 path, bilinear on v2
-        resize_method = "bicubic" if spec.preprocessing == "v1" else "bilinear"
+    if resize_method == "auto":
+        resize_method = official_resize(spec)
     eval_transform = preprocess.eval_transform(
         train_crop, config.eval.image_size or spec.eval_size, resize_method,
         config.eval.crop_fraction)
     return train_crop, resize_method, eval_transform
+
+
+def official_resize(spec):
+    """The official code's resize method of a row: bicubic on the v1 path, bilinear on v2."""
+    return "bicubic" if spec.preprocessing == "v1" else "bilinear"
+
+
+def serving_module(model, spec, transform, class_names=None, top_k=5, nms=None):
+    """The classifier's SavedModel module (export.ServingModule) of `model` (built from
+    `spec`), its BN folded, its images prepared by `transform` (preprocess.EvalTransform)."""
+    if nms is not None:
+        raise ValueError(f"nms={nms!r} is for detection exports; a classifier has no NMS")
+    num_classes = int(model.output_shape[-1])
+    settings = export.ServingSettings(transform, top_k=top_k)
+    folded = export.serving_model(model, spec, num_classes)
+    return export.ServingModule(folded, settings, class_names,
+                                metadata={"task": ClassificationTask.NAME, "model": spec.name})
 
 
 def cross_entropy(labels, logits, label_smoothing=0.0):
@@ -170,10 +187,6 @@ class ClassificationTask(base.Task):
     def enter_stage(self, model, stage):
         set_dropout(model, stage.dropout_rate)
 
-    def load_weights_file(self, model, path):
-        """A keras.applications / .weights.h5 file (init_from): what was skipped."""
-        return weights_lib.load_weights(model, self.run.spec, path).skipped
-
     # Layers a fine-tuning run re-initialises when their shapes differ (another class count).
     REINITIALIZED_LAYERS = (weights_lib.CLASSIFIER,)
 
@@ -251,12 +264,16 @@ class ClassificationTask(base.Task):
         return Evaluator()
 
     def serving_module(self, model, top_k=5, nms=None):
-        if nms is not None:
-            raise ValueError(f"nms={nms!r} is for detection exports; a classifier has no NMS")
-        settings = export.ServingSettings(self.settings.eval_transform, top_k=top_k)
-        folded = export.serving_model(model, self.run.spec, self.run.num_classes)
-        return export.ServingModule(folded, settings, self.run.class_names,
-                                    metadata={"task": self.NAME, "model": self.run.spec.name})
+        return serving_module(model, self.run.spec, self.settings.eval_transform,
+                              self.run.class_names, top_k, nms)
+
+    @staticmethod
+    def pretrained_serving_module(model, spec, image_size, class_names=None, top_k=5, nms=None):
+        """The serving module of pretrained weights (no run): the row's official evaluation
+        transform at `image_size`."""
+        transform = preprocess.eval_transform(spec.preprocessing, image_size,
+                                              official_resize(spec), None)
+        return serving_module(model, spec, transform, class_names, top_k, nms)
 
     @staticmethod
     def read_outputs(outputs, top_k, min_score=0.0):

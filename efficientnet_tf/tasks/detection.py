@@ -31,6 +31,7 @@ from efficientnet_tf.data.detection import coco_metric, labeler, pipeline, postp
 from efficientnet_tf.data.detection import sources as detection_sources
 from efficientnet_tf.data.sources import EVAL
 from efficientnet_tf.models import efficientdet, fold
+from efficientnet_tf.specs import registry
 from efficientnet_tf.tasks import base
 
 
@@ -243,16 +244,18 @@ class DetectionTask(base.Task):
     def settings(self):
         return self.run.task_settings
 
+    @property
+    def input_scaling(self):
+        """The model's input scaling (a run recorded before there was a choice: the row's)."""
+        return self.run.model.input_scaling or registry.get(self.run.spec.backbone).normalization
+
     def build_model(self, stage=None, for_serving=False):
         options = self.run.model
         size = self.settings.image_size
         return efficientdet.build(self.run.spec, options.num_classes, (size, size),
                                   batch_norm=options.batch_norm,
-                                  input_dtype="float32" if for_serving else options.input_dtype)
-
-    def load_weights_file(self, model, path):
-        """A keras.applications weights file of the backbone (init_from ending in .h5)."""
-        return efficientdet.load_backbone_weights(model, self.run.spec, path).skipped
+                                  input_dtype="float32" if for_serving else options.input_dtype,
+                                  input_scaling=self.input_scaling)
 
     def data_settings(self, image_size, batch_size, seed=None):
         settings = self.settings
@@ -262,7 +265,8 @@ class DetectionTask(base.Task):
             scale_range=settings.scale_range, random_flip=settings.random_flip,
             dtype=tf.as_dtype(self.run.image_dtype), shuffle_buffer=settings.shuffle_buffer,
             cache=settings.cache, max_pixels=settings.max_pixels, seed=seed,
-            deterministic=settings.deterministic)
+            deterministic=settings.deterministic,
+            pad_colour=registry.zero_colour(self.input_scaling))
 
     def train_dataset(self, stage, input_context=None, seed=None, counter=None):
         settings = self.data_settings(stage.image_size, self.run.per_replica_batch, seed)
@@ -353,21 +357,16 @@ class DetectionTask(base.Task):
         return Evaluator(self.ground_truth(), self.run.class_names, self.nms_settings)
 
     def serving_module(self, model, top_k=5, nms=None):
-        """The detector's SavedModel module (export.DetectionServingModule) of the model with its
-        batch norms folded (models/fold.py folded_detector): `nms` is the
-        serving NMS method, "hard" (the default: per-class NMS at IoU 0.5) or "gaussian"
-        (soft-NMS, as the evaluation). top_k is a classifier's; a detector returns up to 100
-        detections."""
+        """The detector's SavedModel module: see serving_module (top_k is a classifier's)."""
         del top_k
-        nms_settings = (postprocess.SERVING_NMS if nms in (None, "hard")
-                        else postprocess.NmsSettings(method=nms))
-        size = self.settings.image_size
-        folded = fold.folded_detector(model, self.run.spec, self.run.num_classes, (size, size),
-                                      activation="inference_swish")
-        return export.DetectionServingModule(
-            folded, size, self.settings.anchors, nms_settings,
-            self.run.class_names, metadata={"task": self.NAME, "model": self.run.spec.name},
-            max_pixels=self.settings.max_pixels)
+        return serving_module(model, self.run.spec, self.settings.image_size,
+                              self.run.class_names, nms, self.settings.max_pixels)
+
+    @staticmethod
+    def pretrained_serving_module(model, spec, image_size, class_names=None, top_k=5, nms=None):
+        """The serving module of pretrained weights (no run), at `image_size`."""
+        del top_k
+        return serving_module(model, spec, image_size, class_names, nms)
 
     # predict shows detections scored at least this (the export keeps those above 0.001,
     # what COCO AP scores; a person looking at the boxes wants the confident ones).
@@ -425,6 +424,21 @@ class DetectionTask(base.Task):
                 f"{_percent(metrics['APs'])}/{_percent(metrics['APm'])}/"
                 f"{_percent(metrics['APl'])}) on {metrics['examples']} images at "
                 f"{self.settings.image_size} px")
+
+
+def serving_module(model, spec, image_size, class_names=None, nms=None,
+                   max_pixels=image_header.MAX_PIXELS):
+    """The detector's SavedModel module (export.DetectionServingModule) of `model` (built from
+    `spec`) with its batch norms folded (models/fold.py folded_detector), at `image_size`:
+    `nms` is the serving NMS method, "hard" (the default: per-class NMS at IoU 0.5) or
+    "gaussian" (soft-NMS, as the evaluation). It returns up to 100 detections."""
+    nms_settings = (postprocess.SERVING_NMS if nms in (None, "hard")
+                    else postprocess.NmsSettings(method=nms))
+    folded = fold.folded_detector(model, spec, efficientdet.num_classes_of(model, spec),
+                                  (image_size, image_size), activation="inference_swish")
+    return export.DetectionServingModule(
+        folded, image_size, efficientdet.anchor_settings(spec), nms_settings, class_names,
+        metadata={"task": DetectionTask.NAME, "model": spec.name}, max_pixels=max_pixels)
 
 
 def _percent(value):

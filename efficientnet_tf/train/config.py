@@ -29,6 +29,10 @@ def base_config():
         # batch-norm statistics over: none (each replica's batch), all (all replicas), N
         # (groups of N replicas), v1 / v2 (the official codes' TPU rules, distribute.py)
         bn_sync="none",
+        # how the [0, 255] images are mapped before the stem: mean_std (ImageNet mean/std),
+        # sym128 ((x - 128) / 128), sym255 (x * 2 / 255 - 1); None: what init_from's weights
+        # were trained with (an official checkpoint's, a run's), else the row's
+        input_scaling=placeholder(str),
     ))
     config.data = ml_collections.ConfigDict(dict(
         source="tfrecord",
@@ -130,7 +134,11 @@ def base_config():
         # evaluation: per-class Gaussian soft-NMS over the top 5000 candidates, 100 detections
         eval_nms="gaussian",
     ))
-    config.init_from = ""  # a workdir/checkpoint of ours or a keras.applications .h5 file
+    # Fine-tune from: a workdir/checkpoint of ours, an official checkpoint by name
+    # ('efficientnetv2-b0/imagenet21k-ft1k', 'efficientdet-d0/coco'; `efficientnet-tf info
+    # --weights`), 'imagenet' (keras.applications'), a URL, or the path of a checkpoint, its
+    # folder or .tar.gz, or an .h5 / .weights.h5 file (models/weights)
+    config.init_from = ""
     # True: keys left None in train/adapt.py's list are decided from the data (folder recipe)
     config.adapt_to_data = False
     config.lock()

@@ -23,6 +23,7 @@ import tensorflow as tf
 from efficientnet_tf import tasks
 from efficientnet_tf.data import profile as profile_lib
 from efficientnet_tf.data import sources  # the split names
+from efficientnet_tf.models import weights
 from efficientnet_tf.models.efficientnet import BatchNormSettings, ModelOptions
 from efficientnet_tf.specs import registry
 from efficientnet_tf.train import adapt, distribute, progressive
@@ -119,7 +120,11 @@ class Run:
     def from_dict(cls, values, source=None, config=None):
         """The Run a config.json recorded (the row rebuilt from its name and checked)."""
         spec = registry.get(values["spec"]["name"])
-        if _plain(spec) != values["spec"]:
+        recorded = dict(values["spec"])
+        if "normalization" in recorded:  # earlier versions' names of the same scalings
+            recorded["normalization"] = registry.LEGACY_SCALINGS.get(
+                recorded["normalization"], recorded["normalization"])
+        if _plain(spec) != recorded:
             raise ValueError(f"the recorded row of {spec.name!r} differs from this version's "
                              "registry; train again or use the version that trained it")
         task_class = tasks.get(values["task"])
@@ -190,10 +195,12 @@ def _placement(strategy):
                      num_workers=num_workers)
 
 
-def plan_run(config, strategy, recorded_seed=None):
-    """The Run of `config` on `strategy` (an unset seed: `recorded_seed`, else a new one).
-    With config.adapt_to_data, the keys the config leaves open are decided from the data first
-    (train/adapt.py); Run.config is then the config the run really uses."""
+def plan_run(config, strategy, recorded_seed=None, init_scaling=None):
+    """The Run of `config` on `strategy` (an unset seed: `recorded_seed`, else a new one;
+    `init_scaling`: the input scaling config.init_from's weights were trained with, where
+    known, rundir.init_input_scaling). With config.adapt_to_data, the keys the config leaves
+    open are decided from the data first (train/adapt.py); Run.config is then the config the
+    run really uses."""
     spec = registry.get(config.model.name)
     task_class = tasks.get(config.task)
     source = task_class.make_source(config.data)
@@ -220,6 +227,8 @@ def plan_run(config, strategy, recorded_seed=None):
     model = ModelOptions(
         num_classes=source.num_classes, dropout_rate=stages[0].dropout_rate,
         survival_prob=config.model.survival_prob, input_dtype=image_dtype,
+        input_scaling=weights.choose_input_scaling(
+            spec, config.model.input_scaling, init_scaling, f"init_from {config.init_from!r}"),
         batch_norm=BatchNormSettings(momentum=config.model.bn_momentum,
                                      synchronized=synchronized, group_size=group_size))
     return Run(

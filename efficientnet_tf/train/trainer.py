@@ -59,7 +59,8 @@ class State:
 
 def plan(config, strategy, workdir=None):
     """The Run of `config` in `workdir` (whose recorded seed an unset seed reuses)."""
-    return plan_run(config, strategy, rundir.recorded_seed(workdir))
+    return plan_run(config, strategy, rundir.recorded_seed(workdir),
+                    rundir.init_input_scaling(config.init_from, config.model.name))
 
 
 def build_state(run, strategy, checkpoint_dir, restore_from=None):

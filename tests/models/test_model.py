@@ -72,17 +72,39 @@ def test_parameter_count_of_b8_and_l2(name):
     assert (model.count_params(), trainable) == COMPUTED[name]
 
 
-def test_normalization_inside_the_model():
-    v1 = efficientnet.normalization_layer(registry.get("efficientnet-b0"))
+def test_input_scalings_inside_the_model():
+    mean_std = efficientnet.normalization_layer(registry.get("efficientnet-b0").normalization)
     pixel = np.array([[[[0.485 * 255, 0.456 * 255, 0.406 * 255]]]], "float32")
-    np.testing.assert_allclose(v1(pixel), 0.0, atol=1e-5)
-    np.testing.assert_allclose(v1(pixel + np.array([0.229, 0.224, 0.225], "float32") * 255), 1.0,
-                               rtol=1e-5)
-    v2 = efficientnet.normalization_layer(registry.get("efficientnetv2-s"))
-    np.testing.assert_allclose(v2(np.array([[[[0.0, 128.0, 255.0]]]], "float32")),
+    np.testing.assert_allclose(mean_std(pixel), 0.0, atol=1e-5)
+    np.testing.assert_allclose(
+        mean_std(pixel + np.array([0.229, 0.224, 0.225], "float32") * 255), 1.0, rtol=1e-5)
+    sym128 = efficientnet.normalization_layer(registry.get("efficientnetv2-s").normalization)
+    np.testing.assert_allclose(sym128(np.array([[[[0.0, 128.0, 255.0]]]], "float32")),
                                [[[[-1.0, 0.0, 127 / 128]]]])
-    v2_base = efficientnet.normalization_layer(registry.get("efficientnetv2-b0"))
-    np.testing.assert_allclose(v2_base(pixel), 0.0, atol=1e-5)  # B0-B3 normalize as V1
+    sym255 = efficientnet.normalization_layer("sym255")  # AdvProp: x * 2 / 255 - 1
+    np.testing.assert_allclose(sym255(np.array([[[[0.0, 127.5, 255.0]]]], "float32")),
+                               [[[[-1.0, 0.0, 1.0]]]], atol=1e-6)
+    assert registry.get("efficientnetv2-b0").normalization == "mean_std"  # B0-B3 as V1
+    for scaling in registry.INPUT_SCALINGS:  # the colour each maps to 0 (detectors pad with it)
+        zero = np.array(registry.zero_colour(scaling), "float32").reshape(1, 1, 1, 3)
+        np.testing.assert_allclose(efficientnet.normalization_layer(scaling)(zero), 0.0,
+                                   atol=1e-5)
+    with pytest.raises(ValueError, match="input_scaling 'sym127'; use one of mean_std"):
+        efficientnet.normalization_layer("sym127")
+
+
+def test_input_scaling_option_is_recorded_and_changes_the_model():
+    default = efficientnet_tf.create_model("efficientnet-test")
+    advprop = efficientnet_tf.create_model("efficientnet-test", input_scaling="sym255")
+    advprop.set_weights(default.get_weights())
+    images = np.random.RandomState(0).uniform(0, 255, (1, 64, 64, 3)).astype("float32")
+    logits = default(images).numpy()
+    assert np.abs(logits - advprop(images)).max() > 0.1 * np.abs(logits).max()
+    assert [efficientnet.input_scaling_of(efficientnet_tf.create_model(
+        "efficientnet-test", input_scaling=scaling)) for scaling in registry.INPUT_SCALINGS] == [
+        "mean_std", "sym128", "sym255"]
+    options = efficientnet.ModelOptions.from_kwargs(input_scaling="sym255")
+    assert efficientnet.ModelOptions.from_dict(options.to_dict()).input_scaling == "sym255"
 
 
 def test_batch_norm_settings_per_family():

@@ -43,7 +43,7 @@ def test_v1_rows(suffix):
     width, depth, resolution, dropout = V1_TABLE[suffix]
     assert (row.width, row.depth, row.eval_size, row.train_size, row.dropout_rate) == (
         width, depth, resolution, resolution, dropout)
-    assert row.family == registry.V1 and row.normalization == registry.IMAGENET
+    assert row.family == registry.V1 and row.normalization == registry.MEAN_STD
     assert (row.bn_momentum, row.bn_epsilon, row.survival_prob) == (0.99, 1e-3, 0.8)
     assert row.paper_targets is None and row.official_targets is None
 
@@ -55,7 +55,7 @@ def test_v2_rows(suffix):
             row.dropout_rate) == V2_TABLE[suffix]
     assert (row.bn_momentum, row.bn_epsilon) == (0.9, 1e-3)
     # S/M/L/XL: (x-128)/128; B0-B3: V1's ImageNet mean/std (official README).
-    expected = registry.IMAGENET if suffix.startswith("b") else registry.SYMMETRIC
+    expected = registry.MEAN_STD if suffix.startswith("b") else registry.SYM128
     assert row.normalization == expected
     assert all(block.kernel_size == 3 for block in row.blocks)
 

@@ -11,7 +11,9 @@ Eval: decode -> resize to fit size x size (aspect kept), pad bottom/right -> lab
 eval loss) -> whole batches, padding marked by image_id -1; `scale` and the original size go
 along so detections map back to the original pixels.
 
-Images stay in [0, 255]: the model normalizes (as the classification models).
+Images stay in [0, 255]: the model normalizes (as the classification models). Padding (the
+window's outside the image) has the colour the model's input scaling maps to 0, as the official
+code, which pads after normalizing, sees it.
 Elements of a detection source (sources.py): {"image", "key", "image_id", "boxes" (normalized
 ymin, xmin, ymax, xmax), "classes" (0-based), "is_crowd"}.
 """
@@ -29,9 +31,14 @@ from efficientnet_tf.data.detection import anchors as anchors_lib
 from efficientnet_tf.data.detection import labeler
 from efficientnet_tf.data.pipeline import _options, decode_skipping_bad, whole_batches
 from efficientnet_tf.data.sources import EVAL, TRAIN
+from efficientnet_tf.specs import registry
 
 AUTOTUNE = tf.data.AUTOTUNE
 PADDING_IMAGE_ID = -1
+# What the images are padded with: the colour the model's input scaling maps to 0, as the
+# official code pads after normalizing (registry.zero_colour); ImageNet's mean colour for
+# the detectors' default scaling.
+MEAN_COLOUR = registry.zero_colour(registry.MEAN_STD)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +58,7 @@ class DetectionSettings:
     max_pixels: int = image_header.MAX_PIXELS
     seed: Optional[int] = None
     deterministic: bool = False
+    pad_colour: tuple = MEAN_COLOUR  # registry.zero_colour of the model's input scaling
 
 
 class TruncationCounter:
@@ -83,10 +91,17 @@ def flip_boxes(boxes):
     return tf.stack([ymin, 1.0 - xmax, ymax, 1.0 - xmin], axis=-1)
 
 
-def _scale_and_crop(image, boxes, size, scale, offset_fraction):
+def pad_to_square(image, size, colour):
+    """`image` padded bottom/right to size x size with `colour` (3 values in [0, 255])."""
+    colour = tf.constant(colour, image.dtype)
+    return tf.image.pad_to_bounding_box(image - colour, 0, 0, size, size) + colour
+
+
+def _scale_and_crop(image, boxes, size, scale, offset_fraction, pad_colour=MEAN_COLOUR):
     """The image resized to fit a square of scale x size, a size x size window of it at
-    `offset_fraction` (2 numbers in [0, 1)) of its free range, padded bottom/right; boxes
-    (normalized) in the window's pixels, clipped to the image, and which of them keep area."""
+    `offset_fraction` (2 numbers in [0, 1)) of its free range, padded bottom/right with
+    `pad_colour`; boxes (normalized) in the window's pixels, clipped to the image, and which of
+    them keep area."""
     shape = tf.cast(tf.shape(image)[:2], tf.float32)
     image_scale = tf.minimum(scale * size / shape[0], scale * size / shape[1])
     scaled = tf.maximum(tf.round(shape * image_scale), 1.0)
@@ -94,7 +109,7 @@ def _scale_and_crop(image, boxes, size, scale, offset_fraction):
     resized = tf.image.resize(image, tf.cast(scaled, tf.int32), method="bilinear")
     offset_int = tf.cast(offset, tf.int32)
     window = resized[offset_int[0]:offset_int[0] + size, offset_int[1]:offset_int[1] + size]
-    window = tf.image.pad_to_bounding_box(window, 0, 0, size, size)
+    window = pad_to_square(window, size, pad_colour)
     pixels = boxes * tf.tile(scaled, [2]) - tf.tile(offset, [2])
     limit = tf.minimum(scaled - offset, float(size))  # the image's extent in the window
     pixels = tf.clip_by_value(pixels, 0.0, tf.tile(limit, [2]))
@@ -102,16 +117,15 @@ def _scale_and_crop(image, boxes, size, scale, offset_fraction):
     return window, pixels, keep
 
 
-def resize_to_fit(image, size):
-    """(the image resized to fit size x size with its aspect kept, padded bottom/right; the
-    scale applied): the eval and serving transform, after which detections map back to the
-    original pixels by dividing by the scale."""
+def resize_to_fit(image, size, pad_colour=MEAN_COLOUR):
+    """(the image resized to fit size x size with its aspect kept, padded bottom/right with
+    `pad_colour`; the scale applied): the eval and serving transform, after which detections
+    map back to the original pixels by dividing by the scale."""
     shape = tf.cast(tf.shape(image)[:2], tf.float32)
     scale = tf.minimum(size / shape[0], size / shape[1])
     scaled = tf.clip_by_value(tf.round(shape * scale), 1.0, float(size))
     resized = tf.image.resize(image, tf.cast(scaled, tf.int32), method="bilinear")
-    padded = tf.image.pad_to_bounding_box(resized, 0, 0, size, size)
-    return tf.clip_by_value(padded, 0.0, 255.0), scale
+    return tf.clip_by_value(pad_to_square(resized, size, pad_colour), 0.0, 255.0), scale
 
 
 def _targets(settings, anchors, boxes, classes):
@@ -164,7 +178,8 @@ def train_dataset(source, settings, input_context=None, counter=None, truncation
             boxes = tf.cond(flip, lambda: flip_boxes(boxes), lambda: boxes)
         scale = tf.random.stateless_uniform([], scale_seed, low, high)
         offset = tf.random.stateless_uniform([2], offset_seed)
-        image, boxes, keep = _scale_and_crop(image, boxes, size, scale, offset)
+        image, boxes, keep = _scale_and_crop(image, boxes, size, scale, offset,
+                                             settings.pad_colour)
         return image, tf.boolean_mask(boxes, keep), tf.boolean_mask(classes, keep), example["key"]
 
     def finish(image, boxes, classes, key):
@@ -194,7 +209,7 @@ def eval_dataset(source, settings, batch_size, input_context=None, counter=None,
         image = preprocess.decode(preprocess.within_pixel_cap(example["image"],
                                                               settings.max_pixels))
         original_size = tf.shape(image)[:2]
-        image, scale = resize_to_fit(image, size)
+        image, scale = resize_to_fit(image, size, settings.pad_colour)
         real = tf.logical_not(example["is_crowd"])  # the eval loss as the train loss
         boxes = tf.boolean_mask(tf.cast(example["boxes"], tf.float32), real) * tf.tile(
             tf.cast(original_size, tf.float32) * scale, [2])

@@ -1,4 +1,4 @@
-"""Loads the weight files that keras.applications publishes into our models.
+"""Loads the weight files that keras.applications publishes (and our own) into our models.
 
 Two formats are read, both through tf.io.gfile (so `gs://` paths work):
 - legacy Keras 2 HDF5 (`efficientnetb0.h5`, `efficientnetv2-s_notop.h5`): groups named by layer;
@@ -30,14 +30,24 @@ _IGNORED = re.compile(r"normalization(_\d+)?")
 
 @dataclasses.dataclass
 class LoadReport:
-    """What a load did: layers assigned, and file layers / model layers left alone (and why)."""
+    """What a load did: layers assigned, model layers left alone (and why), and notes (which
+    values were read: EMA shadows or plain ones)."""
 
     loaded: List[str]
     skipped: List[str]
+    notes: List[str] = dataclasses.field(default_factory=list)
 
     def __str__(self):
         text = f"loaded {len(self.loaded)} layers"
+        if self.notes:
+            text += f" ({'; '.join(self.notes)})"
         return text + (f"; skipped: {'; '.join(self.skipped)}" if self.skipped else "")
+
+
+# Where keras.applications publishes its ImageNet files (keras/src/applications/efficientnet.py
+# and efficientnet_v2.py, BASE_WEIGHTS_PATH).
+V1_URL = "https://storage.googleapis.com/keras-applications/"
+V2_URL = "https://storage.googleapis.com/tensorflow/keras-applications/efficientnet_v2/"
 
 
 def keras_file_name(spec, include_top=True):
@@ -51,22 +61,22 @@ def keras_file_name(spec, include_top=True):
     return f"{stem}.h5" if include_top else f"{stem}_notop.h5"
 
 
-def imagenet_weights_path(spec, include_top=True):
-    """The cached keras.applications ImageNet weights of `spec`, or a clear error."""
+def keras_file_url(spec, include_top=True):
+    """(URL, file name) of keras.applications' ImageNet weights of `spec`, or a clear error."""
     file_name = keras_file_name(spec, include_top)
     if file_name is None:
         raise ValueError(f"keras.applications publishes no ImageNet weights for {spec.name!r}; "
-                         "pass weights=None or the path of a weights file")
-    home = os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras"))  # local: Keras's cache
-    cache = os.path.join(home, "models")  # local: Keras's cache
-    path = os.path.join(cache, file_name)  # local: Keras's cache
-    if not os.path.exists(path):  # local: Keras's cache
-        raise ValueError(
-            f"weights='imagenet' needs {file_name} in {cache} and this framework downloads "
-            "nothing; "
-            f"fetch it where there is internet (keras.applications with weights='imagenet' puts it "
-            f"there) and pass weights=PATH or copy it into {cache}")
-    return path
+                         "pass an official checkpoint (efficientnet-tf info --weights lists "
+                         "them), the path of a weights file, or None")
+    base = V1_URL if spec.family == "efficientnet" else V2_URL
+    return base + file_name, file_name
+
+
+def keras_cache_dir():
+    """Keras's own cache of downloaded files ($KERAS_HOME/models, ~/.keras/models)."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(  # local: the user's home
+        os.path.expanduser("~"), ".keras")
+    return f"{home.rstrip('/')}/models"
 
 
 def _keras_class_name(layer):
@@ -191,23 +201,28 @@ def load_keras_applications_weights(model, path):
     return report
 
 
-def resolve(spec, weights, include_top=True):
-    """The file behind `weights` ('imagenet' or a path), checked before any model is built."""
-    if weights == "imagenet":
-        return imagenet_weights_path(spec, include_top)
-    if not tf.io.gfile.exists(weights):
-        raise ValueError(f"weights file {weights!r} does not exist; pass None, 'imagenet' or "
-                         "the path of a .h5 / .weights.h5 file")
-    return weights
-
-
-def load_weights(model, spec, weights, include_top=True):
-    """Loads `weights` ('imagenet', a keras.applications file or our .weights.h5) into `model`."""
-    path = resolve(spec, weights, include_top)
+def load_weights(model, path):
+    """Loads a keras.applications file or our own .weights.h5 at `path` into `model`."""
     if _is_our_keras3_file(path):
         model.load_weights(path)
         return LoadReport(loaded=[layer.name for layer in weighted_layers(model)], skipped=[])
     return load_keras_applications_weights(model, path)
+
+
+def load_into_detector(model, backbone_spec, path):
+    """Loads a keras.applications (or our) weights file of a detector's backbone row into the
+    detector `model`'s backbone layers (they carry the backbone's names). The file is read into
+    a backbone of its own first, so its checks (every layer present, every shape right) are the
+    classifier's."""
+    from efficientnet_tf.models import efficientnet  # imported here: efficientnet needs no weights
+
+    backbone = efficientnet.build(backbone_spec, features_only=True,
+                                  input_shape=tuple(model.input.shape[1:]))
+    report = load_weights(backbone, path)
+    for layer in weighted_layers(backbone):
+        model.get_layer(layer.name).set_weights(layer.get_weights())
+    return LoadReport(report.loaded, report.skipped + [
+        "the BiFPN and heads (the file is a backbone's: left freshly initialised)"])
 
 
 def _is_our_keras3_file(path):

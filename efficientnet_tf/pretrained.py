@@ -1,0 +1,100 @@
+"""Pretrained weights without a training run: `efficientnet-tf convert`, and `export` / `predict`
+with --weights (an official checkpoint by name, a URL or a path; models/weights).
+
+convert writes a model's variables under the official names (models/weights/official.py
+save_h5), with what the weights imply (variant, input scaling, classes, class names) in the
+file: a machine without network loads it like the original, checks included.
+"""
+
+from efficientnet_tf import export, tasks
+from efficientnet_tf.models import efficientdet, efficientnet
+from efficientnet_tf.models import weights as weights_lib
+from efficientnet_tf.specs import registry
+
+
+def variant_of(weights, model_name=None):
+    """The registry row of `weights`: `model_name`, else the variant its name or file names."""
+    if model_name:
+        return registry.get(model_name)
+    checkpoint = weights_lib.catalog.find(weights)
+    if checkpoint is not None:
+        return registry.get(checkpoint.variant)
+    if weights.endswith(".h5") and not weights.startswith(("http://", "https://")):
+        resolved = weights_lib.resolve("efficientnet-b0", weights)
+        if resolved.model_name:
+            return registry.get(resolved.model_name)
+    raise ValueError(f"--weights={weights} does not say which variant it holds: add "
+                     "--model=NAME (e.g. --model=efficientnet-b4)")
+
+
+def build(weights, model_name=None, input_scaling=None, image_size=None):
+    """(row, model, Weights, evaluation size) of pretrained `weights`: the model built to take
+    them whole (their classes, their input scaling) at their evaluation size."""
+    import efficientnet_tf
+
+    spec = variant_of(weights, model_name)
+    resolved = weights_lib.resolve(spec, weights)
+    checkpoint = resolved.checkpoint
+    size = image_size or (checkpoint.eval_size if checkpoint and checkpoint.variant == spec.name
+                          else getattr(spec, "eval_size", None))
+    options = {"input_scaling": input_scaling}
+    if isinstance(spec, registry.DetectionSpec):
+        options["input_shape"] = (size, size, 3)
+    model = efficientnet_tf.create_model(spec, weights=resolved, **options)
+    return spec, model, resolved, size
+
+
+def task_of(spec):
+    return tasks.get("detection" if isinstance(spec, registry.DetectionSpec)
+                     else "classification")
+
+
+class PretrainedTask:
+    """What export.export asks of a task, for a model with pretrained weights and no run."""
+
+    def __init__(self, spec, image_size, class_names):
+        self.spec, self.image_size, self.class_names = spec, image_size, class_names
+        self.task_class = task_of(spec)
+
+    def serving_module(self, model, top_k=5, nms=None):
+        return self.task_class.pretrained_serving_module(model, self.spec, self.image_size,
+                                                         self.class_names, top_k, nms)
+
+    def eval_dataset(self, *args, **kwargs):
+        raise ValueError("--quantize=int8 calibrates on a run's eval images; pretrained "
+                         "weights have none: use --quantize=dynamic or none")
+
+
+def export_pretrained(weights, export_path, export_format="saved_model", model_name=None,
+                      input_scaling=None, quantize="none", top_k=5, nms=None):
+    """Exports the model of pretrained `weights` as `export_format` (export.export)."""
+    spec, model, resolved, size = build(weights, model_name, input_scaling)
+    task = PretrainedTask(spec, size, resolved.class_names)
+    return export.export(task, model, export_path, export_format, quantize, top_k, nms=nms)
+
+
+def serving(weights, model_name=None, input_scaling=None, top_k=5):
+    """(task class, serving module) of pretrained `weights`, for predict."""
+    spec, model, resolved, size = build(weights, model_name, input_scaling)
+    task = PretrainedTask(spec, size, resolved.class_names)
+    return task.task_class, task.serving_module(model, top_k)
+
+
+def convert(weights, output, model_name=None, input_scaling=None):
+    """Writes pretrained `weights` (a name, URL or path) to `output` (an .h5, e.g.
+    FILE.weights.h5) under the official names; returns (path, what the file records)."""
+    if not output.endswith(".h5"):
+        raise ValueError(f"--output={output}: the converted file is an .h5 (FILE.weights.h5)")
+    spec, model, resolved, _ = build(weights, model_name, input_scaling)
+    attributes = {
+        "model": spec.name, "input_scaling": efficientnet.input_scaling_of(model),
+        "num_classes": _classes(model, spec), "class_names": list(resolved.class_names or []),
+        "source": weights, "url": resolved.checkpoint.url if resolved.checkpoint else None}
+    weights_lib.official.save_h5(model, spec, output, attributes)
+    return output, attributes
+
+
+def _classes(model, spec):
+    if isinstance(spec, registry.DetectionSpec):
+        return efficientdet.num_classes_of(model, spec)
+    return int(model.output_shape[-1])
