@@ -66,16 +66,17 @@ class PretrainedTask:
 
 
 def export_pretrained(weights, export_path, export_format="saved_model", model_name=None,
-                      input_scaling=None, quantize="none", top_k=5, nms=None):
-    """Exports the model of pretrained `weights` as `export_format` (export.export)."""
-    spec, model, resolved, size = build(weights, model_name, input_scaling)
+                      input_scaling=None, quantize="none", top_k=5, nms=None, image_size=None):
+    """Exports the model of pretrained `weights` as `export_format` (export.export), serving
+    at `image_size` (default the checkpoint's evaluation size)."""
+    spec, model, resolved, size = build(weights, model_name, input_scaling, image_size)
     task = PretrainedTask(spec, size, resolved.class_names)
     return export.export(task, model, export_path, export_format, quantize, top_k, nms=nms)
 
 
-def serving(weights, model_name=None, input_scaling=None, top_k=5):
+def serving(weights, model_name=None, input_scaling=None, top_k=5, image_size=None):
     """(task class, serving module) of pretrained `weights`, for predict."""
-    spec, model, resolved, size = build(weights, model_name, input_scaling)
+    spec, model, resolved, size = build(weights, model_name, input_scaling, image_size)
     task = PretrainedTask(spec, size, resolved.class_names)
     return task.task_class, task.serving_module(model, top_k)
 

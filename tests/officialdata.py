@@ -122,9 +122,10 @@ def write_checkpoint(values, prefix):
     """A TF1 name-based checkpoint bundle of `values` at `prefix` (what tf.compat.v1's Saver
     writes, without the graph), and the `checkpoint` state file beside it."""
     keys = sorted(values)
+    directory, base = prefix.rsplit("/", 1)
+    tf.io.gfile.makedirs(directory)
     tf.raw_ops.SaveV2(prefix=prefix, tensor_names=keys, shape_and_slices=[""] * len(keys),
                       tensors=[tf.constant(values[key]) for key in keys])
-    directory, base = prefix.rsplit("/", 1)
     with tf.io.gfile.GFile(f"{directory}/checkpoint", "w") as stream:
         stream.write(f'model_checkpoint_path: "{base}"\nall_model_checkpoint_paths: "{base}"\n')
     return prefix

@@ -15,6 +15,7 @@ from efficientnet_tf.data.detection import pipeline
 from efficientnet_tf.data.detection.sources import CocoJsonSource
 from efficientnet_tf.data.pipeline import DecodeCounter
 from efficientnet_tf.data.sources import EVAL, TRAIN
+from efficientnet_tf.specs import registry
 
 ANCHORS = anchors_lib.AnchorSettings(min_level=3, max_level=4)
 RED = (230, 20, 20)
@@ -153,6 +154,25 @@ def test_eval_batches_carry_ids_scales_and_sizes_and_mark_their_padding(tmp_path
     first_images, first = batches[0]
     np.testing.assert_allclose(first["scale"].numpy(), [0.64, 0.64])  # 100 px wide -> 64
     assert first["original_size"].numpy().tolist() == [[80, 100], [80, 100]]
-    # resized to fit: 51 rows of image (80 x 0.64 = 51.2), black padding below
-    assert float(tf.reduce_max(first_images[:, 52:])) == 0.0
+    # resized to fit: 51 rows of image (80 x 0.64 = 51.2), padding below in ImageNet's mean
+    # colour, which the detectors' mean/std scaling maps to 0 (as the official code pads)
+    np.testing.assert_allclose(first_images[:, 52:], np.broadcast_to(
+        [123.675, 116.28, 103.53], first_images[:, 52:].shape), atol=1e-4)
     assert red_share(first_images[0].numpy(), np.array([2, 2, 12, 12]) * 0.64) == 1.0
+    for scaling, colour in (("sym128", 128.0), ("sym255", 127.5)):
+        padded = pipeline.eval_dataset(source, settings(pad_colour=(colour,) * 3), batch_size=2)
+        images, _ = next(iter(padded))
+        np.testing.assert_allclose(images[:, 52:], colour, atol=1e-4)
+        assert registry.zero_colour(scaling) == (colour,) * 3
+
+
+def test_the_train_window_is_padded_with_the_colour_its_scaling_maps_to_zero():
+    """A small image scaled into a larger window: the window's outside is the pad colour."""
+    image = tf.zeros((20, 40, 3))
+    boxes = tf.constant([[0.1, 0.1, 0.9, 0.9]])
+    window, _, _ = pipeline._scale_and_crop(image, boxes, 64, tf.constant(0.5),
+                                            tf.constant([0.0, 0.0]), (127.5, 127.5, 127.5))
+    window = window.numpy()
+    assert window.shape == (64, 64, 3) and float(window[:16, :32].max()) == 0.0
+    np.testing.assert_allclose(window[16:], 127.5)
+    np.testing.assert_allclose(window[:, 32:], 127.5)

@@ -4,8 +4,9 @@ The cache is $EFFICIENTNET_TF_CACHE, else $KERAS_HOME/efficientnet_tf (~/.keras/
 any tf.io.gfile path (a bucket works). A file is kept under its URL's host and path
 (storage.googleapis.com/cloud-tpu-checkpoints/efficientnet/ckpts/efficientnet-b0.tar.gz), so two
 releases' efficientnet-b0.tar.gz never meet; an archive is unpacked once, beside itself, into a
-folder of its name. Both are written under a temporary name and renamed when complete: a killed
-download or unpacking never leaves a file or folder that looks whole.
+folder of its name. A download is written under a temporary name and renamed when complete; an
+unpacked folder counts once its marker file, written last, is there: a killed download or
+unpacking never leaves a file or folder that looks whole.
 
 Sources: https:// and http:// (urllib), gs:// and any other tf.io.gfile path.
 $EFFICIENTNET_TF_WEIGHTS_MIRROR replaces `https://storage.googleapis.com/` in every URL (e.g.
@@ -27,6 +28,7 @@ GOOGLE_STORAGE = "https://storage.googleapis.com/"
 CHUNK = 1 << 20
 TIMEOUT_SECONDS = 60
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+UNPACKED_MARKER = ".unpacked"  # written into an unpacked folder once all of it is there
 
 
 class DownloadError(ValueError):
@@ -147,23 +149,34 @@ def unpacked_dir(archive):
 
 def unpack(archive, directory=None):
     """The folder holding the files of `archive` (a tar, gzipped or not, on any filesystem),
-    unpacked there first if it is not yet. Members that would land outside it are refused."""
-    directory = directory or unpacked_dir(archive)
-    if tf.io.gfile.isdir(directory):
+    unpacked there first if it is not yet. A marker file, written last, says it is whole (a
+    folder cannot be renamed on every filesystem): a folder without it is unpacked again.
+    Members that would land outside the folder are refused."""
+    directory = (directory or unpacked_dir(archive)).rstrip("/")
+    marker = f"{directory}/{UNPACKED_MARKER}"
+    if tf.io.gfile.exists(marker):
         return directory
-    partial = f"{directory}.part-{secrets.token_hex(4)}"
+    _remove_tree(directory)  # what a kill may have left half unpacked
     try:
         with tf.io.gfile.GFile(archive, "rb") as stream, \
                 tarfile.open(fileobj=stream, mode="r:*") as tar:
             for member in tar:
-                _extract(tar, member, partial, archive)
-        tf.io.gfile.rename(partial, directory, overwrite=False)
+                _extract(tar, member, directory, archive)
+        with tf.io.gfile.GFile(marker, "w") as stream:
+            stream.write(archive)
     except (tarfile.TarError, EOFError, OSError, tf.errors.OpError) as error:
-        if tf.io.gfile.exists(partial):
-            tf.io.gfile.rmtree(partial)
+        _remove_tree(directory)
         raise DownloadError(f"cannot unpack {archive}: {error}; it is truncated or not a tar "
                             "archive: delete it to download it again") from error
     return directory
+
+
+def _remove_tree(path):
+    try:
+        if tf.io.gfile.isdir(path):
+            tf.io.gfile.rmtree(path)
+    except tf.errors.NotFoundError:  # a prefix, not a folder (object stores)
+        pass
 
 
 def _extract(tar, member, root, archive):

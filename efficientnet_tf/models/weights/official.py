@@ -232,7 +232,9 @@ class Store:
 
 def open_checkpoint(prefix):
     """The Store of a TF1 name-based checkpoint (`prefix`.index + data files; any filesystem)."""
-    reader = tf.train.load_checkpoint(prefix)
+    # The reader of the prefix itself: tf.train.load_checkpoint first asks whether the path is
+    # a folder, which object stores answer yes for a prefix of files.
+    reader = tf.compat.v1.train.NewCheckpointReader(prefix)
     shapes = reader.get_variable_to_shape_map()
     if _OBJECT_GRAPH_KEY in shapes:
         raise ValueError(f"{prefix!r} is an object-based TF2 checkpoint, not an official TF1 "
@@ -319,7 +321,8 @@ def plan(model, spec, store):
             names.append(name if name in available else alias if alias in available else None)
         if None in names:
             if target.head:  # a headless file (a converted backbone): a fresh classifier
-                reinitialised[target.layer] = "not in the file: left freshly initialised"
+                reinitialised.setdefault(target.layer,
+                                         "not in the file: left freshly initialised")
             else:
                 missing.extend(name for name, found in zip(target.names, names) if not found)
             continue
@@ -328,9 +331,9 @@ def plan(model, spec, store):
         found_shapes = tuple(store.shapes[store.key_of(name)] for name in names)
         if found_shapes != expected:
             if target.head:
-                reinitialised[target.layer] = (f"{names[0]} is {found_shapes[0]} in the file, "
-                                               f"{expected[0]} here: another number of "
-                                               "classes; left freshly initialised")
+                reinitialised.setdefault(target.layer, (
+                    f"{names[0]} is {found_shapes[0]} in the file, {expected[0]} here: another "
+                    "number of classes; left freshly initialised"))
                 continue
             shapes.append(f"{names[0]}: {found_shapes[0]} in the file, {expected[0]} in "
                           f"{target.layer}")
@@ -354,6 +357,11 @@ def plan(model, spec, store):
                                f"model (first: {', '.join(unexpected[:3])})")
     if shapes:
         result.problems.append(f"{len(shapes)} shapes differ (first: {'; '.join(shapes[:2])})")
+    covered = {id(target.variable) for target in targets}
+    unfilled = [w.path for w in model.weights if id(w) not in covered]
+    if unfilled:
+        result.problems.append(f"{len(unfilled)} model variables have no official name "
+                               f"(first: {', '.join(unfilled[:3])})")
     result.ignored = sorted(set(store.shapes) - {key for _, keys in result.assignments
                                                  for key in keys})
     result.names = sum(len(keys) for _, keys in result.assignments)

@@ -1,0 +1,159 @@
+"""Fine-tuning from official weights (--config.init_from): the run takes the checkpoint's input
+scaling, its model starts from the checkpoint's values (the class predictor fresh for the
+run's classes), and what the run records, checkpoints and exports keeps them."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from imagedata import write_coco_boxes, write_folder
+
+import officialdata as od
+from efficientnet_tf import rundir, tasks
+from efficientnet_tf.models import efficientnet
+from efficientnet_tf.train import config as config_lib, trainer
+
+TOLERANCE = 1e-4
+
+
+def reference(reference_id):
+    return od.reference_arrays(reference_id)
+
+
+def relative(ours, theirs):
+    return float(np.abs(np.asarray(ours) - theirs).max() / np.abs(theirs).max())
+
+
+def features(model, images):
+    head = keras.Model(model.input, model.get_layer("top_activation").output)
+    return head(images, training=False).numpy()
+
+
+def classification_config(root, init_from, **overrides):
+    config = config_lib.base_config()
+    config.model.name = "efficientnetv2-b0"
+    config.data.source = "folder"
+    config.data.root = str(root)
+    config.data.eval_percent = 25
+    config.data.deterministic = True
+    config.augment.kind = "none"
+    config.train.batch_size = 2
+    config.train.steps = 1
+    config.train.seed = 0
+    config.train.image_size = 64
+    config.progressive.schedule = "none"
+    config.eval.batch_size = 2
+    config.eval.image_size = 128
+    config.init_from = init_from
+    for key, value in overrides.items():
+        section, name = key.split(".")
+        config[section][name] = value
+    return config
+
+
+def lookalike_archive(tmp_path, variant="efficientnetv2-b0", layout="ema"):
+    folder = tmp_path / "official" / variant
+    od.write_checkpoint(od.checkpoint_values(od.names(variant), layout, ("RMSProp",)),
+                        str(folder / "model"))
+    return od.pack(str(folder), str(tmp_path / f"{variant}.tgz"))
+
+
+def test_init_from_an_official_checkpoint_gives_the_run_its_values_and_scaling(tmp_path):
+    root = write_folder(tmp_path / "photos", per_class=4)
+    archive = lookalike_archive(tmp_path)
+    config = classification_config(root, archive, **{"model.input_scaling": "sym128"})
+    run = trainer.plan(config, tf.distribute.get_strategy())
+    assert run.model.input_scaling == "sym128" and run.num_classes == 3
+    task = tasks.create(run)
+    model = task.build_model()
+    skipped = rundir.initialize(task, model, run.init_from)
+    assert skipped == ["predictions (efficientnetv2-b0/head/dense/kernel is (1280, 1000) in the "
+                       "file, (1280, 3) here: another number of classes; left freshly "
+                       "initialised)"]
+    expected = reference("efficientnetv2-b0.128x128.sym128")["features"]
+    assert relative(features(model, od.image(128, 128)), expected) <= TOLERANCE
+
+    # A name sets the scaling (no download to plan); a contradiction is an error.
+    tagged = classification_config(root, "efficientnetv2-b0/imagenet21k-ft1k")
+    assert trainer.plan(tagged, tf.distribute.get_strategy()).model.input_scaling == "sym255"
+    advprop = classification_config(root, "efficientnet-b0/advprop",
+                                    **{"model.name": "efficientnet-b0"})
+    assert trainer.plan(advprop, tf.distribute.get_strategy()).model.input_scaling == "sym255"
+    wrong = classification_config(root, "efficientnetv2-b0/imagenet21k-ft1k",
+                                  **{"model.input_scaling": "mean_std"})
+    with pytest.raises(ValueError, match="input_scaling 'mean_std' contradicts init_from "
+                       "'efficientnetv2-b0/imagenet21k-ft1k', which expect 'sym255'"):
+        trainer.plan(wrong, tf.distribute.get_strategy())
+    # Without a choice the run takes the row's (V2-B0: ImageNet mean/std, as keras.applications).
+    plain = classification_config(root, "")
+    assert trainer.plan(plain, tf.distribute.get_strategy()).model.input_scaling == "mean_std"
+
+
+@pytest.mark.slow
+def test_a_fine_tuning_run_keeps_the_official_values_through_checkpoint_and_export(tmp_path):
+    """One step at learning rate 0 with frozen BN statistics: the run's checkpoint, the run that
+    starts from it, and its SavedModel all still hold the official values."""
+    root = write_folder(tmp_path / "photos", per_class=4)
+    archive = lookalike_archive(tmp_path)
+    config = classification_config(root, archive, **{
+        "model.input_scaling": "sym128", "model.bn_momentum": 1.0, "optimizer.lr_per_256": 0.0,
+        "optimizer.warmup_epochs": 0.0, "optimizer.schedule": "constant",
+        "train.weight_decay": 0.0})
+    workdir = str(tmp_path / "run")
+    trainer.train_and_evaluate(config, workdir)
+    recorded = json.loads(tf.io.gfile.GFile(f"{workdir}/config.json").read())
+    assert recorded["resolved"]["model"]["input_scaling"] == "sym128"
+    model, _, _ = rundir.restore_model(workdir)
+    expected = reference("efficientnetv2-b0.128x128.sym128")["features"]
+    assert relative(features(model, od.image(128, 128)), expected) <= TOLERANCE
+    assert efficientnet.input_scaling_of(model) == "sym128"
+    # A second run fine-tunes from this one: the recorded scaling comes along.
+    again = classification_config(root, workdir)
+    assert trainer.plan(again, tf.distribute.get_strategy()).model.input_scaling == "sym128"
+    export_dir = rundir.export_workdir(workdir, str(tmp_path / "export"))
+    served = tf.saved_model.load(export_dir).signatures["predict_images"]
+    logits = served(images=tf.constant(od.image(128, 128)))["logits"].numpy()
+    assert relative(logits, model(od.image(128, 128), training=False).numpy()) <= TOLERANCE
+
+
+@pytest.mark.slow
+def test_a_detector_fine_tuned_from_coco_keeps_its_box_net(tmp_path):
+    """init_from an official COCO detector into a 2-class run: the box net and everything but
+    the class predictor come from the checkpoint, through a real run."""
+    write_coco_boxes(f"{tmp_path}/data/train", 4, seed=0)
+    write_coco_boxes(f"{tmp_path}/data/eval", 2, seed=1)
+    folder = tmp_path / "official" / "efficientdet-d0"
+    od.write_checkpoint(od.checkpoint_values(od.names("efficientdet-d0"), "ema", ("Momentum",)),
+                        str(folder / "model"))
+    config = config_lib.base_config()
+    config.task = "detection"
+    config.model.name = "efficientdet-d0"
+    config.model.bn_momentum = 1.0
+    config.data.source = "coco_json"
+    for split in ("train", "eval"):
+        config.data[f"{split}_annotations"] = f"{tmp_path}/data/{split}/annotations.json"
+        config.data[f"{split}_images"] = f"{tmp_path}/data/{split}/images"
+    config.data.deterministic = True
+    config.train.image_size = 128
+    config.train.batch_size = 2
+    config.train.steps = 1
+    config.train.seed = 0
+    config.train.weight_decay = 0.0
+    config.train.ema_decay = 0.0
+    config.optimizer.name = "sgd"
+    config.optimizer.lr_per_256 = 0.0
+    config.optimizer.warmup_epochs = 0.0
+    config.eval.batch_size = 2
+    config.init_from = str(folder)
+    workdir = str(tmp_path / "run")
+    results = trainer.train_and_evaluate(config, workdir)
+    assert results["steps"] == 1
+    model, run, _ = rundir.restore_model(workdir)
+    assert run.model.input_scaling == "mean_std" and run.num_classes == 2
+    found = model(od.image(128, 128), training=False)
+    expected = reference("efficientdet-d0.128x128.meanstd")
+    for level in range(3, 8):
+        assert relative(found[f"boxes_{level}"], expected[f"box_{level}"]) <= TOLERANCE
+    assert found["classes_3"].shape == (1, 16, 16, 18)
