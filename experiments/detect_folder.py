@@ -3,14 +3,17 @@
     efficientnet-tf train --config=experiments/detect_folder.py:efficientdet-d0 --workdir=runs/my \
         --config.data.train_annotations=DATA/train.json --config.data.train_images=DATA/train \
         --config.data.eval_annotations=DATA/val.json --config.data.eval_images=DATA/val \
-        --config.init_from=efficientnetb0_notop.h5 [--config.train.epochs=50]
+        --config.init_from=efficientdet-d0/coco [--config.train.epochs=50]
 
 The argument picks the detector (":efficientdet-d0", the default; D0 for a few thousand images,
 a larger row for more data and time). Hardware: a GPU or a TPU; on a laptop CPU D0 trains some
-6 images/s at 512 px. `init_from` takes the backbone's keras.applications weights (the
-ImageNet-trained EfficientNet of the row: efficientnetb0_notop.h5 for D0, b1 for D1, ...) or a
-workdir of ours (a detector trained before: its class predictor is re-initialised when the
-classes differ). Classes come from the file's categories in id order, 0-based.
+6 images/s at 512 px. `init_from` takes the official COCO detector of the row
+('efficientdet-d0/coco', downloaded on first use: everything but the class predictor, which
+starts fresh for your classes), an official classifier checkpoint of its backbone
+('efficientnet-b0/noisy-student': the backbone only), 'imagenet' (the backbone's
+keras.applications weights), a path, or a workdir of ours (a detector trained before: its class
+predictor is re-initialised when the classes differ). Classes come from the file's categories
+in id order, 0-based.
 
 The recipe is coco_det.py's (automl's), shortened: 50 epochs with a 1-epoch warmup, a cosine
 decay and an EMA over about the last 1,000 steps (0.999); SGD at automl's 0.08 per 64 images;

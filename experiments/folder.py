@@ -2,7 +2,11 @@
 
     efficientnet-tf train --config=experiments/folder.py --workdir=runs/mine \
         --config.data.root=/path/to/photos [--config.data.eval_root=/path/to/validation] \
-        [--config.train.epochs=30] [--config.init_from=efficientnetv2-b0.h5]
+        [--config.train.epochs=30] [--config.init_from=efficientnetv2-b0/imagenet21k-ft1k]
+
+init_from: pretrained weights to fine-tune from (downloaded on first use): an official
+checkpoint of the variant by name (`efficientnet-tf info --weights`; it sets the input scaling
+the checkpoint was trained with), 'imagenet' (keras.applications'), a path, or a run of ours.
 
 The argument picks the variant (":efficientnetv2-b0", the default). Hardware: any; a laptop CPU
 trains efficientnetv2-b0 on a thousand 96-px images in a few minutes.

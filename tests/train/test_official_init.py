@@ -2,7 +2,9 @@
 scaling, its model starts from the checkpoint's values (the class predictor fresh for the
 run's classes), and what the run records, checkpoints and exports keeps them."""
 
+import importlib.util
 import json
+import os
 
 import keras
 import numpy as np
@@ -157,3 +159,39 @@ def test_a_detector_fine_tuned_from_coco_keeps_its_box_net(tmp_path):
     for level in range(3, 8):
         assert relative(found[f"boxes_{level}"], expected[f"box_{level}"]) <= TOLERANCE
     assert found["classes_3"].shape == (1, 16, 16, 18)
+
+
+def load_experiment(name):
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "experiments", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_recipes_for_your_own_data_start_from_official_names(tmp_path):
+    """experiments/folder.py and detect_folder.py with init_from an official name: planned
+    with the checkpoint's scaling and the fine-tuning path (nothing downloaded to plan)."""
+    folder, detect_folder = (load_experiment(name) for name in ("folder", "detect_folder"))
+    root = write_folder(tmp_path / "photos", per_class=4)
+    config = folder.get_config("efficientnetv2-b0")
+    config.data.root = str(root)
+    config.data.eval_percent = 25
+    config.init_from = "efficientnetv2-b0/imagenet21k-ft1k"
+    run = trainer.plan(config, tf.distribute.get_strategy())
+    assert run.model.input_scaling == "sym255"
+    decided = {decision.key: decision.value for decision in run.decisions}
+    assert decided["data.crop"] == "whole"  # the fine-tuning path
+    assert decided["progressive.image_size_min"] == decided["progressive.image_size_max"]
+
+    write_coco_boxes(f"{tmp_path}/boxes/train", 2, seed=0)
+    write_coco_boxes(f"{tmp_path}/boxes/eval", 2, seed=1)
+    config = detect_folder.get_config("efficientdet-d0,runlocal")
+    for split in ("train", "eval"):
+        config.data[f"{split}_annotations"] = f"{tmp_path}/boxes/{split}/annotations.json"
+        config.data[f"{split}_images"] = f"{tmp_path}/boxes/{split}/images"
+    config.init_from = "efficientdet-d0/coco"
+    run = trainer.plan(config, tf.distribute.get_strategy())
+    assert run.model.input_scaling == "mean_std" and run.class_names == ("red", "blue")
+    config.init_from = "efficientdet-d0/det-advprop"
+    assert trainer.plan(config, tf.distribute.get_strategy()).model.input_scaling == "sym255"
