@@ -19,6 +19,8 @@ def variant_of(weights, model_name=None):
     checkpoint = weights_lib.catalog.find(weights)
     if checkpoint is not None:
         return registry.get(checkpoint.variant)
+    if weights_lib.mistyped_name(weights):  # resolve says which tags there are
+        return registry.get(weights.split("/", 1)[0])
     if weights.endswith(".h5") and not weights.startswith(("http://", "https://")):
         resolved = weights_lib.resolve("efficientnet-b0", weights)
         if resolved.model_name:

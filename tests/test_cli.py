@@ -24,12 +24,13 @@ COMMAND = [SCRIPT] if os.path.exists(SCRIPT) else [sys.executable, "-m", "effici
 FOLDER = "--config=experiments/folder.py:efficientnetv2-test"
 
 
-def cli(*args, file_size_limit=None):
+def cli(*args, file_size_limit=None, env=None):
     """(exit code, stderr lines) of the command line with `args`."""
     def limit():  # a full disk, as a process sees it: writes past the limit fail (EFBIG)
         resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
 
-    result = subprocess.run(COMMAND + list(args), cwd=ROOT, env=ENV, capture_output=True,
+    result = subprocess.run(COMMAND + list(args), cwd=ROOT, env={**ENV, **(env or {})},
+                            capture_output=True,
                             text=True, timeout=300,
                             preexec_fn=limit if file_size_limit else None)
     return result.returncode, result.stderr.strip().splitlines()
@@ -52,7 +53,14 @@ def workdir(tmp_path_factory):
     (["train", FOLDER, "--config.train.epochs=abc"], "could not convert string to float"),
     (["train", "--config=experiments/nowhere.py", "--workdir=/tmp/x"],
      "config file 'experiments/nowhere.py' does not exist"),
-    (["fly"], "usage: efficientnet-tf {info|train|eval|export|predict|scale-search|demo|tpu}"),
+    (["fly"], "usage: efficientnet-tf {info|train|eval|export|predict|convert|scale-search|demo|"
+     "tpu}"),
+    (["convert", "--weights=efficientnet-b0/baseline"], "convert needs --output=FILE.weights.h5"),
+    (["convert", "--weights=efficientnet-b0/noisy", "--output=/tmp/b0.weights.h5"],
+     "unknown checkpoint 'efficientnet-b0/noisy': efficientnet-b0 has baseline, autoaugment, "
+     "advprop, noisy-student"),
+    (["predict", "--weights=/tmp/model.ckpt", "/tmp/a.jpg"],
+     "--weights=/tmp/model.ckpt does not say which variant it holds: add --model=NAME"),
     (["demo", "segmentation", "--workdir=/tmp/x"],
      "demo takes no argument, 'detection' or 'scaling', got 'segmentation'"),
     (["scale-search", "--workdir=/tmp/x"], "scale-search needs --config=experiments/FILE.py"),
@@ -113,3 +121,29 @@ def test_predict_on_a_missing_export_says_it_does_not_exist(tmp_path):
     code, lines = cli("predict", f"--export_dir={tmp_path}/export", f"{tmp_path}/a.jpg")
     assert code == 2 and lines[-1] == (f"efficientnet-tf predict: error: '{tmp_path}/export' "
                                        "does not exist")
+
+
+def test_info_lists_the_official_checkpoints():
+    result = subprocess.run(COMMAND + ["info", "--weights"], cwd=ROOT, env=ENV,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    rows = [line for line in lines if line.startswith(("efficientnet", "efficientdet"))]
+    assert len(rows) == 78 and "78 checkpoints." in result.stdout
+    assert rows[0].split()[:5] == ["efficientnet-b0/baseline", "1000", "mean_std", "224",
+                                   "shadows"]
+    assert any(row.startswith("efficientnetv2-xl/imagenet21k ") and " 21843 " in row
+               for row in rows)
+
+
+def test_a_download_without_network_is_one_line_and_exit_1(tmp_path):
+    from weightserver import closed_port
+
+    code, lines = cli("convert", "--weights=efficientnet-b0/baseline",
+                      f"--output={tmp_path}/b0.weights.h5",
+                      env={"EFFICIENTNET_TF_WEIGHTS_MIRROR": f"http://127.0.0.1:{closed_port()}",
+                           "EFFICIENTNET_TF_CACHE": str(tmp_path / "cache")})
+    assert code == 1 and "Traceback" not in "\n".join(lines), lines[-20:]
+    assert lines[-1].startswith("efficientnet-tf convert: error: cannot download http://127.0.0.1")
+    assert f"put it at {tmp_path}/cache/storage.googleapis.com/cloud-tpu-checkpoints/" \
+           "efficientnet/ckpts/efficientnet-b0.tar.gz" in lines[-1]

@@ -291,3 +291,16 @@ def test_pretrained_exports_and_converted_files_keep_the_outputs(tmp_path):
     folded = {key.replace("classes_", "class_").replace("boxes_", "box_"): value.numpy()
               for key, value in module.model(od.image(128, 128), training=False).items()}
     assert max(errors(folded, reference).values()) <= TOLERANCE
+
+
+def test_an_unpacked_official_folder_by_its_relative_prefix(tmp_path, monkeypatch):
+    """'efficientnetv2-b0/model', as the official tutorials name the unpacked checkpoint, is a
+    path, not a mistyped name."""
+    monkeypatch.chdir(tmp_path)
+    write_lookalike("efficientnetv2-b0", "efficientnetv2-b0", "plain", ())
+    _, scaling, reference = reference_case("efficientnetv2-b0.128x128.sym128")
+    model = efficientnet_tf.create_model("efficientnetv2-b0", weights="efficientnetv2-b0/model",
+                                         input_scaling=scaling)
+    assert max(errors(outputs_of(model, od.image(128, 128)), reference).values()) <= TOLERANCE
+    with pytest.raises(ValueError, match="unknown checkpoint 'efficientnetv2-b0/modle'"):
+        efficientnet_tf.create_model("efficientnetv2-b0", weights="efficientnetv2-b0/modle")

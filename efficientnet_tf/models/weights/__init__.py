@@ -146,8 +146,7 @@ def _checkpoint(spec, value):
     spec = registry.get(spec)
     checkpoint = catalog.find(value, spec.name)
     if checkpoint is None:
-        if (not tf.io.gfile.exists(value) and not value.startswith(("http://", "https://"))
-                and catalog.looks_like_a_tag(value)):
+        if mistyped_name(value):
             variant = value.split("/", 1)[0]
             raise ValueError(f"unknown checkpoint {value!r}: {variant} has "
                              f"{', '.join(catalog.tags_of(variant)) or 'no official tags'} "
@@ -158,6 +157,14 @@ def _checkpoint(spec, value):
         return checkpoint
     raise ValueError(f"checkpoint {checkpoint.name!r} holds {checkpoint.variant}; this model is "
                      f"{spec.name} (its tags: {', '.join(catalog.tags_of(spec.name)) or 'none'})")
+
+
+def mistyped_name(value):
+    """Whether `value` reads as VARIANT/TAG of a registered variant, with no such tag and no
+    such file, folder or checkpoint prefix (e.g. an unpacked 'efficientnetv2-b0/model')."""
+    if value.startswith(("http://", "https://")) or not catalog.looks_like_a_tag(value):
+        return False
+    return not (tf.io.gfile.exists(value) or tf.io.gfile.exists(f"{value}.index"))
 
 
 def resolve(spec, value, include_top=True):

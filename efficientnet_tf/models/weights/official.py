@@ -1,30 +1,13 @@
-"""The official checkpoints' variable names, derived from our models, and loading by those names.
+"""Official checkpoints read and written by name: TF1 bundles, automl's EfficientDet .h5.
 
-The official EfficientNet (tensorflow/tpu), EfficientNetV2 and EfficientDet (google/automl)
-releases are TF1 name-based checkpoints; automl also publishes EfficientDet as tf_keras `.h5`
-files with the same names. A name is a scope path, made by the official code's layer counters:
-
-  classifier   <model>/stem/{conv2d, tpu_batch_normalization}
-               <model>/blocks_<n>/...  n counts every block of every stage from 0
-               <model>/head/{conv2d, tpu_batch_normalization, dense}
-  in a block   convolutions conv2d, conv2d_1, ... and batch norms tpu_batch_normalization,
-               tpu_batch_normalization_1, ... in creation order (MBConv: expand, project;
-               without expansion only project), the depthwise conv depthwise_conv2d, and the
-               squeeze-excite's two convolutions se/conv2d (reduce), se/conv2d_1 (expand)
-  detector     <backbone>/... (no head), resample_p6/{conv2d, bn},
-               fpn_cells/cell_<c>/fnode<n>/{WSM, WSM_1, ..} (one scalar per fusion input),
-                 resample_<k>_<i>_<id>/{conv2d, bn} (input k, from feature i), and
-                 op_after_combine<id>/{conv, bn} with id = number of levels + n,
-               class_net/class-<i> (shared separable conv), class_net/class-<i>-bn-<level>,
-               class_net/class-predict, and the same under box_net/box-...
-
-Our layers create their sublayers in the official order, so the names are derived from our
-model's structure (official_targets), not typed out: every checkpoint of every variant, scaled
-or not, maps by the same rules. A load checks everything before it assigns anything: every
-model variable found with its shape, every checkpoint variable used or deliberately skipped
-(EMA shadows of used names, optimizer slots, global_step, a classifier head of another size).
+The official releases are TF1 name-based checkpoints (a tf.compat.v1 Saver's bundle); automl also
+publishes EfficientDet as tf_keras `.h5` files with the same names. A Store holds a file's
+names and shapes; plan() matches them with our model's (names.py: derived from its structure)
+and checks everything before load() assigns anything: every model variable found with its
+shape, every checkpoint variable used or deliberately left (the plain values beside EMA
+shadows, optimizer slots, global_step, a classifier head the model lacks or of another size).
 EMA shadows (`<name>/ExponentialMovingAverage`) are read where present, as the official
-evaluation does.
+evaluation does. save_h5 writes a model back under the official names (`convert`).
 """
 
 import dataclasses
@@ -34,14 +17,12 @@ import tempfile
 from typing import List, Tuple
 
 import h5py
-import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from efficientnet_tf.models import bifpn as bifpn_lib
-from efficientnet_tf.models import efficientdet, efficientnet
-from efficientnet_tf.models import layers as layers_lib
+from efficientnet_tf.models import efficientdet
+from efficientnet_tf.models.weights.names import Target, optional_layer, targets_of
 from efficientnet_tf.specs import registry
 
 SHADOW = "/ExponentialMovingAverage"
@@ -49,162 +30,7 @@ SHADOW = "/ExponentialMovingAverage"
 # EfficientDet's SGD; Adam for fine-tuned files), and the step counter.
 SLOT_SUFFIXES = ("/RMSProp", "/RMSProp_1", "/Momentum", "/Adam", "/Adam_1")
 BOOKKEEPING = ("global_step",)
-BATCH_NORM = "tpu_batch_normalization"
 _OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
-
-
-@dataclasses.dataclass
-class Target:
-    """One of our variables and the official name(s) that fill it: one name, or several scalars
-    stacked in order (a fusion node's weights)."""
-
-    variable: object
-    names: Tuple[str, ...]
-    layer: str  # our layer's name, for messages
-    head: bool = False  # the class predictor: left fresh when the checkpoint's size differs
-
-    @property
-    def stacked(self):
-        return len(self.names) > 1 or not self.variable.shape
-
-
-def _variables_of(layer):
-    """[(official leaf name, variable)] of a leaf layer, in the official order."""
-    if isinstance(layer, keras.layers.BatchNormalization):
-        return [("gamma", layer.gamma), ("beta", layer.beta), ("moving_mean", layer.moving_mean),
-                ("moving_variance", layer.moving_variance)]
-    if isinstance(layer, keras.layers.SeparableConv2D):
-        pairs = [("depthwise_kernel", layer.depthwise_kernel),
-                 ("pointwise_kernel", layer.pointwise_kernel)]
-    elif isinstance(layer, keras.layers.DepthwiseConv2D):
-        pairs = [("depthwise_kernel", layer.kernel)]
-    elif isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
-        pairs = [("kernel", layer.kernel)]
-    else:
-        raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) has no official "
-                         "counterpart; load official weights into an unfolded model")
-    return pairs + ([("bias", layer.bias)] if layer.use_bias else [])
-
-
-def _kind(layer):
-    """The official layer counter a leaf layer advances."""
-    if isinstance(layer, keras.layers.DepthwiseConv2D):
-        return "depthwise_conv2d"
-    if isinstance(layer, keras.layers.Conv2D):
-        return "conv2d"
-    if isinstance(layer, keras.layers.BatchNormalization):
-        return BATCH_NORM
-    if isinstance(layer, keras.layers.Dense):
-        return "dense"
-    raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) has no official name")
-
-
-def _children(layer):
-    return list(layer._flatten_layers(include_self=False, recursive=False))
-
-
-def _scope_targets(layers, scope, head_layer=None):
-    """Targets of `layers` (in creation order) under the official `scope`: each kind counted
-    (conv2d, conv2d_1, ...); a squeeze-excite is the sub-scope `se` with counters of its own."""
-    targets, counts = [], {}
-    for layer in layers:
-        if isinstance(layer, layers_lib.SqueezeExcite):
-            targets += _scope_targets(_children(layer), f"{scope}/se")
-            continue
-        if not layer.weights:
-            continue
-        kind = _kind(layer)
-        index = counts.get(kind, 0)
-        counts[kind] = index + 1
-        name = f"{scope}/{kind}" + (f"_{index}" if index else "")
-        targets += [Target(variable, (f"{name}/{leaf}",), layer.name,
-                           head=layer.name == head_layer)
-                    for leaf, variable in _variables_of(layer)]
-    return targets
-
-
-def _optional(model, name):
-    try:
-        return model.get_layer(name)
-    except ValueError:
-        return None
-
-
-def backbone_targets(model, spec, scope):
-    """Targets of a classifier's stem and blocks (a detector's backbone) under `scope`."""
-    blocks = [name for stage in efficientnet.block_names(spec) for name in stage]
-    targets = _scope_targets([model.get_layer("stem_conv"), model.get_layer("stem_bn")],
-                             f"{scope}/stem")
-    for index, name in enumerate(blocks):
-        targets += _scope_targets(_children(model.get_layer(name)), f"{scope}/blocks_{index}")
-    return targets
-
-
-def classifier_targets(model, spec, scope):
-    """Targets of every variable of a classifier (efficientnet.build of `spec`)."""
-    head = [layer for layer in (_optional(model, name) for name in
-                                ("top_conv", "top_bn", "predictions")) if layer is not None]
-    return (backbone_targets(model, spec, scope)
-            + _scope_targets(head, f"{scope}/head", head_layer="predictions"))
-
-
-def detector_targets(model, spec, scope):
-    """Targets of every variable of an EfficientDet (efficientdet.build of `spec`)."""
-    targets = backbone_targets(model, registry.get(spec.backbone), scope)
-    for level in range(6, spec.max_level + 1):  # P6 from C5 by a 1x1 conv + BN; the rest pool
-        layers = [_optional(model, f"p{level}_{part}") for part in ("conv", "bn")]
-        targets += _rename(_scope_targets([x for x in layers if x], f"resample_p{level}"),
-                           {BATCH_NORM: "bn"})
-    levels = spec.max_level - spec.min_level + 1
-    nodes = bifpn_lib.bifpn_nodes(spec.min_level, spec.max_level)
-    for cell in range(spec.fpn_repeats):
-        for index, (_, inputs) in enumerate(nodes):
-            ours = bifpn_lib.node_name(f"fpn_cell{cell}", index)
-            theirs = f"fpn_cells/cell_{cell}/fnode{index}"
-            node_id = levels + index
-            for position, feature in enumerate(inputs):
-                resample = bifpn_lib.resample_name(ours, position, feature)
-                layers = [_optional(model, f"{resample}_{part}") for part in ("conv", "bn")]
-                targets += _rename(_scope_targets(
-                    [x for x in layers if x], f"{theirs}/resample_{position}_{feature}_{node_id}"),
-                    {BATCH_NORM: "bn"})
-            fusion = model.get_layer(f"{ours}_fusion")
-            if fusion.weights:  # fast / softmax fusion: one scalar WSM per input
-                targets.append(Target(fusion.fusion_weights, tuple(
-                    f"{theirs}/WSM" + (f"_{k}" if k else "") for k in range(len(inputs))),
-                    fusion.name))
-            for part, official in (("conv", "conv"), ("bn", "bn")):
-                layer = model.get_layer(f"{ours}_{part}")
-                targets += [Target(variable, (f"{theirs}/op_after_combine{node_id}/{official}/"
-                                              f"{leaf}",), layer.name)
-                            for leaf, variable in _variables_of(layer)]
-    for head, short in (("class_net", "class"), ("box_net", "box")):
-        targets += _head_targets(model, spec, head, short)
-    return targets
-
-
-def _head_targets(model, spec, head, short):
-    targets = []
-    for repeat in range(spec.head_repeats):
-        layer = model.get_layer(f"{head}_conv{repeat}")
-        targets += [Target(v, (f"{head}/{short}-{repeat}/{leaf}",), layer.name)
-                    for leaf, v in _variables_of(layer)]
-        for level in range(spec.min_level, spec.max_level + 1):
-            layer = model.get_layer(f"{head}_bn{repeat}_level{level}")
-            targets += [Target(v, (f"{head}/{short}-{repeat}-bn-{level}/{leaf}",), layer.name)
-                        for leaf, v in _variables_of(layer)]
-    layer = model.get_layer(f"{head}_predict")
-    return targets + [Target(v, (f"{head}/{short}-predict/{leaf}",), layer.name,
-                             head=head == "class_net") for leaf, v in _variables_of(layer)]
-
-
-def _rename(targets, parts):
-    """The targets with each name's layer part renamed (the BiFPN calls its BNs `bn`)."""
-    for target in targets:
-        target.names = tuple(re.sub(r"/([^/]+)/(?=[^/]+$)",
-                                    lambda m: f"/{parts.get(m.group(1), m.group(1))}/", name)
-                             for name in target.names)
-    return targets
 
 
 class Store:
@@ -293,85 +119,90 @@ class Plan:
 
     assignments: List[Tuple[Target, Tuple[str, ...]]]  # (target, the store keys it reads)
     skipped: List[str]  # our layers left as they are, and why
-    ignored: List[str]  # checkpoint variables deliberately not read, and why
     problems: List[str]  # what makes the load impossible
-    shadows: int = 0  # values read from EMA shadows
-    names: int = 0  # official names read
+    unused_head: bool = False  # the file's classifier head, which the model does not have
+
+    @property
+    def keys(self):
+        return [key for _, keys in self.assignments for key in keys]
+
+
+def _match(target, store, available):
+    """("assign", store keys) for a target, ("fresh", why) for a class predictor that stays
+    fresh, ("missing", names) or ("shape", what differs)."""
+    names = []
+    for name in target.names:
+        alias = _head_alias(name)
+        names.append(name if name in available else alias if alias in available else None)
+    if None in names:
+        if target.head:  # a headless file (a converted backbone): a fresh classifier
+            return "fresh", "not in the file: left freshly initialised"
+        return "missing", [name for name, found in zip(target.names, names) if not found]
+    expected = ((),) * len(names) if target.stacked else (tuple(target.variable.shape),)
+    found = tuple(store.shapes[store.key_of(name)] for name in names)
+    if found == expected:
+        return "assign", tuple(store.key_of(name) for name in names)
+    if target.head:
+        return "fresh", (f"{names[0]} is {found[0]} in the file, {expected[0]} here: another "
+                         "number of classes; left freshly initialised")
+    return "shape", f"{names[0]}: {found[0]} in the file, {expected[0]} in {target.layer}"
 
 
 def plan(model, spec, store):
-    """The Plan of loading `store` into `model` (built from `spec`)."""
+    """The Plan of loading `store` into `model` (built from `spec`): every model variable found
+    with its shape, every checkpoint variable used or deliberately left (EMA decoys, slots,
+    global_step, a classifier head the model lacks)."""
     scope = checkpoint_scope(store)
-    detector = isinstance(spec, registry.DetectionSpec)
-    targets = (detector_targets(model, spec, scope) if detector
-               else classifier_targets(model, spec, scope))
+    targets = targets_of(model, spec, scope)
     available = store.plain_names()
-    backbone_only = detector and not any(name.startswith("fpn_cells/") for name in available)
-    result = Plan([], [], [], [])
-    used, missing, shapes = set(), [], []
-    reinitialised = {}
+    # A detector from a classifier checkpoint: the backbone only.
+    backbone_only = (isinstance(spec, registry.DetectionSpec)
+                     and not any(name.startswith("fpn_cells/") for name in available))
+    result, fresh, missing, shapes = Plan([], [], []), {}, [], []
     for target in targets:
         if backbone_only and not target.names[0].startswith(f"{scope}/"):
-            reinitialised.setdefault(target.layer, "the checkpoint is a classifier's: only the "
-                                     "backbone is loaded")
+            fresh.setdefault(target.layer, "the checkpoint is a classifier's: only the "
+                             "backbone is loaded")
             continue
-        names = []
-        for name in target.names:
-            alias = _head_alias(name)
-            names.append(name if name in available else alias if alias in available else None)
-        if None in names:
-            if target.head:  # a headless file (a converted backbone): a fresh classifier
-                reinitialised.setdefault(target.layer,
-                                         "not in the file: left freshly initialised")
-            else:
-                missing.extend(name for name, found in zip(target.names, names) if not found)
-            continue
-        used.update(names)
-        expected = ((),) * len(names) if target.stacked else (tuple(target.variable.shape),)
-        found_shapes = tuple(store.shapes[store.key_of(name)] for name in names)
-        if found_shapes != expected:
-            if target.head:
-                reinitialised.setdefault(target.layer, (
-                    f"{names[0]} is {found_shapes[0]} in the file, {expected[0]} here: another "
-                    "number of classes; left freshly initialised"))
-                continue
-            shapes.append(f"{names[0]}: {found_shapes[0]} in the file, {expected[0]} in "
-                          f"{target.layer}")
-            continue
-        result.assignments.append((target, tuple(store.key_of(name) for name in names)))
-    # A layer that is partly re-initialised is entirely re-initialised.
-    result.assignments = [(t, keys) for t, keys in result.assignments
-                          if t.layer not in reinitialised]
-    result.skipped = [f"{layer} ({why})" for layer, why in reinitialised.items()]
+        outcome, detail = _match(target, store, available)
+        if outcome == "assign":
+            result.assignments.append((target, detail))
+        elif outcome == "fresh":
+            fresh.setdefault(target.layer, detail)
+        elif outcome == "missing":
+            missing += detail
+        else:
+            shapes.append(detail)
+    # A layer partly left fresh is left fresh whole (a predictor's kernel and bias).
+    result.assignments = [(t, keys) for t, keys in result.assignments if t.layer not in fresh]
+    result.skipped = [f"{layer} ({why})" for layer, why in fresh.items()]
+    # Read, or deliberately left: the names of the layers left fresh.
+    used = {key[: -len(SHADOW)] if key.endswith(SHADOW) else key for key in result.keys}
+    used |= {name for target in targets if target.layer in fresh for name in target.names}
+    used |= {name.replace("/head/dense/", "/head_1/dense/") for name in used}
     unexpected = []
     for name in sorted(available - used):
-        if name.startswith(f"{scope}/head/") or name.startswith(f"{scope}/head_1/"):
-            if backbone_only or not _optional(model, "predictions"):
-                continue  # a classifier's head, which this model does not have
-        unexpected.append(name)
-    if missing:
-        result.problems.append(f"{len(missing)} variables of the model are not in it (first: "
-                               f"{', '.join(missing[:3])})")
-    if unexpected:
-        result.problems.append(f"{len(unexpected)} of its variables have no place in the "
-                               f"model (first: {', '.join(unexpected[:3])})")
-    if shapes:
-        result.problems.append(f"{len(shapes)} shapes differ (first: {'; '.join(shapes[:2])})")
+        head = name.startswith((f"{scope}/head/", f"{scope}/head_1/"))
+        if head and (backbone_only or not optional_layer(model, "predictions")):
+            result.unused_head = True  # a classifier's head, which this model does not have
+        else:
+            unexpected.append(name)
     covered = {id(target.variable) for target in targets}
     unfilled = [w.path for w in model.weights if id(w) not in covered]
-    if unfilled:
-        result.problems.append(f"{len(unfilled)} model variables have no official name "
-                               f"(first: {', '.join(unfilled[:3])})")
-    result.ignored = sorted(set(store.shapes) - {key for _, keys in result.assignments
-                                                 for key in keys})
-    result.names = sum(len(keys) for _, keys in result.assignments)
-    result.shadows = sum(key.endswith(SHADOW) for _, keys in result.assignments for key in keys)
+    for count, text, examples in (
+            (len(missing), "variables of the model are not in it", missing),
+            (len(unexpected), "of its variables have no place in the model", unexpected),
+            (len(shapes), "shapes differ", shapes),
+            (len(unfilled), "model variables have no official name", unfilled)):
+        if count:
+            result.problems.append(f"{count} {text} (first: {'; '.join(examples[:3])})")
     return result
 
 
 def load(model, spec, store):
     """Loads `store` (an official checkpoint or .h5) into `model`, built from `spec`, after
-    checking everything; returns (layers loaded, layers skipped with why, EMA note)."""
+    checking everything; returns (layers loaded, layers skipped with why, a note on what was
+    read)."""
     result = plan(model, spec, store)
     if result.problems:
         raise ValueError(f"{store.description!r} does not fit {spec.name} (checkpoint scope "
@@ -380,21 +211,19 @@ def load(model, spec, store):
         values = [np.asarray(store.read(key)) for key in keys]
         value = np.stack([v.reshape(()) for v in values]) if target.stacked else values[0]
         target.variable.assign(value.astype(np.float32))
-    ema = (f"EMA shadows for {result.shadows} of {result.names} values" if result.shadows
-           else "no EMA shadows in the file: its plain values")
+    keys = result.keys
+    shadows = sum(key.endswith(SHADOW) for key in keys)
+    note = (f"EMA shadows for {shadows} of {len(keys)} values" if shadows
+            else "no EMA shadows in the file: its plain values")
+    if result.unused_head:
+        note += "; the file's classifier head is not used (the model has none)"
     loaded = sorted({target.layer for target, _ in result.assignments})
-    logging.info("%s: %d layers of %s loaded (%s); skipped: %s", store.description,
-                 len(loaded), model.name, ema, "; ".join(result.skipped) or "nothing")
-    return loaded, result.skipped, ema
-
-
-
-def targets_of(model, spec, scope=None):
-    """Every target of `model` (built from `spec`) under the official `scope` (default: the
-    variant's own name, a detector's backbone's)."""
-    if isinstance(spec, registry.DetectionSpec):
-        return detector_targets(model, spec, scope or spec.backbone)
-    return classifier_targets(model, spec, scope or spec.name)
+    ignored = len(store.shapes) - len(keys)
+    logging.info("%s: %d layers of %s loaded (%s); %d other variables of the file (plain "
+                 "values beside their shadows, optimizer slots, global_step) not read; "
+                 "skipped: %s", store.description, len(loaded), model.name, note, ignored,
+                 "; ".join(result.skipped) or "nothing")
+    return loaded, result.skipped, note
 
 
 def checkpoint_classes(store, spec):
