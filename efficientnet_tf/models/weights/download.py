@@ -41,8 +41,8 @@ def cache_dir():
     """Where downloads are kept ($EFFICIENTNET_TF_CACHE, else $KERAS_HOME/efficientnet_tf)."""
     if os.environ.get("EFFICIENTNET_TF_CACHE"):
         return os.environ["EFFICIENTNET_TF_CACHE"].rstrip("/")
-    keras_home = os.environ.get("KERAS_HOME") or os.path.join(  # local: the user's home
-        os.path.expanduser("~"), ".keras")
+    keras_home = (os.environ.get("KERAS_HOME")
+                  or os.path.join(os.path.expanduser("~"), ".keras"))  # local: the user's home
     return f"{keras_home.rstrip('/')}/efficientnet_tf"
 
 
@@ -159,7 +159,7 @@ def unpack(archive, directory=None):
     _remove_tree(directory)  # what a kill may have left half unpacked
     try:
         with tf.io.gfile.GFile(archive, "rb") as stream, \
-                tarfile.open(fileobj=stream, mode="r:*") as tar:
+                tarfile.open(fileobj=stream, mode="r:*") as tar:  # local: reads the stream
             for member in tar:
                 _extract(tar, member, directory, archive)
         with tf.io.gfile.GFile(marker, "w") as stream:

@@ -74,8 +74,8 @@ def keras_file_url(spec, include_top=True):
 
 def keras_cache_dir():
     """Keras's own cache of downloaded files ($KERAS_HOME/models, ~/.keras/models)."""
-    home = os.environ.get("KERAS_HOME") or os.path.join(  # local: the user's home
-        os.path.expanduser("~"), ".keras")
+    home = (os.environ.get("KERAS_HOME")
+            or os.path.join(os.path.expanduser("~"), ".keras"))  # local: the user's home
     return f"{home.rstrip('/')}/models"
 
 
@@ -219,8 +219,9 @@ def load_into_detector(model, backbone_spec, path):
     backbone = efficientnet.build(backbone_spec, features_only=True,
                                   input_shape=tuple(model.input.shape[1:]))
     report = load_weights(backbone, path)
-    for layer in weighted_layers(backbone):
-        model.get_layer(layer.name).set_weights(layer.get_weights())
+    for layer in backbone.layers:  # the stem and the blocks, by their names in the detector
+        if layer.weights:
+            model.get_layer(layer.name).set_weights(layer.get_weights())
     return LoadReport(report.loaded, report.skipped + [
         "the BiFPN and heads (the file is a backbone's: left freshly initialised)"])
 
