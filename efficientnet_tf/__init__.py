@@ -69,5 +69,17 @@ def create_model(name_or_spec, weights=None, **options):
     return model
 
 
+def list_weights(model_name=None):
+    """The official checkpoints' names ('efficientnetv2-s/imagenet21k-ft1k', ...), of one
+    variant when `model_name` is given: what create_model(weights=...) takes by name."""
+    from efficientnet_tf.models.weights import catalog
+
+    names = [checkpoint.name for checkpoint in catalog.checkpoints()]
+    if model_name is None:
+        return names
+    variant = get_spec(model_name).name
+    return [name for name in names if name.split("/", 1)[0] == variant]
+
+
 __all__ = ["DetectionSpec", "ModelSpec", "compound_scale", "create_model", "get_spec",
-           "list_models", "scale"]
+           "list_models", "list_weights", "scale"]

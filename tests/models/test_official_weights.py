@@ -248,6 +248,24 @@ def test_a_detector_takes_its_backbone_from_a_classifier_checkpoint(tmp_path):
            "loaded)" in report.skipped
 
 
+def test_the_catalog_lists_every_release_by_name():
+    names = efficientnet_tf.list_weights()
+    assert len(names) == len(set(names)) == 78
+    assert efficientnet_tf.list_weights("efficientnet_b0") == [
+        "efficientnet-b0/baseline", "efficientnet-b0/autoaugment", "efficientnet-b0/advprop",
+        "efficientnet-b0/noisy-student"]
+    assert efficientnet_tf.list_weights("efficientnet-l2") == [
+        "efficientnet-l2/noisy-student", "efficientnet-l2/noisy-student-475"]
+    assert len(efficientnet_tf.list_weights("efficientdet-d0")) == 2  # coco, det-advprop
+    checkpoint = weights_lib.catalog.find("efficientnet-l2/noisy-student-475")
+    assert (checkpoint.eval_size, checkpoint.url) == (475, (
+        "https://storage.googleapis.com/cloud-tpu-checkpoints/efficientnet/noisystudent/"
+        "noisy_student_efficientnet-l2_475.tar.gz"))
+    for checkpoint in weights_lib.catalog.checkpoints():  # every variant is a registry row
+        assert registry.get(checkpoint.variant).name == checkpoint.variant
+        assert checkpoint.url.startswith("https://storage.googleapis.com/cloud-tpu-checkpoints/")
+
+
 def test_input_scaling_follows_the_checkpoint_and_contradictions_are_errors(tmp_path):
     assert weights_lib.implied_input_scaling(
         "efficientnetv2-s", "efficientnetv2-s/imagenet21k-ft1k") == "sym255"
