@@ -49,6 +49,9 @@ class ServingSettings:
     transform: preprocess.EvalTransform
     top_k: int = 5
     max_pixels: int = MAX_PIXELS
+    # How logits become probabilities: softmax, or sigmoid for a multi-label head (the
+    # ImageNet-21k checkpoints were trained with a sigmoid loss).
+    probabilities: str = "softmax"
 
     @property
     def image_size(self):
@@ -117,7 +120,8 @@ class ServingModule(tf.Module):
         # What predict reads back (assets/efficientnet_tf.json): the task, the model, ...
         self.metadata = {"task": "classification", **(metadata or {}),
                          "image_size": settings.image_size, "top_k": settings.top_k,
-                         "input_scaling": efficientnet.input_scaling_of(model)}
+                         "input_scaling": efficientnet.input_scaling_of(model),
+                         "probabilities": settings.probabilities}
         self.model = model
         # Keras 3 variables are not tracked as tf.Variables by tf.Module, so the SavedModel's
         # TF1-style restore op (what TF Serving and saved_model_cli run use) would skip them and
@@ -147,7 +151,9 @@ class ServingModule(tf.Module):
 
     def _predict(self, images):
         logits = tf.cast(self.model(tf.cast(images, tf.float32), training=False), tf.float32)
-        return {"logits": logits, "probabilities": tf.nn.softmax(logits)}
+        probabilities = (tf.sigmoid(logits) if self.settings.probabilities == "sigmoid"
+                         else tf.nn.softmax(logits))
+        return {"logits": logits, "probabilities": probabilities}
 
     def _serve_bytes(self, image_bytes):
         count = tf.shape(image_bytes)[0]
@@ -184,7 +190,7 @@ class DetectionServingModule(tf.Module):
     """
 
     def __init__(self, model, image_size, anchor_settings, nms=postprocess.SERVING_NMS,
-                 class_names=None, metadata=None, max_pixels=MAX_PIXELS):
+                 class_names=None, metadata=None, max_pixels=MAX_PIXELS, pad_colour=None):
         super().__init__(name="efficientdet_serving")
         self.model = model
         self.model_variables = [getattr(v, "value", v) for v in model.variables]  # see above
@@ -201,9 +207,11 @@ class DetectionServingModule(tf.Module):
         self.class_names = tf.constant(list(class_names) + [""] if class_names else
                                        [str(c) for c in range(self.num_classes)] + [""])
         # Padding looks as the official code's (which pads after normalizing): the colour the
-        # model's input scaling maps to 0. predict_uint8's callers pad with it too.
+        # model's input scaling maps to 0, unless the run was trained otherwise (older runs:
+        # black). predict_uint8's and TFLite's callers pad with it too (the metadata says it).
         self.input_scaling = efficientnet.input_scaling_of(model)
-        self.pad_colour = registry.zero_colour(self.input_scaling)
+        self.pad_colour = tuple(pad_colour if pad_colour is not None
+                                else registry.zero_colour(self.input_scaling))
         self.metadata = {"task": "detection", **(metadata or {}), "image_size": image_size,
                          "num_classes": self.num_classes, "box_order": "ymin,xmin,ymax,xmax",
                          "nms": dataclasses.asdict(nms), "input_scaling": self.input_scaling,

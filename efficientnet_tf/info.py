@@ -86,9 +86,10 @@ def run(model_name=None, print_fn=print):
         print_fn(detector_line(registry.get(name)))
 
 
-def run_weights(print_fn=print):
-    """`info --weights`: the official checkpoints (models/weights/catalog.py) and the cache."""
-    for line in catalog.table_lines():
+def run_weights(model_name=None, print_fn=print):
+    """`info --weights [--model=NAME]`: the official checkpoints (of one variant) and the
+    cache (models/weights/catalog.py)."""
+    for line in catalog.table_lines(model_name and registry.get(model_name).name):
         print_fn(line)
     print_fn(f"Downloaded on first use into {download.cache_dir()} ($EFFICIENTNET_TF_CACHE); "
              "load one with create_model(NAME, weights='VARIANT/TAG') or "

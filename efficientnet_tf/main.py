@@ -241,24 +241,11 @@ def run_command(command, rest):
         return resolved
 
     if command == "info" and FLAGS["weights"].present:
-        info.run_weights()
+        info.run_weights(FLAGS.model)
     elif command == "info":
         info.run(FLAGS.model or (FLAGS.config.model.name if FLAGS.config else None))
-    elif command == "convert":
-        _require("weights", "convert", "NAME_OR_PATH (efficientnet-tf info --weights)")
-        _require("output", "convert", "FILE.weights.h5")
-        path, attributes = pretrained.convert(FLAGS.weights, FLAGS.output, FLAGS.model,
-                                              FLAGS.input_scaling)
-        print(f"converted {FLAGS.weights} to {path}: {attributes['model']}, "
-              f"{attributes['num_classes']} classes, input scaling "
-              f"{attributes['input_scaling']}; load it with efficientnet_tf.create_model("
-              f"{attributes['model']!r}, weights={path!r}) or --config.init_from={path}")
-    elif command == "export" and FLAGS.weights:
-        _require("export_dir", "export", "PATH")
-        path = pretrained.export_pretrained(FLAGS.weights, FLAGS.export_dir, FLAGS.format,
-                                            FLAGS.model, FLAGS.input_scaling, FLAGS.quantize,
-                                            FLAGS.top_k, FLAGS.nms)
-        print(f"exported {FLAGS.format} of {FLAGS.weights} to {path}")
+    elif command == "convert" or (command == "export" and FLAGS.weights):
+        run_pretrained_command(command, pretrained)
     elif command == "train":
         _require("workdir", "train", "DIR")
         if FLAGS.config is None:
@@ -285,6 +272,9 @@ def run_command(command, rest):
         if not source and not FLAGS.weights:
             raise ValueError("predict needs --export_dir=EXPORT_DIR_OR_WORKDIR (or "
                              "--weights=NAME_OR_PATH) and image files")
+        if source and FLAGS.weights:
+            raise ValueError("predict takes --weights (pretrained weights as they are) or "
+                             "--export_dir (an export or a run of yours), not both")
         if not rest:
             raise ValueError("predict needs image files after the flags")
         task, results = predict.predict_files(
@@ -349,6 +339,28 @@ def run_command(command, rest):
         if not devices:
             raise ValueError(f"--tpu={FLAGS.tpu} initialised but no TPU devices are visible to "
                              "TensorFlow")
+
+
+def run_pretrained_command(command, pretrained):
+    """convert, and export --weights: pretrained weights as they are, without a run."""
+    if command == "convert":
+        _require("weights", "convert", "NAME_OR_PATH (efficientnet-tf info --weights)")
+        _require("output", "convert", "FILE.weights.h5")
+        path, attributes = pretrained.convert(FLAGS.weights, FLAGS.output, FLAGS.model,
+                                              FLAGS.input_scaling)
+        print(f"converted {FLAGS.weights} to {path}: {attributes['model']}, "
+              f"{attributes['num_classes']} classes, input scaling "
+              f"{attributes['input_scaling']}; load it with efficientnet_tf.create_model("
+              f"{attributes['model']!r}, weights={path!r}) or --config.init_from={path}")
+        return
+    if FLAGS.workdir:
+        raise ValueError("export takes --weights (pretrained weights as they are) or --workdir "
+                         "(a run of yours), not both")
+    _require("export_dir", "export", "PATH")
+    path = pretrained.export_pretrained(FLAGS.weights, FLAGS.export_dir, FLAGS.format,
+                                        FLAGS.model, FLAGS.input_scaling, FLAGS.quantize,
+                                        FLAGS.top_k, FLAGS.nms)
+    print(f"exported {FLAGS.format} of {FLAGS.weights} to {path}")
 
 
 def _seeds(values):

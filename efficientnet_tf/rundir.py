@@ -103,15 +103,20 @@ def restore_model(path, run=None, precision="float32", use_ema=True):
 
 def is_run(path):
     """Whether `path` (an init_from value) is one of our runs: a workdir, or a checkpoint prefix
-    in one (its config.json beside it); not a URL or an official checkpoint's name."""
-    if "://" in path and not path.startswith(("gs://", "ram://", "s3://", "hdfs://")):
+    in one (its config.json beside it). A weights file kept in a workdir is not, nor a URL."""
+    if weights_lib.download.is_url(path) or not weights_lib.exists(path):
         return False
-    if weights_lib.catalog.find(path) is not None:
+    if not (tf.io.gfile.isdir(path) or tf.io.gfile.exists(f"{path}.index")):
         return False
-    try:
-        return tf.io.gfile.exists(f"{directory_of(path)}/{CONFIG_FILE}")
-    except tf.errors.OpError:
-        return False
+    return tf.io.gfile.exists(f"{directory_of(path)}/{CONFIG_FILE}")
+
+
+def recorded_input_scaling(workdir):
+    """The input scaling a run in `workdir` recorded, or None (no run there yet): a resumed run
+    keeps it even if what init_from named is gone."""
+    if not workdir or not tf.io.gfile.exists(f"{workdir}/{CONFIG_FILE}"):
+        return None
+    return read_record(workdir).get("resolved", {}).get("model", {}).get("input_scaling")
 
 
 def init_input_scaling(path, spec):

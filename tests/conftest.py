@@ -22,6 +22,8 @@ tf.config.experimental.enable_op_determinism()
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: long test, run by .ci/run after the default suite "
                                        "(select with -m slow)")
+    config.addinivalue_line("markers", "release: an end-to-end demo too long for every CI run "
+                                       "(also slow); run before a release: -m release")
     # Keras/TensorFlow internals warn about NumPy 2 copy semantics on every tensor conversion.
     config.addinivalue_line("filterwarnings", "ignore:__array__ implementation:DeprecationWarning")
 

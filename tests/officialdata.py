@@ -40,13 +40,19 @@ def variants():
     return sorted(f[: -len(".tsv.gz")] for f in os.listdir(os.path.join(DATA, "names")))
 
 
-def references():
-    with open(os.path.join(DATA, "references.json"), encoding="utf-8") as stream:  # local
+def references(generated=False):
+    """{id: description} of the fixtures' references; `generated`: those made here with the
+    official code (generated/README.md), beyond the fixtures' sizes and scalings."""
+    folder = os.path.join(DATA, "generated") if generated else DATA
+    with open(os.path.join(folder, "references.json"), encoding="utf-8") as stream:  # local
         return json.load(stream)
 
 
 def reference_arrays(reference_id):
-    with np.load(os.path.join(DATA, "refs", f"{reference_id}.npz")) as arrays:  # local
+    path = os.path.join(DATA, "refs", f"{reference_id}.npz")
+    if not os.path.exists(path):  # local: test data
+        path = os.path.join(DATA, "generated", f"{reference_id}.npz")
+    with np.load(path) as arrays:  # local: test data
         return {key: arrays[key] for key in arrays.files}
 
 

@@ -137,12 +137,13 @@ def test_info_lists_the_official_checkpoints():
 
 
 def test_a_download_without_network_is_one_line_and_exit_1(tmp_path):
-    from weightserver import closed_port
+    from weightserver import refused_port
 
-    code, lines = cli("convert", "--weights=efficientnet-b0/baseline",
-                      f"--output={tmp_path}/b0.weights.h5",
-                      env={"EFFICIENTNET_TF_WEIGHTS_MIRROR": f"http://127.0.0.1:{closed_port()}",
-                           "EFFICIENTNET_TF_CACHE": str(tmp_path / "cache")})
+    with refused_port() as port:
+        code, lines = cli("convert", "--weights=efficientnet-b0/baseline",
+                          f"--output={tmp_path}/b0.weights.h5",
+                          env={"EFFICIENTNET_TF_WEIGHTS_MIRROR": f"http://127.0.0.1:{port}",
+                               "EFFICIENTNET_TF_CACHE": str(tmp_path / "cache")})
     assert code == 1 and "Traceback" not in "\n".join(lines), lines[-20:]
     assert lines[-1].startswith("efficientnet-tf convert: error: cannot download http://127.0.0.1")
     assert f"put it at {tmp_path}/cache/storage.googleapis.com/cloud-tpu-checkpoints/" \

@@ -19,6 +19,7 @@ NETWORKS = 9
 
 
 @pytest.mark.slow
+@pytest.mark.release  # 12 minutes: 18 training runs (the search is tested piece by piece in CI)
 def test_the_scaling_demo_searches_reports_and_chooses(tmp_path):
     workdir = str(tmp_path / "scale")
     result = demo.run_scaling(workdir)

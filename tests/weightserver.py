@@ -13,11 +13,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         server = self.server
         path = self.path.split("?", 1)[0]
         server.requests.append(path)
-        local = os.path.join(server.root, path.lstrip("/"))
-        if not os.path.isfile(local):
+        local = os.path.join(server.root, path.lstrip("/"))  # local: the test's files
+        if not os.path.isfile(local):  # local: the test's files
             self.send_error(404)
             return
-        with open(local, "rb") as stream:
+        with open(local, "rb") as stream:  # local: the test's files
             data = stream.read()
         cut = path in server.truncated
         self.send_response(200)
@@ -48,8 +48,10 @@ def serve(root, truncated=()):
         server.server_close()
 
 
-def closed_port():
-    """A loopback port nothing listens on (a connection is refused at once)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+@contextlib.contextmanager
+def refused_port():
+    """A loopback port that refuses connections at once: bound (so no other server can take
+    it meanwhile) but not listening."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        yield holder.getsockname()[1]

@@ -96,13 +96,15 @@ def official_resize(spec):
     return "bicubic" if spec.preprocessing == "v1" else "bilinear"
 
 
-def serving_module(model, spec, transform, class_names=None, top_k=5, nms=None):
+def serving_module(model, spec, transform, class_names=None, top_k=5, nms=None,
+                   probabilities="softmax"):
     """The classifier's SavedModel module (export.ServingModule) of `model` (built from
-    `spec`), its BN folded, its images prepared by `transform` (preprocess.EvalTransform)."""
+    `spec`), its BN folded, its images prepared by `transform` (preprocess.EvalTransform), its
+    `probabilities` a softmax (or a sigmoid: multi-label heads)."""
     if nms is not None:
         raise ValueError(f"nms={nms!r} is for detection exports; a classifier has no NMS")
     num_classes = int(model.output_shape[-1])
-    settings = export.ServingSettings(transform, top_k=top_k)
+    settings = export.ServingSettings(transform, top_k=top_k, probabilities=probabilities)
     folded = export.serving_model(model, spec, num_classes)
     return export.ServingModule(folded, settings, class_names,
                                 metadata={"task": ClassificationTask.NAME, "model": spec.name})
@@ -268,12 +270,13 @@ class ClassificationTask(base.Task):
                               self.run.class_names, top_k, nms)
 
     @staticmethod
-    def pretrained_serving_module(model, spec, image_size, class_names=None, top_k=5, nms=None):
+    def pretrained_serving_module(model, spec, image_size, class_names=None, top_k=5, nms=None,
+                                  probabilities="softmax"):
         """The serving module of pretrained weights (no run): the row's official evaluation
         transform at `image_size`."""
         transform = preprocess.eval_transform(spec.preprocessing, image_size,
                                               official_resize(spec), None)
-        return serving_module(model, spec, transform, class_names, top_k, nms)
+        return serving_module(model, spec, transform, class_names, top_k, nms, probabilities)
 
     @staticmethod
     def read_outputs(outputs, top_k, min_score=0.0):

@@ -249,6 +249,14 @@ class DetectionTask(base.Task):
         """The model's input scaling (a run recorded before there was a choice: the row's)."""
         return self.run.model.input_scaling or registry.get(self.run.spec.backbone).normalization
 
+    @property
+    def pad_colour(self):
+        """What the images are padded with: the colour the input scaling maps to 0, as the
+        official code pads; black for runs recorded before (they were trained so)."""
+        if self.run.model.input_scaling is None:
+            return (0.0, 0.0, 0.0)
+        return registry.zero_colour(self.input_scaling)
+
     def build_model(self, stage=None, for_serving=False):
         options = self.run.model
         size = self.settings.image_size
@@ -266,7 +274,7 @@ class DetectionTask(base.Task):
             dtype=tf.as_dtype(self.run.image_dtype), shuffle_buffer=settings.shuffle_buffer,
             cache=settings.cache, max_pixels=settings.max_pixels, seed=seed,
             deterministic=settings.deterministic,
-            pad_colour=registry.zero_colour(self.input_scaling))
+            pad_colour=self.pad_colour)
 
     def train_dataset(self, stage, input_context=None, seed=None, counter=None):
         settings = self.data_settings(stage.image_size, self.run.per_replica_batch, seed)
@@ -360,13 +368,17 @@ class DetectionTask(base.Task):
         """The detector's SavedModel module: see serving_module (top_k is a classifier's)."""
         del top_k
         return serving_module(model, self.run.spec, self.settings.image_size,
-                              self.run.class_names, nms, self.settings.max_pixels)
+                              self.settings.anchors, self.run.class_names, nms,
+                              self.settings.max_pixels, self.pad_colour)
 
     @staticmethod
-    def pretrained_serving_module(model, spec, image_size, class_names=None, top_k=5, nms=None):
-        """The serving module of pretrained weights (no run), at `image_size`."""
-        del top_k
-        return serving_module(model, spec, image_size, class_names, nms)
+    def pretrained_serving_module(model, spec, image_size, class_names=None, top_k=5, nms=None,
+                                  probabilities="sigmoid"):
+        """The serving module of pretrained weights (no run), at `image_size` (a detector's
+        scores are sigmoids; top_k is a classifier's)."""
+        del top_k, probabilities
+        return serving_module(model, spec, image_size, efficientdet.anchor_settings(spec),
+                              class_names, nms)
 
     # predict shows detections scored at least this (the export keeps those above 0.001,
     # what COCO AP scores; a person looking at the boxes wants the confident ones).
@@ -426,19 +438,21 @@ class DetectionTask(base.Task):
                 f"{self.settings.image_size} px")
 
 
-def serving_module(model, spec, image_size, class_names=None, nms=None,
-                   max_pixels=image_header.MAX_PIXELS):
+def serving_module(model, spec, image_size, anchors, class_names=None, nms=None,
+                   max_pixels=image_header.MAX_PIXELS, pad_colour=None):
     """The detector's SavedModel module (export.DetectionServingModule) of `model` (built from
-    `spec`) with its batch norms folded (models/fold.py folded_detector), at `image_size`:
-    `nms` is the serving NMS method, "hard" (the default: per-class NMS at IoU 0.5) or
-    "gaussian" (soft-NMS, as the evaluation). It returns up to 100 detections."""
+    `spec`) with its batch norms folded (models/fold.py folded_detector), at `image_size`, with
+    `anchors` (anchors.AnchorSettings): `nms` is the serving NMS method, "hard" (the default:
+    per-class NMS at IoU 0.5) or "gaussian" (soft-NMS, as the evaluation). It returns up to 100
+    detections. `pad_colour`: default the colour the model's input scaling maps to 0."""
     nms_settings = (postprocess.SERVING_NMS if nms in (None, "hard")
                     else postprocess.NmsSettings(method=nms))
     folded = fold.folded_detector(model, spec, efficientdet.num_classes_of(model, spec),
                                   (image_size, image_size), activation="inference_swish")
     return export.DetectionServingModule(
-        folded, image_size, efficientdet.anchor_settings(spec), nms_settings, class_names,
-        metadata={"task": DetectionTask.NAME, "model": spec.name}, max_pixels=max_pixels)
+        folded, image_size, anchors, nms_settings, class_names,
+        metadata={"task": DetectionTask.NAME, "model": spec.name}, max_pixels=max_pixels,
+        pad_colour=pad_colour)
 
 
 def _percent(value):

@@ -58,9 +58,11 @@ class State:
 
 
 def plan(config, strategy, workdir=None):
-    """The Run of `config` in `workdir` (whose recorded seed an unset seed reuses)."""
-    return plan_run(config, strategy, rundir.recorded_seed(workdir),
-                    rundir.init_input_scaling(config.init_from, config.model.name))
+    """The Run of `config` in `workdir` (whose recorded seed an unset seed reuses, and whose
+    recorded input scaling a resumed run keeps; else init_from's weights' own)."""
+    scaling = (rundir.recorded_input_scaling(workdir)
+               or rundir.init_input_scaling(config.init_from, config.model.name))
+    return plan_run(config, strategy, rundir.recorded_seed(workdir), scaling)
 
 
 def build_state(run, strategy, checkpoint_dir, restore_from=None):

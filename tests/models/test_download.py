@@ -54,17 +54,18 @@ def test_a_name_downloads_once_then_reads_the_cache(tmp_path, cache, monkeypatch
         assert server.requests == [V2_FT]  # the cache served the second
     archive = cache / "storage.googleapis.com" / V2_FT.lstrip("/")
     assert archive.is_file()
-    assert files_under(archive.parent / "efficientnetv2-b0-21k-ft1k") == [
-        ".unpacked", "efficientnetv2-b0/checkpoint", "efficientnetv2-b0/model.data-00000-of-00001",
-        "efficientnetv2-b0/model.index"]
+    unpacked = archive.parent / "efficientnetv2-b0-21k-ft1k"
+    folder = (unpacked / "unpacked").read_text()  # the marker names the folder of the files
+    assert files_under(unpacked) == sorted(["unpacked"] + [
+        f"{folder}/efficientnetv2-b0/{name}" for name in
+        ("checkpoint", "model.data-00000-of-00001", "model.index")])
     assert not [p for p in cache.rglob("*") if ".part-" in p.name]
     # The name set the scaling the checkpoint was trained with: (x / 255 - 0.5) / 0.5.
     assert efficientnet.input_scaling_of(first) == "sym255"
     images = od.image(64, 64)
     np.testing.assert_array_equal(first(images), again(images))
-    unpacked = str(archive.parent / "efficientnetv2-b0-21k-ft1k")
     direct = efficientnet_tf.create_model("efficientnetv2-b0", input_scaling="sym255",
-                                          weights=unpacked)
+                                          weights=str(unpacked))
     np.testing.assert_array_equal(first(images), direct(images))
 
 
@@ -80,9 +81,9 @@ def test_a_cut_transfer_is_not_cached_and_an_unreachable_host_is_one_line(
             efficientnet_tf.create_model("efficientnetv2-b0",
                                          weights="efficientnetv2-b0/imagenet21k-ft1k")
     assert not destination.exists() and files_under(cache) == []
-    monkeypatch.setenv("EFFICIENTNET_TF_WEIGHTS_MIRROR",
-                       f"http://127.0.0.1:{weightserver.closed_port()}")
-    with pytest.raises(download.DownloadError) as failure:
+    with weightserver.refused_port() as port, \
+            pytest.raises(download.DownloadError) as failure:
+        monkeypatch.setenv("EFFICIENTNET_TF_WEIGHTS_MIRROR", f"http://127.0.0.1:{port}")
         efficientnet_tf.create_model("efficientnet-b3", weights="efficientnet-b3/advprop")
     message = str(failure.value)
     assert "\n" not in message and "/efficientnet/advprop/efficientnet-b3.tar.gz" in message
@@ -93,13 +94,14 @@ def test_a_cut_transfer_is_not_cached_and_an_unreachable_host_is_one_line(
 def test_a_bucket_source_and_cache_through_tf_io_gfile(tmp_path, monkeypatch):
     """A gs:// mirror and cache, proved on ram:// (no open() or os.path reaches it)."""
     archive = publish(tmp_path, V2_FT, "efficientnetv2-b0")
-    tf.io.gfile.makedirs("ram://bucket" + V2_FT.rsplit("/", 1)[0])
-    tf.io.gfile.copy(archive, "ram://bucket" + V2_FT, overwrite=True)
-    monkeypatch.setenv("EFFICIENTNET_TF_WEIGHTS_MIRROR", "ram://bucket")
-    monkeypatch.setenv("EFFICIENTNET_TF_CACHE", "ram://cache")
+    tf.io.gfile.makedirs("ram://" + V2_FT.rsplit("/", 1)[0].lstrip("/"))
+    tf.io.gfile.copy(archive, "ram://" + V2_FT.lstrip("/"), overwrite=True)
+    monkeypatch.setenv("EFFICIENTNET_TF_WEIGHTS_MIRROR", "ram://")  # as gs:// reads buckets
+    monkeypatch.setenv("EFFICIENTNET_TF_CACHE", "ram://test_download_cache")
     model = efficientnet_tf.create_model("efficientnetv2-b0", weights="imagenet21k-ft1k")
-    unpacked = "ram://cache/storage.googleapis.com" + V2_FT[: -len(".tgz")]
-    assert tf.io.gfile.exists(f"{unpacked}/efficientnetv2-b0/model.index")
+    unpacked = "ram://test_download_cache/storage.googleapis.com" + V2_FT[: -len(".tgz")]
+    (index,) = tf.io.gfile.glob(f"{unpacked}/files-*/efficientnetv2-b0/model.index")
+    assert tf.io.gfile.GFile(f"{unpacked}/unpacked").read() in index
     local = efficientnet_tf.create_model("efficientnetv2-b0", input_scaling="sym255",
                                          weights=str(tmp_path / "build" / "efficientnetv2-b0"))
     np.testing.assert_array_equal(model(od.image(64, 64)), local(od.image(64, 64)))

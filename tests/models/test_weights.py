@@ -9,7 +9,7 @@ from keras.src.legacy.saving import legacy_h5_format
 
 import efficientnet_tf
 from efficientnet_tf.models import weights as weights_lib
-from weightserver import closed_port
+from weightserver import refused_port
 from efficientnet_tf.specs import registry
 
 KERAS_APPLICATIONS = {
@@ -148,12 +148,14 @@ def test_missing_file_and_unreachable_imagenet_download(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="does not exist"):
         efficientnet_tf.create_model("efficientnet-test", weights=str(tmp_path / "nope.h5"))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    monkeypatch.setenv("EFFICIENTNET_TF_WEIGHTS_MIRROR", f"http://127.0.0.1:{closed_port()}")
     cached = tmp_path / "models" / "efficientnetv2-b0_notop.h5"
-    with pytest.raises(ValueError, match=f"cannot download http://127.0.0.1:.*/tensorflow/"
-                       f"keras-applications/efficientnet_v2/efficientnetv2-b0_notop.h5: .*put "
-                       f"it at {cached}"):
-        efficientnet_tf.create_model("efficientnetv2-b0", include_top=False, weights="imagenet")
+    with refused_port() as port:
+        monkeypatch.setenv("EFFICIENTNET_TF_WEIGHTS_MIRROR", f"http://127.0.0.1:{port}")
+        with pytest.raises(ValueError, match=f"cannot download http://127.0.0.1:.*/tensorflow/"
+                           f"keras-applications/efficientnet_v2/efficientnetv2-b0_notop.h5: "
+                           f".*put it at {cached}"):
+            efficientnet_tf.create_model("efficientnetv2-b0", include_top=False,
+                                         weights="imagenet")
     assert not cached.exists() and list((tmp_path / "models").iterdir()) == []
     with pytest.raises(ValueError, match="no ImageNet weights for 'efficientnet-b8'"):
         efficientnet_tf.create_model("efficientnet-b8", weights="imagenet")

@@ -13,7 +13,8 @@ import tensorflow as tf
 from imagedata import write_coco_boxes, write_folder
 
 import officialdata as od
-from efficientnet_tf import rundir, tasks
+from efficientnet_tf import pretrained, rundir, tasks
+from efficientnet_tf.train import run as run_lib
 from efficientnet_tf.models import efficientnet
 from efficientnet_tf.train import config as config_lib, trainer
 
@@ -114,6 +115,15 @@ def test_a_fine_tuning_run_keeps_the_official_values_through_checkpoint_and_expo
     # A second run fine-tunes from this one: the recorded scaling comes along.
     again = classification_config(root, workdir)
     assert trainer.plan(again, tf.distribute.get_strategy()).model.input_scaling == "sym128"
+    # Resumed with the checkpoint it started from gone, the run keeps its recorded scaling.
+    gone = classification_config(root, str(tmp_path / "deleted.tgz"))
+    assert trainer.plan(gone, tf.distribute.get_strategy(), workdir).model.input_scaling == (
+        "sym128")
+    # A weights file kept in a workdir is a file, not the run.
+    kept = f"{workdir}/converted.weights.h5"
+    pretrained.convert(archive, kept, "efficientnetv2-b0", "sym128")
+    assert not rundir.is_run(kept) and rundir.is_run(workdir)
+    assert rundir.init_input_scaling(kept, "efficientnetv2-b0") == "sym128"
     export_dir = rundir.export_workdir(workdir, str(tmp_path / "export"))
     served = tf.saved_model.load(export_dir).signatures["predict_images"]
     logits = served(images=tf.constant(od.image(128, 128)))["logits"].numpy()
@@ -195,3 +205,39 @@ def test_the_recipes_for_your_own_data_start_from_official_names(tmp_path):
     assert run.model.input_scaling == "mean_std" and run.class_names == ("red", "blue")
     config.init_from = "efficientdet-d0/det-advprop"
     assert trainer.plan(config, tf.distribute.get_strategy()).model.input_scaling == "sym255"
+
+
+def test_runs_recorded_before_input_scaling_keep_what_they_were_trained_with(tmp_path):
+    """A config.json of an earlier version: the row's normalization under its old name, no
+    input_scaling: the Run loads, the model keeps the row's scaling, and a detector keeps the
+    black padding it was trained with."""
+    write_coco_boxes(f"{tmp_path}/data/train", 2, seed=0)
+    write_coco_boxes(f"{tmp_path}/data/eval", 2, seed=1)
+    config = config_lib.base_config()
+    config.task = "detection"
+    config.model.name = "efficientdet-test"
+    config.data.source = "coco_json"
+    for split in ("train", "eval"):
+        config.data[f"{split}_annotations"] = f"{tmp_path}/data/{split}/annotations.json"
+        config.data[f"{split}_images"] = f"{tmp_path}/data/{split}/images"
+    config.train.batch_size = config.eval.batch_size = 2
+    config.train.steps = 1
+    run = trainer.plan(config, tf.distribute.get_strategy())
+    assert tasks.create(run).pad_colour == pytest.approx((123.675, 116.28, 103.53))
+    recorded = run.to_dict()
+    del recorded["model"]["input_scaling"]
+    legacy = run_lib.Run.from_dict(json.loads(json.dumps(recorded)), source=run.source,
+                                   config=config)
+    task = tasks.create(legacy)
+    assert legacy.model.input_scaling is None and task.pad_colour == (0.0, 0.0, 0.0)
+    assert efficientnet.input_scaling_of(task.build_model()) == "mean_std"
+
+    root = write_folder(tmp_path / "photos", per_class=4)
+    run = trainer.plan(classification_config(root, ""), tf.distribute.get_strategy())
+    recorded = json.loads(json.dumps(run.to_dict()))
+    assert recorded["spec"]["normalization"] == "mean_std"
+    recorded["spec"]["normalization"] = "imagenet"  # what earlier versions wrote
+    del recorded["model"]["input_scaling"]
+    legacy = run_lib.Run.from_dict(recorded, source=run.source, config=run.config)
+    assert legacy.spec == run.spec
+    assert efficientnet.input_scaling_of(tasks.create(legacy).build_model()) == "mean_std"

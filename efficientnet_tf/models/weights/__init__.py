@@ -21,6 +21,7 @@ import h5py
 import tensorflow as tf
 from absl import logging
 
+from efficientnet_tf.models import efficientnet
 from efficientnet_tf.models.weights import catalog, download, official
 from efficientnet_tf.models.weights.keras_files import (  # noqa: F401 (the package's API)
     CLASSIFIER, LoadReport, keras_file_name, load_keras_applications_weights,
@@ -79,6 +80,13 @@ class Weights:
         return self.attributes.get("num_classes")
 
     @property
+    def probabilities(self):
+        """softmax, or sigmoid for a multi-label head (ImageNet-21k)."""
+        if self.checkpoint:
+            return self.checkpoint.release.probabilities
+        return self.attributes.get("probabilities", "softmax")
+
+    @property
     def model_name(self):
         """The variant the weights are of, where that is known."""
         return self.checkpoint.variant if self.checkpoint else self.attributes.get("model")
@@ -108,17 +116,24 @@ class Weights:
 
 def implied_input_scaling(spec, value):
     """The input scaling `value` (a weights value) fixes for `spec`, without downloading: a
-    catalog tag's, a converted file's; None for other files (their scaling is the model's
-    input_scaling option)."""
-    if not isinstance(value, str) or not value:
+    catalog checkpoint's (by name or URL), a converted file's; None for 'imagenet' (the row's)
+    and other files (their scaling is the model's input_scaling option)."""
+    if not isinstance(value, str) or not value or value == "imagenet":
         return None
     checkpoint = _checkpoint(spec, value)
     if checkpoint:
         return checkpoint.release.input_scaling
-    local = value.endswith(".h5") and not value.startswith(("http://", "https://"))
-    if local and tf.io.gfile.exists(value) and _official_h5(value):
+    if value.endswith(".h5") and exists(value) and _official_h5(value):
         return official.h5_attributes(value).get("input_scaling")
     return None
+
+
+def exists(value):
+    """Whether `value` is a path that exists: a file, a folder or a checkpoint prefix. A path
+    wins over an official name that reads the same (a run folder 'efficientnet-b0/baseline')."""
+    if download.is_url(value):
+        return False
+    return tf.io.gfile.exists(value) or tf.io.gfile.exists(f"{value}.index")
 
 
 def default_input_scaling(spec):
@@ -144,7 +159,9 @@ def choose_input_scaling(spec, requested, implied, what="the weights"):
 def _checkpoint(spec, value):
     """The catalog checkpoint `value` names for `spec`, checked against it, or None."""
     spec = registry.get(spec)
-    checkpoint = catalog.find(value, spec.name)
+    if exists(value):
+        return None
+    checkpoint = catalog.find(value, spec.name) or catalog.find_url(value)
     if checkpoint is None:
         if mistyped_name(value):
             variant = value.split("/", 1)[0]
@@ -162,9 +179,7 @@ def _checkpoint(spec, value):
 def mistyped_name(value):
     """Whether `value` reads as VARIANT/TAG of a registered variant, with no such tag and no
     such file, folder or checkpoint prefix (e.g. an unpacked 'efficientnetv2-b0/model')."""
-    if value.startswith(("http://", "https://")) or not catalog.looks_like_a_tag(value):
-        return False
-    return not (tf.io.gfile.exists(value) or tf.io.gfile.exists(f"{value}.index"))
+    return catalog.looks_like_a_tag(value) and not download.is_url(value) and not exists(value)
 
 
 def resolve(spec, value, include_top=True):
@@ -185,7 +200,7 @@ def resolve(spec, value, include_top=True):
 
 def _resolve_path(value):
     path = value
-    if value.startswith(("http://", "https://")):
+    if download.is_url(value):
         path = download.fetch(value)
     if download.is_archive(path):
         if not tf.io.gfile.exists(path):
@@ -215,8 +230,11 @@ def _official_h5(path):
         with tf.io.gfile.GFile(path, "rb") as stream, h5py.File(stream, "r") as h5file:
             return official.is_official_h5(h5file)
     except OSError as error:
+        cached = path.startswith((download.cache_dir(), keras_files.keras_cache_dir()))
         raise ValueError(f"cannot read weights file {path!r}: {error}; it is truncated, "
-                         "damaged or not an HDF5 file") from error
+                         "damaged or not an HDF5 file" + (
+                             " (a download: delete it to fetch it again)" if cached else "")
+                         ) from error
 
 
 def find_checkpoint(folder):
@@ -240,6 +258,11 @@ def load(model, spec, weights):
     """Loads `weights` (a Weights from resolve) into `model` (built from `spec`); returns the
     LoadReport, and logs it."""
     spec = registry.get(spec)
+    scaling = efficientnet.input_scaling_of(model)
+    if weights.input_scaling and scaling != weights.input_scaling:
+        raise ValueError(f"weights {weights.source!r} were trained with input scaling "
+                         f"{weights.input_scaling!r}; this model applies {scaling!r}: build it "
+                         f"with input_scaling={weights.input_scaling!r} (or leave it unset)")
     if weights.kind == KERAS:
         if isinstance(spec, registry.DetectionSpec):
             report = keras_files.load_into_detector(model, registry.get(spec.backbone),

@@ -49,6 +49,7 @@ class Release:
     eval_size: Optional[int] = None  # None: the variant's row
     metric: str = IMAGENET_TOP1
     notes: str = ""
+    probabilities: str = "softmax"  # "sigmoid": a multi-label head (ImageNet-21k)
 
 
 def _v1(count):
@@ -86,7 +87,7 @@ RELEASES = (
             _UNKNOWN, (83.9, 85.2, 85.7)),
     Release(registry.V2, "imagenet21k", _V2_B + _V2_SML + ("efficientnetv2-xl",),
             V2_BASE + "{variant}-21k.tgz", 21843, _SYM128, _UNKNOWN, (None,) * 8, eval_size=224,
-            notes="ImageNet-21k, sigmoid outputs (multi-label)"),
+            notes="ImageNet-21k, sigmoid outputs (multi-label)", probabilities="sigmoid"),
     Release(registry.V2, "imagenet21k-ft1k", _V2_B + _V2_SML + ("efficientnetv2-xl",),
             V2_BASE + "{variant}-21k-ft1k.tgz", 1000, _SYM255, _UNKNOWN,
             (None,) * 4 + (84.9, 86.2, 86.9, 87.2), notes="ImageNet-21k, fine-tuned on 1k"),
@@ -161,6 +162,14 @@ def find(text, model_name=None):
     return _BY_NAME.get(f"{canonical}/{tag}") if canonical else None
 
 
+def find_url(url):
+    """The Checkpoint downloaded from `url`, or None."""
+    return _BY_URL.get(url) if isinstance(url, str) else None
+
+
+_BY_URL = {checkpoint.url: checkpoint for checkpoint in checkpoints()}
+
+
 def tags_of(variant):
     """The tags published for a variant (a classifier's, or a detector's)."""
     canonical = _canonical_variant(variant)
@@ -173,17 +182,19 @@ def looks_like_a_tag(text):
     return bool(slash and "/" not in tag and "." not in tag and _canonical_variant(variant))
 
 
-def table_lines():
-    """`efficientnet-tf info --weights`: one line per checkpoint."""
+def table_lines(variant=None):
+    """`efficientnet-tf info --weights`: one line per checkpoint (of `variant`, if given)."""
     lines = [f"{'checkpoint':<36} {'classes':>7} {'input':>8} {'eval':>5} {'EMA':>12} "
              f"{'reported':>9}  url", "-" * 150]
     for checkpoint in checkpoints():
+        if variant is not None and checkpoint.variant != variant:
+            continue
         release = checkpoint.release
         accuracy = "-" if checkpoint.accuracy is None else f"{checkpoint.accuracy:.1f}"
         lines.append(f"{checkpoint.name:<36} {release.classes:>7} {release.input_scaling:>8} "
                      f"{checkpoint.eval_size:>5} {release.ema:>12} {accuracy:>9}  "
                      f"{checkpoint.url}")
-    lines.append(f"{len(checkpoints())} checkpoints. 'reported': ImageNet top-1 (%) of the "
+    lines.append(f"{len(lines) - 2} checkpoints. 'reported': ImageNet top-1 (%) of the "
                  "classifiers, COCO AP of the detectors (test-dev; COCO-640: the README's mAP), "
                  "as the official READMEs report them.")
     return lines

@@ -5,8 +5,8 @@ any tf.io.gfile path (a bucket works). A file is kept under its URL's host and p
 (storage.googleapis.com/cloud-tpu-checkpoints/efficientnet/ckpts/efficientnet-b0.tar.gz), so two
 releases' efficientnet-b0.tar.gz never meet; an archive is unpacked once, beside itself, into a
 folder of its name. A download is written under a temporary name and renamed when complete; an
-unpacked folder counts once its marker file, written last, is there: a killed download or
-unpacking never leaves a file or folder that looks whole.
+archive's files count once the marker file that names their folder, written last, is there: a
+killed download or unpacking never leaves a file or folder that looks whole.
 
 Sources: https:// and http:// (urllib), gs:// and any other tf.io.gfile path.
 $EFFICIENTNET_TF_WEIGHTS_MIRROR replaces `https://storage.googleapis.com/` in every URL (e.g.
@@ -14,10 +14,12 @@ $EFFICIENTNET_TF_WEIGHTS_MIRROR replaces `https://storage.googleapis.com/` in ev
 while the cache keeps the original names.
 """
 
+import http.client
 import os
 import secrets
 import tarfile
 import urllib.error
+import zlib
 import urllib.request
 
 import tensorflow as tf
@@ -28,7 +30,7 @@ GOOGLE_STORAGE = "https://storage.googleapis.com/"
 CHUNK = 1 << 20
 TIMEOUT_SECONDS = 60
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
-UNPACKED_MARKER = ".unpacked"  # written into an unpacked folder once all of it is there
+UNPACKED_MARKER = "unpacked"  # names the folder of an archive's files, once all are there
 
 
 class DownloadError(ValueError):
@@ -55,11 +57,18 @@ def cache_path(url):
     return "/".join([cache_dir()] + parts)
 
 
+def is_url(value):
+    """Whether `value` names a file by HTTP(S), which only a download reaches (gs:// and the
+    other tf.io.gfile schemes are paths)."""
+    return value.startswith(("http://", "https://"))
+
+
 def mirrored(url):
-    """`url` as $EFFICIENTNET_TF_WEIGHTS_MIRROR says (unchanged without it)."""
+    """`url` as $EFFICIENTNET_TF_WEIGHTS_MIRROR says (unchanged without it): `gs://` reads the
+    same buckets through the GCS client."""
     mirror = os.environ.get("EFFICIENTNET_TF_WEIGHTS_MIRROR")
     if mirror and url.startswith(GOOGLE_STORAGE):
-        return mirror.rstrip("/") + "/" + url[len(GOOGLE_STORAGE):]
+        return (mirror if mirror.endswith("/") else mirror + "/") + url[len(GOOGLE_STORAGE):]
     return url
 
 
@@ -74,12 +83,13 @@ def fetch(url, destination=None):
     partial = f"{destination}.part-{secrets.token_hex(4)}"
     logging.info("downloading %s to %s", source, destination)
     try:
-        if source.startswith(("http://", "https://")):
+        if is_url(source):
             _copy_http(source, partial)
         else:
             _copy_gfile(source, partial)
         tf.io.gfile.rename(partial, destination, overwrite=True)
-    except (OSError, tf.errors.OpError, urllib.error.URLError, ValueError) as error:
+    except (OSError, tf.errors.OpError, urllib.error.URLError, http.client.HTTPException,
+            ValueError) as error:
         if tf.io.gfile.exists(partial):
             tf.io.gfile.remove(partial)
         reason = getattr(error, "reason", None) or getattr(error, "message", None) or error
@@ -149,26 +159,34 @@ def unpacked_dir(archive):
 
 def unpack(archive, directory=None):
     """The folder holding the files of `archive` (a tar, gzipped or not, on any filesystem),
-    unpacked there first if it is not yet. A marker file, written last, says it is whole (a
-    folder cannot be renamed on every filesystem): a folder without it is unpacked again.
-    Members that would land outside the folder are refused."""
+    unpacked first if it is not yet. The files go to a folder of their own inside `directory`
+    and a marker file, written last, names it: a killed unpacking leaves no marker (the next
+    one starts afresh), and two machines unpacking into one shared cache (a bucket) each
+    finish their own (a folder cannot be renamed on every filesystem). Members that would land
+    outside the folder are refused."""
     directory = (directory or unpacked_dir(archive)).rstrip("/")
     marker = f"{directory}/{UNPACKED_MARKER}"
     if tf.io.gfile.exists(marker):
-        return directory
-    _remove_tree(directory)  # what a kill may have left half unpacked
+        with tf.io.gfile.GFile(marker) as stream:
+            named = f"{directory}/{stream.read().strip()}"
+        if tf.io.gfile.isdir(named):
+            return named
+    name = f"files-{secrets.token_hex(4)}"
+    files = f"{directory}/{name}"
     try:
         with tf.io.gfile.GFile(archive, "rb") as stream, \
                 tarfile.open(fileobj=stream, mode="r:*") as tar:  # local: reads the stream
             for member in tar:
-                _extract(tar, member, directory, archive)
-        with tf.io.gfile.GFile(marker, "w") as stream:
-            stream.write(archive)
-    except (tarfile.TarError, EOFError, OSError, tf.errors.OpError) as error:
-        _remove_tree(directory)
+                _extract(tar, member, files, archive)
+        partial = f"{marker}.part-{secrets.token_hex(4)}"
+        with tf.io.gfile.GFile(partial, "w") as stream:
+            stream.write(name)
+        tf.io.gfile.rename(partial, marker, overwrite=True)
+    except (tarfile.TarError, EOFError, zlib.error, OSError, tf.errors.OpError) as error:
+        _remove_tree(files)
         raise DownloadError(f"cannot unpack {archive}: {error}; it is truncated or not a tar "
                             "archive: delete it to download it again") from error
-    return directory
+    return files
 
 
 def _remove_tree(path):

@@ -258,7 +258,7 @@ def save_h5(model, spec, path, attributes):
     groups = {}
     for name in values:
         groups.setdefault(name.split("/", 1)[0], []).append(name)
-    with tempfile.TemporaryDirectory() as scratch:  # h5py writes local files; copied after
+    with tempfile.TemporaryDirectory() as scratch:  # local: h5py writes local files
         local = f"{scratch}/weights.h5"
         with h5py.File(local, "w") as h5file:  # local: a scratch file
             h5file.attrs["layer_names"] = [group.encode() for group in groups]
