@@ -5,7 +5,7 @@ on them through the image-folder source with progressive learning (4 stages, 16 
 0.1 -> 0.3, RandAugment 1 -> 5, mixup 0 -> 0.2), evaluates the held-out 10% with the EMA weights,
 exports the model, and prints the accuracy. experiments/digits.py is the same config for `train`.
 
-`efficientnet-tf demo detection`: writes digit scenes (data/detection/digit_scenes.py: the
+`efficientnet-tf demo detection`: writes digit scenes (tasks/detection/digit_scenes.py: the
 digits pasted at known boxes onto the bundled photos, as COCO JSON and PNGs), trains a small
 EfficientDet on them through the COCO JSON source, evaluates COCO AP on scenes of digits from
 other writers, and compares it with a predictor that knows where digits tend to be but not
@@ -81,7 +81,7 @@ def run(workdir, strategy=None):
     SavedModel to WORKDIR/export and measures it on the held-out files; returns the results."""
     # Imported here: experiments/digits.py imports this module's digits_config while the flags
     # are parsed, before TensorFlow may load (main.py sets its environment first).
-    from efficientnet_tf import rundir
+    from efficientnet_tf import export
     from efficientnet_tf.data import digits, sources
     from efficientnet_tf.train import trainer
 
@@ -90,13 +90,13 @@ def run(workdir, strategy=None):
     digits.write_digits(root)
     config = digits_config(root)
     results = trainer.train_and_evaluate(config, workdir, strategy)
-    results["export_dir"] = rundir.export_workdir(workdir, f"{workdir}/export")
+    results["export_dir"] = export.export_workdir(workdir, f"{workdir}/export")
     held_out = sources.from_config(config.data).examples(sources.EVAL)
     results["served_top1"] = served_accuracy(results["export_dir"], held_out)
     return results
 
 
-# The scaling demo's search (scaling_search.Settings): the V1 paper's factor 2 on a coarse grid,
+# The scaling demo's search (scaling/plan.py's Settings): the V1 paper's factor 2 on a coarse grid,
 # each network trained twice (two seeds) so the report shows how much the ranking moves.
 SCALING_SEARCH = dict(base="efficientnetv2-test", factor=2.0, grid_step=0.1, tolerance=0.1,
                       seeds=(0, 1))
@@ -122,14 +122,15 @@ def scaling_config(root):
 
 def run_scaling(workdir, strategy=None):
     """Writes the digits under WORKDIR/digits and runs the compound-scaling search on them in
-    WORKDIR (SCALING_SEARCH, scaling_config); returns its report (scaling_report.Report)."""
-    from efficientnet_tf import scaling_search
+    WORKDIR (SCALING_SEARCH, scaling_config); returns its report (scaling/report.py's Report)."""
+    from efficientnet_tf.scaling import plan as scaling_plan
+    from efficientnet_tf.scaling import search as scaling_search
     from efficientnet_tf.data import digits
 
     workdir = workdir.rstrip("/")
     root = f"{workdir}/digits"
     digits.write_digits(root)
-    settings = scaling_search.Settings(**SCALING_SEARCH)
+    settings = scaling_plan.Settings(**SCALING_SEARCH)
     return scaling_search.run(scaling_config(root), workdir, settings, strategy)
 
 
@@ -191,8 +192,8 @@ def location_prior_ap(source):
     share of the size nearest to theirs."""
     import numpy as np
 
-    from efficientnet_tf.data.detection import coco_metric
     from efficientnet_tf.data.sources import EVAL, TRAIN
+    from efficientnet_tf.tasks.detection import metric as metric_lib
 
     sides = np.array([0.125, 0.25, 0.5])
     train = source.ground_truth(TRAIN)
@@ -216,7 +217,7 @@ def location_prior_ap(source):
                     box = [x0 * width, y0 * height, (x1 - x0) * width, (y1 - y0) * height]
                     rows += [[image["id"], *box, class_share[c] * share, c]
                              for c in range(source.num_classes)]
-    evaluator = coco_metric.CocoEvaluator(truth, source.class_names)
+    evaluator = metric_lib.CocoEvaluator(truth, source.class_names)
     evaluator.update(np.asarray(rows, dtype=np.float64))
     return evaluator.finish()["AP"]
 
@@ -228,12 +229,13 @@ def served_detection_ap(export_dir, source, batch_size=16):
     import numpy as np
     import tensorflow as tf  # see run()
 
-    from efficientnet_tf.data.detection import coco_metric, postprocess
     from efficientnet_tf.data.sources import EVAL
+    from efficientnet_tf.tasks.detection import metric as metric_lib
+    from efficientnet_tf.tasks.detection import postprocess
 
     serve = tf.saved_model.load(export_dir).signatures["serving_default"]
     entries = source.entries(EVAL)
-    evaluator = coco_metric.CocoEvaluator(source.ground_truth(EVAL), source.class_names)
+    evaluator = metric_lib.CocoEvaluator(source.ground_truth(EVAL), source.class_names)
     for start in range(0, len(entries), batch_size):
         batch = entries[start:start + batch_size]
         data = [tf.io.gfile.GFile(entry.path, "rb").read() for entry in batch]
@@ -250,12 +252,13 @@ def run_detection(workdir, strategy=None, drawings=4):
     boxes on the first `drawings` of them (WORKDIR/drawn), exports TFLite
     (WORKDIR/detector.tflite) and compares its boxes with the SavedModel's on every eval scene;
     returns the results with the location prior's AP ("baseline_AP") and the TFLite parity
-    (tflite.detection_parity) by score threshold ("tflite_parity")."""
+    (detection_tflite.detection_parity) by score threshold ("tflite_parity")."""
     import tensorflow as tf  # see run()
 
-    from efficientnet_tf import export, predict, rundir, tflite
-    from efficientnet_tf.data.detection import digit_scenes, sources
+    from efficientnet_tf import export, predict, serving
     from efficientnet_tf.data.sources import EVAL
+    from efficientnet_tf.tasks.detection import digit_scenes, sources
+    from efficientnet_tf.tasks.detection import tflite as detection_tflite
     from efficientnet_tf.train import trainer
 
     workdir = workdir.rstrip("/")
@@ -265,7 +268,7 @@ def run_detection(workdir, strategy=None, drawings=4):
     results = trainer.train_and_evaluate(config, workdir, strategy)
     source = sources.from_config(config.data)
     results["baseline_AP"] = location_prior_ap(source)
-    results["export_dir"] = rundir.export_workdir(workdir, f"{workdir}/export")
+    results["export_dir"] = export.export_workdir(workdir, f"{workdir}/export")
     results["served_AP"] = served_detection_ap(results["export_dir"], source)
     files = [entry.path for entry in source.entries(EVAL)]
     _, predictions = predict.predict_files(results["export_dir"], files[:drawings],
@@ -273,10 +276,10 @@ def run_detection(workdir, strategy=None, drawings=4):
     results["drawings"] = [p.result["drawing"] for p in predictions if not p.error]
     # The TFLite export (TFLite's own detection op) against the SavedModel, scene by scene:
     # at predict's score threshold, and at a low one that holds many more boxes.
-    results["tflite_path"] = rundir.export_workdir(workdir, f"{workdir}/detector.tflite",
+    results["tflite_path"] = export.export_workdir(workdir, f"{workdir}/detector.tflite",
                                                    "tflite")
     flatbuffer = tf.io.gfile.GFile(results["tflite_path"], "rb").read()
-    results["tflite_parity"] = tflite.detection_parity(
+    results["tflite_parity"] = detection_tflite.detection_parity(
         results["export_dir"], flatbuffer, files, DETECTION_SIZE, PARITY_SCORES,
-        pad_colour=tuple(export.read_metadata(results["export_dir"])["pad_colour"]))
+        pad_colour=tuple(serving.read_metadata(results["export_dir"])["pad_colour"]))
     return results

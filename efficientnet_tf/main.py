@@ -121,10 +121,10 @@ def _commands():
 
         tf.config.list_physical_devices()  # device discovery (CUDA probing) happens here
 
-    from efficientnet_tf import demo, info, predict, pretrained, rundir
+    from efficientnet_tf import demo, export, info, predict, pretrained
     from efficientnet_tf.train import distribute, trainer, tpu_runtime
 
-    return tf, demo, info, predict, pretrained, rundir, distribute, trainer, tpu_runtime
+    return tf, demo, export, info, predict, pretrained, distribute, trainer, tpu_runtime
 
 
 def _require(flag, command, hint):
@@ -232,8 +232,10 @@ def _is_runtime_failure(error):
 
 
 def run_command(command, rest):
-    tf, demo, info, predict, pretrained, rundir, distribute, trainer, tpu_runtime = _commands()
-    from efficientnet_tf import scaling_report, scaling_search
+    tf, demo, export, info, predict, pretrained, distribute, trainer, tpu_runtime = _commands()
+    from efficientnet_tf.scaling import plan as scaling_plan
+    from efficientnet_tf.scaling import report as scaling_report
+    from efficientnet_tf.scaling import search as scaling_search
 
     def strategy():
         resolved = distribute.resolve(FLAGS.tpu)
@@ -261,7 +263,7 @@ def run_command(command, rest):
     elif command == "export":
         _require("workdir", "export", "DIR")
         _require("export_dir", "export", "PATH")
-        path = rundir.export_workdir(FLAGS.workdir, FLAGS.export_dir, FLAGS.format,
+        path = export.export_workdir(FLAGS.workdir, FLAGS.export_dir, FLAGS.format,
                                      FLAGS.quantize, FLAGS.top_k, nms=FLAGS.nms)
         print(f"exported {FLAGS.format} to {path}")
     elif command == "predict":
@@ -292,7 +294,7 @@ def run_command(command, rest):
         if FLAGS.config is None:
             raise ValueError("scale-search needs --config=experiments/FILE.py[:ARG] (the recipe "
                              "every candidate trains with)")
-        settings = scaling_search.Settings(
+        settings = scaling_plan.Settings(
             base=FLAGS.base or FLAGS.config.model.name, factor=FLAGS.factor,
             grid_step=FLAGS.grid_step, tolerance=FLAGS.tolerance, epochs=FLAGS.search_epochs,
             seeds=_seeds(FLAGS.seeds))

@@ -1,9 +1,9 @@
 """`efficientnet-tf predict`: results for image files from an export or a training run.
 
 Both go through the same serving function (serving_default): an export's, or the one the task
-builds from a restored run in this process. The task reads its outputs (for classification:
-the top-k labels) and formats them. A bad file (unreadable, not an image, too large) is
-reported with its reason and the others go on.
+builds from a restored run in this process. The task's serving module (tasks/<task>/serving.py)
+reads its outputs (for classification: the top-k labels), formats and draws them. A bad file
+(unreadable, not an image, too large) is reported with its reason and the others go on.
 """
 
 import dataclasses
@@ -12,7 +12,8 @@ from typing import Optional
 
 import tensorflow as tf
 
-from efficientnet_tf import export, pretrained, rundir, tasks
+from efficientnet_tf import pretrained, serving, tasks
+from efficientnet_tf.train import workdir as workdir_lib
 
 
 @dataclasses.dataclass
@@ -36,31 +37,33 @@ def _first_line(error):
 
 
 def predictor(model_path, top_k=5, min_score=None, weights=None):
-    """(task class, callable: encoded image bytes -> the task's result) for an export directory
-    (its SavedModel's serving_default), one of our runs (a workdir or checkpoint prefix), or
-    pretrained `weights` ((name or path, model name, input scaling): pretrained.serving).
+    """(the task's serving module, callable: encoded image bytes -> the task's result) for an
+    export directory (its SavedModel's serving_default), one of our runs (a workdir or
+    checkpoint prefix), or pretrained `weights` ((name or path, model name, input scaling):
+    pretrained.serving).
     `min_score`: results below it are left out (default: the task's MIN_SCORE)."""
     if weights:
-        task, module = pretrained.serving(*weights, top_k=top_k)
+        task_class, module = pretrained.serving(*weights, top_k=top_k)
+        shown = tasks.serving(task_class.NAME)
 
         def call(data):
             return module.serve_bytes(tf.constant([data]))
     elif tf.io.gfile.exists(f"{model_path.rstrip('/')}/saved_model.pb"):
-        task = tasks.get(export.read_metadata(model_path).get("task", "classification"))
+        shown = tasks.serving(serving.read_metadata(model_path).get("task", "classification"))
         serve = tf.saved_model.load(model_path).signatures["serving_default"]
 
         def call(data):
             return serve(image_bytes=tf.constant([data]))
     else:
-        model, run, _ = rundir.restore_model(model_path)
-        task = tasks.get(run.task)
+        model, run, _ = workdir_lib.restore_model(model_path)
+        shown = tasks.serving(run.task)
         module = tasks.create(run).serving_module(model, top_k)
 
         def call(data):
             return module.serve_bytes(tf.constant([data]))
 
-    min_score = task.MIN_SCORE if min_score is None else min_score
-    return task, lambda data: task.read_outputs(call(data), top_k, min_score)
+    min_score = shown.MIN_SCORE if min_score is None else min_score
+    return shown, lambda data: shown.read_outputs(call(data), top_k, min_score)
 
 
 def drawing_paths(files, draw_dir):
@@ -76,10 +79,10 @@ def drawing_paths(files, draw_dir):
 
 
 def predict_files(model_path, files, top_k=5, min_score=None, draw_dir=None, weights=None):
-    """(task class, one Prediction per file, in order); failures carry their error. With
-    `draw_dir`, each image is also written there as a PNG with its results drawn (the task's
-    draw: boxes and labels of a detector). `weights`: see predictor."""
-    task, run = predictor(model_path, top_k, min_score, weights)
+    """(the task's serving module, one Prediction per file, in order); failures carry their
+    error. With `draw_dir`, each image is also written there as a PNG with its results drawn
+    (the serving module's draw: boxes and labels of a detector). `weights`: see predictor."""
+    shown, run = predictor(model_path, top_k, min_score, weights)
     drawings = drawing_paths(files, draw_dir) if draw_dir else [None] * len(files)
     if draw_dir:
         tf.io.gfile.makedirs(draw_dir)
@@ -90,20 +93,21 @@ def predict_files(model_path, files, top_k=5, min_score=None, draw_dir=None, wei
                 data = stream.read()
             result = run(data)
             if drawing:
-                task.draw(data, result, drawing)
+                shown.draw(data, result, drawing)
                 result = {**result, "drawing": drawing}
             results.append(Prediction(path, result))
         except (tf.errors.OpError, OSError, ValueError) as error:
             results.append(Prediction(path, {}, _first_line(error)))
-    return task, results
+    return shown, results
 
 
-def format_text(task, predictions):
+def format_text(shown, predictions):
+    """The text `predict` prints: each file's result as its task's serving module formats it."""
     lines = []
     for prediction in predictions:
         if prediction.error:
             lines.append(f"{prediction.file}: error: {prediction.error}")
             continue
         lines.append(prediction.file)
-        lines.extend(task.format_result(prediction.result))
+        lines.extend(shown.format_result(prediction.result))
     return "\n".join(lines)

@@ -2,7 +2,7 @@
 
     python scripts/bench_detect_serving.py [--model=efficientdet-d0] [--size=512]
 
-Ours is the export path (export.DetectionServingModule) saved and loaded back with
+Ours is the export path (detection_serving.DetectionServingModule) saved and loaded back with
 tf.saved_model.load as a server would, called through its predict_uint8 signature: the detector
 AND the NMS (per-class hard NMS, 100 detections per image) in one graph. The anchor is what a
 Keras user runs without an export: the same keras.Model (same weights) and `model.predict` on
@@ -25,9 +25,11 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 from benchtiming import alternating_medians  # noqa: E402
 
-from efficientnet_tf import export  # noqa: E402
+from efficientnet_tf import serving  # noqa: E402
 from efficientnet_tf.models import efficientdet  # noqa: E402
 from efficientnet_tf.specs import registry  # noqa: E402
+from efficientnet_tf.tasks.detection import anchors as anchors_lib  # noqa: E402
+from efficientnet_tf.tasks.detection import serving as detection_serving  # noqa: E402
 
 flags.DEFINE_string("model", "efficientdet-d0", "An EfficientDet row.")
 flags.DEFINE_integer("size", None, "Input size (default: the row's, 512 for D0).")
@@ -43,9 +45,9 @@ def main(argv):
     size = FLAGS.size or spec.image_size
     keras.utils.set_random_seed(0)
     model = efficientdet.build(spec, FLAGS.num_classes, (size, size))
-    module = export.DetectionServingModule(model, size, efficientdet.anchor_settings(spec))
+    module = detection_serving.DetectionServingModule(model, size, anchors_lib.settings_of(spec))
     with tempfile.TemporaryDirectory() as directory:
-        export.save_module(module, directory)
+        serving.save_module(module, directory)
         serve = tf.saved_model.load(directory).signatures["predict_uint8"]
 
         def ours(images):

@@ -3,7 +3,7 @@
     python scripts/bench_detect_train.py [--rounds=5] [--steps_per_round=3]
 
 Data: COCO JSON scenes written here (scikit-learn's digits pasted onto the bundled photos,
-data/detection/digit_scenes.py) at 640 px, the size of a COCO image's long side, as JPEGs (as
+tasks/detection/digit_scenes.py) at 640 px, the size of a COCO image's long side, as JPEGs (as
 COCO's), with the annotation file's categories widened to COCO's 90 class slots.
 
 1. Train step, EfficientDet-D0 at 512, batch 4, 90 classes: the recipe of
@@ -39,7 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench_input import images_per_second, with_threads  # noqa: E402
 from benchtiming import medians_in_turn  # noqa: E402
 from efficientnet_tf import tasks  # noqa: E402
-from efficientnet_tf.data.detection import digit_scenes, labeler  # noqa: E402
+from efficientnet_tf.tasks.detection import digit_scenes, targets as targets_lib  # noqa: E402
 from efficientnet_tf.train import optim, trainer  # noqa: E402
 from experiments import coco_det  # noqa: E402  (the recipe file, from the repository root)
 
@@ -128,7 +128,7 @@ class FitDetector(keras.Model):
             logits = tf.reshape(outputs[f"classes_{level}"],
                                 tf.concat([tf.shape(classes), [num_classes]], 0))
             one_hot = tf.one_hot(tf.maximum(classes, -1), num_classes)
-            kept = tf.cast(classes != labeler.IGNORED, tf.float32)
+            kept = tf.cast(classes != targets_lib.IGNORED, tf.float32)
             class_sum += tf.reduce_sum(self.focal(one_hot, logits) * kept) * num_classes
             codes = tf.reshape(outputs[f"boxes_{level}"], tf.concat([tf.shape(classes), [4]], 0))
             box_targets = tf.reshape(targets[f"boxes_{level}"], tf.shape(codes))

@@ -25,7 +25,8 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from efficientnet_tf.data import augment, pipeline, sources  # noqa: E402
+from efficientnet_tf.data import augment, sources  # noqa: E402
+from efficientnet_tf.tasks.classification import inputs as inputs_lib  # noqa: E402
 
 flags.DEFINE_integer("images", 600, "Images timed per RandAugment measurement.")
 flags.DEFINE_integer("keras_images", 60, "Images timed for the (slow) Keras layer.")
@@ -86,10 +87,10 @@ def write_imagenet_like_records(directory, count=256):
 
 
 def pipeline_rate(source, threads):
-    settings = pipeline.TrainSettings(
+    settings = inputs_lib.TrainSettings(
         image_size=224, batch_size=32, num_classes=4, augmenter=augment.RandAugment(2, 15),
         shuffle_buffer=256, seed=0, cache=True)
-    dataset = with_threads(pipeline.train_dataset(source, settings), threads)
+    dataset = with_threads(inputs_lib.train_dataset(source, settings), threads)
     return 32 * images_per_second(dataset, FLAGS.batches, 3)
 
 

@@ -24,9 +24,9 @@ from absl import app, flags  # noqa: E402
 from benchtiming import alternating_medians  # noqa: E402
 
 import efficientnet_tf  # noqa: E402
-from efficientnet_tf import export  # noqa: E402
 from efficientnet_tf.data import preprocess  # noqa: E402
 from efficientnet_tf.models import fold  # noqa: E402
+from efficientnet_tf.tasks.classification import serving as classification_serving  # noqa: E402
 
 flags.DEFINE_string("variant", "efficientnet-b0", "A variant keras.applications also has.")
 flags.DEFINE_integer("latency_calls", 150, "Batch-1 calls of each model.")
@@ -57,8 +57,8 @@ def main(argv):
                                   activation="inference_swish")
     theirs_model = getattr(keras.applications, KERAS_APPLICATIONS[spec.name])(weights=None)
     with tempfile.TemporaryDirectory() as ours_dir, tempfile.TemporaryDirectory() as theirs_dir:
-        export.save_model(ours_model, ours_dir,
-                          export.ServingSettings(preprocess.EvalTransform(size)))
+        classification_serving.save_model(ours_model, ours_dir,
+                          classification_serving.ServingSettings(preprocess.EvalTransform(size)))
         ours = tf.saved_model.load(ours_dir).signatures["predict_images"]
         theirs = save_keras_applications(theirs_model, size, theirs_dir)
         rng = np.random.RandomState(0)

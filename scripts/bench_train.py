@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_input import write_imagenet_like_records  # noqa: E402
 
 import efficientnet_tf  # noqa: E402
-from efficientnet_tf.tasks import classification  # noqa: E402
+from efficientnet_tf.tasks.classification import task as classification  # noqa: E402
 from efficientnet_tf.train import config as config_lib  # noqa: E402
 from efficientnet_tf.train import loop, trainer  # noqa: E402
 

@@ -23,8 +23,8 @@ from absl import app, flags  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from efficientnet_tf.data import labels  # noqa: E402
-from efficientnet_tf.data.detection import convert  # noqa: E402
-from efficientnet_tf.data.detection.sources import CocoJsonSource  # noqa: E402
+from efficientnet_tf.tasks.detection import convert  # noqa: E402
+from efficientnet_tf.tasks.detection.sources import CocoJsonSource  # noqa: E402
 
 flags.DEFINE_string("train_annotations", None, "COCO JSON of the train split.")
 flags.DEFINE_string("train_images", None, "Image folder of the train split.")

@@ -9,6 +9,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tests/imagedat
 import keras  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from imagedata import photo, write_folder  # noqa: E402
 
 # Two logical CPU devices, so that MirroredStrategy runs real replicas in the same process. This
 # must happen before TensorFlow initialises its devices, i.e. before any test touches a tensor.
@@ -35,3 +38,28 @@ def _fresh_keras_state():
     yield
     keras.mixed_precision.set_global_policy("float32")
     keras.backend.clear_session()
+
+
+# Image folders written by the tests: real photos and broken files.
+@pytest.fixture
+def image_folder(tmp_path):
+    return write_folder(tmp_path / "images")
+
+
+@pytest.fixture
+def messy_folder(tmp_path):
+    """Good images in every supported format and color model, plus three broken files."""
+    root = write_folder(tmp_path / "messy", per_class=2, classes=("astronaut", "coffee"))
+    gray = Image.fromarray(photo("coffee", (60, 40))).convert("L")
+    gray.save(root / "coffee" / "gray.png")
+    Image.fromarray(photo("astronaut", (60, 40))).convert("CMYK").save(
+        root / "astronaut" / "cmyk.jpg")
+    Image.fromarray(photo("coffee", (60, 40))).save(root / "coffee" / "frame.gif")
+    Image.fromarray(photo("astronaut", (60, 40))).save(root / "astronaut" / "bitmap.bmp")
+    Image.fromarray(photo("coffee", (60, 40))).convert("RGBA").save(root / "coffee" / "alpha.png")
+    (root / "coffee" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"not a jpeg" * 20)
+    (root / "astronaut" / "empty.png").write_bytes(b"")
+    good = (root / "coffee" / "0.jpg").read_bytes()
+    (root / "astronaut" / "truncated.jpg").write_bytes(good[: len(good) // 3])
+    (root / "astronaut" / "notes.txt").write_text("not an image, not listed")
+    return root

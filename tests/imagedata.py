@@ -73,3 +73,19 @@ def write_coco_boxes(directory, count, seed):
             boxes.append((y, x, y + h, x + w, 5 if name == "red" else 9))
         pictures.append((pixels, boxes))
     write_coco_split(directory, pictures, {5: "red", 9: "blue"})
+
+
+def train_settings(**overrides):
+    """A classifier's small, seeded, deterministic training pipeline (32 px, batch 4, 3 classes)."""
+    from efficientnet_tf.tasks.classification import inputs
+    values = dict(image_size=32, batch_size=4, num_classes=3, seed=1, deterministic=True,
+                  shuffle_buffer=64)
+    values.update(overrides)
+    return inputs.TrainSettings(**values)
+
+
+def real_labels(dataset):
+    """The labels of an eval dataset's batches, its padding left out."""
+    from efficientnet_tf.tasks.classification import inputs
+    labels = np.concatenate([labels.numpy() for _, labels in dataset])
+    return labels[labels != inputs.PADDING_LABEL]

@@ -8,7 +8,9 @@ import skimage.data
 import tensorflow as tf
 from PIL import Image
 
-from efficientnet_tf import demo, export, tflite
+from efficientnet_tf import serving
+from efficientnet_tf.tasks.detection import tflite as detection_tflite
+from efficientnet_tf import demo
 
 # Measured (efficientdet-demo): COCO AP 9.2 (AP50 16.0) after 750 steps, the export 9.1 from the
 # files (hard NMS); the location prior 0.0001 (README, Detection). The targets keep a margin for
@@ -28,7 +30,7 @@ def test_the_detection_demo_finds_digits_far_above_a_location_prior(tmp_path):
     assert results["served_AP"] >= TARGET_SERVED_AP
     # the export's hard NMS scores a little below the evaluation's soft-NMS, never far
     assert abs(results["served_AP"] - results["eval_AP"]) <= 0.5 * results["eval_AP"]
-    assert export.read_metadata(results["export_dir"])["task"] == "detection"
+    assert serving.read_metadata(results["export_dir"])["task"] == "detection"
     assert len(results["drawings"]) == 4
     drawn = tf.io.decode_png(tf.io.read_file(results["drawings"][0])).numpy()
     assert drawn.shape == (256, 256, 3) and np.ptp(drawn) > 0
@@ -38,7 +40,7 @@ def test_the_detection_demo_finds_digits_far_above_a_location_prior(tmp_path):
     coins = str(tmp_path / "coins.png")
     Image.fromarray(skimage.data.coins()).save(coins)
     flatbuffer = tf.io.gfile.GFile(results["tflite_path"], "rb").read()
-    on_coins = tflite.detection_parity(results["export_dir"], flatbuffer, [coins],
+    on_coins = detection_tflite.detection_parity(results["export_dir"], flatbuffer, [coins],
                                        demo.DETECTION_SIZE, demo.PARITY_SCORES)
     for min_score in demo.PARITY_SCORES:
         for parity in (results["tflite_parity"][min_score], on_coins[min_score]):

@@ -8,7 +8,9 @@ import json
 import pytest
 import tensorflow as tf
 
-from efficientnet_tf import demo, scaling_search
+from efficientnet_tf import demo
+from efficientnet_tf.scaling import plan as scaling_plan
+from efficientnet_tf.scaling import search as scaling_search
 
 # Measured (README, "Compound scaling search"): 9 networks at 95.7-97.7% mean top-1 over the
 # two seeds on the 434 held-out digits, the base at 97.2%. Under the tests' op determinism the
@@ -47,5 +49,5 @@ def test_the_scaling_demo_searches_reports_and_chooses(tmp_path):
     assert f"ALPHA, BETA, GAMMA = {chosen.point.alpha!r}, {chosen.point.beta!r}" in scaled
     # The rerun finds every run finished: it trains nothing and reports the same.
     again = scaling_search.run(demo.scaling_config(f"{workdir}/digits"), workdir,
-                               scaling_search.Settings(**demo.SCALING_SEARCH))
+                               scaling_plan.Settings(**demo.SCALING_SEARCH))
     assert [row.top1 for row in again.rows] == [row.top1 for row in result.rows]

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from efficientnet_tf.specs import registry
-from efficientnet_tf.tasks import classification
+from efficientnet_tf.tasks.classification import task as classification
 from efficientnet_tf.train import config as config_lib, progressive, trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -168,7 +168,7 @@ def test_coco_detection_recipe_is_automls(variant):
 def test_detection_runlocal_trains_on_records_and_on_coco_json(recipe, tmp_path):
     """coco_det reads automl-format TFRecords (made by the converter from a COCO JSON folder;
     its ground truth rebuilt from the records), detect_folder the COCO JSON itself."""
-    from efficientnet_tf.data.detection import convert
+    from efficientnet_tf.tasks.detection import convert
     from imagedata import write_coco_boxes
 
     for split, count in (("train", 12), ("eval", 4)):

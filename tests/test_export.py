@@ -14,7 +14,10 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from efficientnet_tf import export, predict, rundir, tflite
+from efficientnet_tf.train import workdir as workdir_lib
+from efficientnet_tf import serving
+from efficientnet_tf.tasks.classification import serving as classification_serving
+from efficientnet_tf import export, predict
 from efficientnet_tf.data import sources
 from efficientnet_tf.models import fold
 from efficientnet_tf.specs import registry
@@ -38,10 +41,11 @@ def run(tmp_path_factory):
     config.optimizer.lr_per_256 = 1.6
     keras.utils.set_random_seed(0)
     trainer.train_and_evaluate(config, workdir)
-    export_dir = rundir.export_workdir(workdir, str(base / "export"))
-    model, recorded, _ = rundir.restore_model(workdir)
+    export_dir = export.export_workdir(workdir, str(base / "export"))
+    model, recorded, _ = workdir_lib.restore_model(workdir)
     return {"root": root, "workdir": workdir, "export": export_dir, "model": model,
-            "settings": export.ServingSettings(recorded.task_settings.eval_transform),
+            "settings": classification_serving.ServingSettings(
+                recorded.task_settings.eval_transform),
             "base": base,
             "eval": sources.ImageFolderSource(root, eval_percent=25).examples("eval")}
 
@@ -62,8 +66,8 @@ def request_images():
 
 def keras_probabilities(run_, data_list):
     """What the Keras model (unfolded, EMA weights) gives for the same requests."""
-    images = tf.stack([export.decode_for_serving(tf.constant(d), tf.constant(0, tf.int64),
-                                                 run_["settings"]) for d in data_list])
+    images = tf.stack([classification_serving.decode_for_serving(
+        tf.constant(d), tf.constant(0, tf.int64), run_["settings"]) for d in data_list])
     return images.numpy(), tf.nn.softmax(run_["model"](images, training=False)).numpy()
 
 
@@ -238,17 +242,17 @@ def test_a_tf_serving_rest_body_goes_through_the_signature(run):
                                    np.sort(probabilities)[::-1][:3], atol=1e-4)
         assert prediction["class_names"][0] == ["astronaut", "chelsea", "coffee"][
             prediction["classes"][0]]
-    assert export.read_labels(run["export"]) == ["astronaut", "chelsea", "coffee"]
+    assert serving.read_labels(run["export"]) == ["astronaut", "chelsea", "coffee"]
 
 
 def test_export_to_a_ram_path(run):
     """ram:// is a TensorFlow filesystem that open() and os.path cannot see: gs:// stands in."""
-    path = rundir.export_workdir(run["workdir"], "ram://exports/tiny")
+    path = export.export_workdir(run["workdir"], "ram://exports/tiny")
     assert tf.io.gfile.exists("ram://exports/tiny/saved_model.pb")
     serve = tf.saved_model.load(path).signatures["serving_default"]
     assert serve(image_bytes=tf.constant([request_images()["bitmap.bmp"]]))["classes"].shape == (
         1, 3)
-    assert export.read_labels(path) == ["astronaut", "chelsea", "coffee"]
+    assert serving.read_labels(path) == ["astronaut", "chelsea", "coffee"]
 
 
 def test_tflite_float_dynamic_and_int8_agree_with_the_saved_model(run):
@@ -260,8 +264,8 @@ def test_tflite_float_dynamic_and_int8_agree_with_the_saved_model(run):
     float_top1 = reference.argmax(1)
     for quantize in ("none", "dynamic", "int8"):
         calibration = images if quantize == "int8" else None
-        flatbuffer = tflite.tflite_bytes(run["export"], quantize, calibration)
-        _, probabilities = tflite.run_tflite(flatbuffer, images)
+        flatbuffer = serving.tflite_from_saved_model(run["export"], quantize, calibration)
+        _, probabilities = serving.run_tflite(flatbuffer, images)
         # Quantized probabilities tie (int8 has 256 levels): a class within 0.02 of the best
         # counts as a top-1. `ahead`: classes clearly above the float model's top-1.
         own = probabilities[np.arange(len(images)), float_top1]
@@ -278,19 +282,19 @@ def test_tflite_float_dynamic_and_int8_agree_with_the_saved_model(run):
 
 
 def test_tflite_command_writes_a_file(run, tmp_path):
-    path = rundir.export_workdir(run["workdir"], str(tmp_path / "model.tflite"), "tflite",
+    path = export.export_workdir(run["workdir"], str(tmp_path / "model.tflite"), "tflite",
                                  quantize="int8", calibration_count=8)
     interpreter = tf.lite.Interpreter(model_path=path)
     assert "predict_images" in interpreter.get_signature_list()
 
 
 def test_keras_format(run, tmp_path):
-    path = rundir.export_workdir(run["workdir"], str(tmp_path / "model.keras"), "keras")
+    path = export.export_workdir(run["workdir"], str(tmp_path / "model.keras"), "keras")
     loaded = keras.models.load_model(path)
     images = np.random.RandomState(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     np.testing.assert_allclose(loaded(images), run["model"](images, training=False), atol=1e-6)
     with pytest.raises(ValueError, match="must end in .keras"):
-        export.save_keras(run["model"], str(tmp_path / "model.h5"))
+        serving.save_keras(run["model"], str(tmp_path / "model.h5"))
 
 
 def test_predict_command_reports_bad_files_and_goes_on(run, tmp_path):

@@ -1,6 +1,6 @@
 """What an encoded image is, read from its first bytes in the graph: format and size.
 
-Serving checks a request's bytes before decoding them (export.decode_for_serving): a known
+Serving checks a request's bytes before decoding them (serving.checked_decode): a known
 format (JPEG, PNG, GIF, BMP) and a size within the pixel cap, read from the header without
 decoding the pixels, so a 40-megapixel PNG is refused at the cost of reading 24 bytes.
 """

@@ -22,12 +22,14 @@ TRAIN, EVAL = "train", "eval"
 AUTOTUNE = tf.data.AUTOTUNE
 
 
-def _check_split(split, available):
+def check_split(split, available):
+    """A ValueError naming `split` and the splits a source has, unless it is one of them."""
     if split not in available:
         raise ValueError(f"unknown split {split!r}; this source has {sorted(available)}")
 
 
-def _shard(dataset, input_context):
+def shard(dataset, input_context):
+    """This host pipeline's share of `dataset` (every num_input_pipelines-th element)."""
     if input_context is None or input_context.num_input_pipelines <= 1:
         return dataset
     return dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
@@ -51,14 +53,14 @@ class TFRecordSource:
     cycle_length: int = 16
 
     def num_examples(self, split):
-        _check_split(split, self.file_patterns)
+        check_split(split, self.file_patterns)
         if not self.examples or not self.examples.get(split):
             raise ValueError(f"the number of {split} examples of {self.file_patterns[split]!r} "
                              "is not known; set data.num_train_examples / num_eval_examples")
         return self.examples[split]
 
     def files(self, split):
-        _check_split(split, self.file_patterns)
+        check_split(split, self.file_patterns)
         return record_files(self.file_patterns[split], split)
 
     def _parse(self, file_name, index, record):
@@ -92,7 +94,7 @@ def sharded_records(files, input_context=None, shuffle_files=False, seed=None,
     dataset = tf.data.Dataset.from_tensor_slices(files)
     pipelines = input_context.num_input_pipelines if input_context else 1
     if pipelines > 1 and len(files) >= pipelines:
-        dataset = _shard(dataset, input_context)  # whole files per host: no wasted reads
+        dataset = shard(dataset, input_context)  # whole files per host: no wasted reads
     if shuffle_files:
         dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.interleave(
@@ -101,11 +103,11 @@ def sharded_records(files, input_context=None, shuffle_files=False, seed=None,
         cycle_length=min(cycle_length, len(files)), num_parallel_calls=AUTOTUNE,
         deterministic=deterministic)
     if pipelines > 1 and len(files) < pipelines:
-        dataset = _shard(dataset, input_context)
+        dataset = shard(dataset, input_context)
     return dataset
 
 
-def _tfds():
+def import_tfds():
     """tensorflow_datasets, an optional dependency (the [tfds] extra)."""
     try:
         import tensorflow_datasets
@@ -127,7 +129,7 @@ class TFDSSource:
     label_feature: str = "label"
 
     def __post_init__(self):
-        tfds = _tfds()
+        tfds = import_tfds()
         self._builder = tfds.builder(self.name, data_dir=self.data_dir)
         label = self._builder.info.features[self.label_feature]
         self.num_classes = label.num_classes
@@ -137,13 +139,13 @@ class TFDSSource:
         return None
 
     def num_examples(self, split):
-        _check_split(split, self.splits)
+        check_split(split, self.splits)
         return self._builder.info.splits[self.splits[split]].num_examples
 
     def dataset(self, split, input_context=None, shuffle_files=False, seed=None,
                 deterministic=True):
-        tfds = _tfds()
-        _check_split(split, self.splits)
+        tfds = import_tfds()
+        check_split(split, self.splits)
         read_config = tfds.ReadConfig(input_context=input_context, shuffle_seed=seed,
                                       add_tfds_id=True)
         read_config.options.deterministic = deterministic
@@ -276,7 +278,7 @@ class ImageFolderSource:
 
     def examples(self, split):
         """[(path, label)] of the split."""
-        _check_split(split, self._examples)
+        check_split(split, self._examples)
         return list(self._examples[split])
 
     def num_examples(self, split):
@@ -287,13 +289,13 @@ class ImageFolderSource:
 
     def dataset(self, split, input_context=None, shuffle_files=False, seed=None,
                 deterministic=True):
-        _check_split(split, self._examples)
+        check_split(split, self._examples)
         examples = self._examples[split]
         if not examples:
             raise ValueError(f"image folder {self.root!r}: the {split} split is empty"
                              + self.empty_split_hint())
         paths, labels = zip(*examples)
-        dataset = _shard(tf.data.Dataset.from_tensor_slices((list(paths), list(labels))),
+        dataset = shard(tf.data.Dataset.from_tensor_slices((list(paths), list(labels))),
                          input_context)
         if shuffle_files:
             dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)

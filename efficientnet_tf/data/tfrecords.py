@@ -40,7 +40,8 @@ def _feature(value):
     return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
 
 
-def _image_format(data):
+def image_format(data):
+    """The record's image/format value of encoded bytes (JPEG, PNG, GIF, BMP or UNKNOWN)."""
     if data[:3] == b"\xff\xd8\xff":
         return b"JPEG"
     if data[:8] == b"\x89PNG\r\n\x1a\n":
@@ -54,7 +55,7 @@ def _image_format(data):
 
 def _example(data, height, width, label, class_name, file_name):
     return tf.train.Example(features=tf.train.Features(feature={
-        "image/encoded": _feature(data), "image/format": _feature(_image_format(data)),
+        "image/encoded": _feature(data), "image/format": _feature(image_format(data)),
         "image/filename": _feature(file_name.encode("utf-8")),
         "image/height": _feature(height), "image/width": _feature(width),
         "image/class/label": _feature(label), "image/class/text": _feature(class_name.encode())}))

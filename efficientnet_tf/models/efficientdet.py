@@ -20,7 +20,6 @@ import math
 
 import keras
 
-from efficientnet_tf.data.detection import anchors as anchors_lib
 from efficientnet_tf.models import bifpn as bifpn_lib
 from efficientnet_tf.models import efficientnet
 from efficientnet_tf.models import layers as layers_lib
@@ -28,13 +27,6 @@ from efficientnet_tf.specs import registry
 
 BN_EPSILON = 1e-3  # automl's; the momentum is the row's (DetectionSpec.bn_momentum)
 PRIOR_PROBABILITY = 0.01
-
-
-def anchor_settings(spec):
-    """The anchors of a detection row or its name (3 scales, aspect ratios 1, 2, 0.5)."""
-    spec = registry.get(spec)
-    return anchors_lib.AnchorSettings(min_level=spec.min_level, max_level=spec.max_level,
-                                      anchor_scale=spec.anchor_scale)
 
 
 def _batch_norm_function(settings, default_momentum):
@@ -129,7 +121,7 @@ def build(spec, num_classes, image_size=None, activation="swish", name=None,
     features = {level: backbone.output[strides[level]] for level in range(spec.min_level, 6)}
     pyramid = bifpn_lib.bifpn(features, spec.min_level, spec.max_level, spec.fpn_width,
                               spec.fpn_repeats, spec.fusion, normalize, activation)
-    num_anchors = anchor_settings(spec).per_location
+    num_anchors = spec.anchors_per_location
     prior = -math.log((1 - PRIOR_PROBABILITY) / PRIOR_PROBABILITY)
     classes = _head(pyramid, "class_net", num_classes, num_anchors, spec.fpn_width,
                     spec.head_repeats, keras.initializers.Constant(prior), activation,
@@ -152,5 +144,4 @@ def trainable_parameters(model):
 def num_classes_of(model, spec):
     """The number of classes of a detector `model` of the row `spec` (its class outputs hold
     anchors x classes channels)."""
-    anchors = anchor_settings(spec)
-    return int(model.output[f"classes_{anchors.min_level}"].shape[-1]) // anchors.per_location
+    return int(model.output[f"classes_{spec.min_level}"].shape[-1]) // spec.anchors_per_location

@@ -389,12 +389,20 @@ class DetectionSpec:
     fusion: str = "fast"  # fast normalized fusion; "sum" for D6 and up (automl: for stability)
     backbone_survival_prob: float = 0.8
     family: str = "efficientdet"
+    # Anchors at each location of a level: these scales (octave steps 2^(i / num_scales)) times
+    # these aspect ratios (width / height); automl's 3 and (1, 2, 0.5).
+    num_scales: int = 3
+    aspect_ratios: Tuple[float, ...] = (1.0, 2.0, 0.5)
 
     # What the trainer reads of any row: a detector trains and evaluates at its input size
     # (no progressive learning) and has no classifier dropout; automl's BN momentum (TF
     # convention: the moving statistics keep 0.99 of themselves per step).
     dropout_rate = 0.0
     bn_momentum = 0.99
+
+    @property
+    def anchors_per_location(self):
+        return self.num_scales * len(self.aspect_ratios)
 
     @property
     def train_size(self):

@@ -9,7 +9,7 @@ resolved Run and its data source. It owns:
   settings     resolve(config, spec, source, strategy): its part of the Run (recorded in
                config.json under resolved.task_settings), decided once;
   model        build_model(stage): the keras.Model; enter_stage: a stage's regularization;
-               REINITIALIZED_LAYERS: fine-tuning from a run (rundir.initialize);
+               REINITIALIZED_LAYERS: fine-tuning from a run (train/workdir.py's initialize);
   data         train_dataset(stage, input_context, seed, counter) and eval_dataset(...): per-host
                datasets of (inputs, targets) batches with static shapes;
   training     loss(targets, outputs): per-example loss; train_metrics(targets, outputs): sums
@@ -17,10 +17,9 @@ resolved Run and its data source. It owns:
   evaluation   eval_step(model, inputs, targets): what one batch contributes, reduced across
                replicas as EVAL_REDUCTIONS says ("sum", or "gather" for per-example outputs);
                evaluator(): accumulates them (update) and gives the metrics (finish);
-  serving      serving_module(model, top_k, nms): a tf.Module with the export's signatures;
-               read_outputs(outputs, top_k, min_score): one image's result from
-               serving_default's outputs, format_result(result): its lines, and
-               draw(data, result, path): the picture of `predict --draw`;
+  serving      serving_module(model, top_k, nms): a tf.Module with the export's signatures
+               (the task's serving.py, which also says how `predict` reads, shows and draws
+               one image's outputs);
   reports      describe(metrics): the one-line summary of an evaluation.
 """
 
@@ -63,8 +62,8 @@ class Task(abc.ABC):
     def build_model(self, stage=None, for_serving=False):
         """The model of the run (under the current strategy scope and precision policy)."""
 
-    # Layers that fine-tuning from one of our runs (rundir.initialize) re-initialises when
-    # their shapes differ (pretrained weights: models/weights knows both kinds of model).
+    # Layers that fine-tuning from one of our runs (train/workdir.py's initialize) re-initialises
+    # when their shapes differ (pretrained weights: models/weights knows both kinds of model).
     REINITIALIZED_LAYERS = ()
 
     def enter_stage(self, model, stage):
@@ -103,24 +102,6 @@ class Task(abc.ABC):
     def serving_module(self, model, top_k=5, nms=None):
         raise ValueError(f"task {self.NAME!r} has no export yet; its checkpoints are in the "
                          "workdir")
-
-    # predict's default --min_score: results scored below it are not shown.
-    MIN_SCORE = 0.0
-
-    @staticmethod
-    def read_outputs(outputs, top_k, min_score=0.0):
-        """predict's result (JSON values) for one image from serving_default's outputs."""
-        raise ValueError("this task has no export to predict with")
-
-    @staticmethod
-    def draw(data, result, path):
-        """Writes the image `data` (encoded bytes) with its result drawn as a PNG at `path`."""
-        raise ValueError("predict --draw draws a detector's boxes; this task has nothing to draw")
-
-    @staticmethod
-    def format_result(result):
-        """The text lines `predict` prints for one image's result."""
-        return [f"  {key}: {value}" for key, value in result.items()]
 
     def describe(self, metrics):
         """One line for the log and results.json: the evaluation's metrics."""

@@ -6,11 +6,12 @@ the model's row and options, batch sizes, steps, the stages of progressive learn
 optimizer's numbers, precision and XLA, intervals, seed, batch-norm groups, and the task's own
 settings (for classification: crops, resize, eval transform, augmentation). Everything after it
 -- the trainer, the host loop, evaluation, export, predict -- reads the Run, or the one recorded
-in WORKDIR/config.json under "resolved" (rundir.load_run), and never the raw config.
+in WORKDIR/config.json under "resolved" (workdir.load_run), and never the raw config.
 
 The path of one setting, --config.data.random_flip=false: the flag sets the ConfigDict key;
-plan_run -> tasks.classification resolve() copies it into the Run's ClassificationSettings;
-the task's train_dataset passes it to data.pipeline.TrainSettings; preprocess_train flips or not.
+plan_run -> tasks/classification/task.py's resolve() copies it into the Run's
+ClassificationSettings; the task's train_dataset passes it to tasks/classification/inputs.py's
+TrainSettings; preprocess_train flips or not.
 """
 
 import dataclasses
@@ -162,7 +163,7 @@ def _plain(value):
 
 
 def run_seed(config, recorded=None):
-    """config.train.seed, else the seed the run in the workdir recorded (rundir.recorded_seed:
+    """config.train.seed, else the seed the run in the workdir recorded (workdir.recorded_seed:
     a resumed run keeps its data order), else a new random one, which config.json records."""
     if config.train.seed is not None:
         return int(config.train.seed)
@@ -198,7 +199,7 @@ def _placement(strategy):
 def plan_run(config, strategy, recorded_seed=None, init_scaling=None):
     """The Run of `config` on `strategy` (an unset seed: `recorded_seed`, else a new one;
     `init_scaling`: the input scaling config.init_from's weights were trained with, where
-    known, rundir.init_input_scaling). With config.adapt_to_data, the keys the config leaves
+    known, workdir.init_input_scaling). With config.adapt_to_data, the keys the config leaves
     open are decided from the data first (train/adapt.py); Run.config is then the config the
     run really uses."""
     spec = registry.get(config.model.name)

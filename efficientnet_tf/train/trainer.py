@@ -26,8 +26,9 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from efficientnet_tf import rundir, tasks
-from efficientnet_tf.data import pipeline
+from efficientnet_tf.train import workdir as workdir_lib
+from efficientnet_tf import tasks
+from efficientnet_tf.data import stream
 from efficientnet_tf.tasks import base
 from efficientnet_tf.train import checkpoints as checkpoints_lib
 from efficientnet_tf.train import distribute, loop, optim, progressive, report
@@ -50,7 +51,7 @@ class State:
     ema: Optional[optim.ExponentialMovingAverage]
     steps: loop.Steps
     checkpoints: checkpoints_lib.Checkpoints
-    counter: Optional[pipeline.DecodeCounter]  # None on TPU pods: see decode_skipping_bad
+    counter: Optional[stream.DecodeCounter]  # None on TPU pods: see decode_skipping_bad
 
     @property
     def step(self):
@@ -60,9 +61,9 @@ class State:
 def plan(config, strategy, workdir=None):
     """The Run of `config` in `workdir` (whose recorded seed an unset seed reuses, and whose
     recorded input scaling a resumed run keeps; else init_from's weights' own)."""
-    scaling = (rundir.recorded_input_scaling(workdir)
-               or rundir.init_input_scaling(config.init_from, config.model.name))
-    return plan_run(config, strategy, rundir.recorded_seed(workdir), scaling)
+    scaling = (workdir_lib.recorded_input_scaling(workdir)
+               or workdir_lib.init_input_scaling(config.init_from, config.model.name))
+    return plan_run(config, strategy, workdir_lib.recorded_seed(workdir), scaling)
 
 
 def build_state(run, strategy, checkpoint_dir, restore_from=None):
@@ -93,7 +94,7 @@ def build_state(run, strategy, checkpoint_dir, restore_from=None):
                                   jit_compile=run.jit_compile),
                  checkpoints=checkpoints_lib.Checkpoints(
                      checkpoint_dir, run.keep_checkpoints, restore_from, **trackables),
-                 counter=None if run.placement.pod else pipeline.DecodeCounter())
+                 counter=None if run.placement.pod else stream.DecodeCounter())
 
 
 def data_seed(run, start_step):
@@ -325,10 +326,10 @@ def train_and_evaluate(config, workdir, strategy=None):
     if run.placement.chief:
         tf.io.gfile.makedirs(workdir)
         checkpoints_lib.remove_leftovers(workdir)
-        rundir.write_config(workdir, run)
+        workdir_lib.write_config(workdir, run)
         counts = class_counts(run)
         if counts:
-            report.write_json(f"{workdir}/{rundir.CLASSES_FILE}", counts)
+            report.write_json(f"{workdir}/{workdir_lib.CLASSES_FILE}", counts)
         checkpoint_dir = workdir
     else:  # other workers save too (collectives), into a scratch dir removed at the end
         scratch = tempfile.mkdtemp(prefix="efficientnet_tf_worker_")
@@ -339,7 +340,7 @@ def train_and_evaluate(config, workdir, strategy=None):
     if restored:
         logging.info("resuming at step %d of %d", state.step, run.total_steps)
     elif run.init_from:
-        rundir.initialize(state.task, state.model, run.init_from)
+        workdir_lib.initialize(state.task, state.model, run.init_from)
         if state.ema is not None:
             state.ema.reset()  # average from the loaded weights, not the random ones
 
@@ -397,11 +398,11 @@ def train_and_evaluate(config, workdir, strategy=None):
 
 def evaluate_workdir(workdir, config=None, strategy=None, continuous=False, timeout=None):
     """`efficientnet-tf eval`: the task's metrics of the newest checkpoint (or of each new one),
-    restored as export restores it (rundir.restore_model). The recorded Run, or the Run of
+    restored as export restores it (workdir_lib.restore_model). The recorded Run, or the Run of
     `config` when given (e.g. to evaluate at another size)."""
     strategy = strategy or tf.distribute.get_strategy()
     if config is None:
-        run = rundir.load_run(workdir, with_source=True)
+        run = workdir_lib.load_run(workdir, with_source=True)
     else:
         run = plan(config, strategy, workdir)
     task = tasks.create(run)
@@ -410,7 +411,7 @@ def evaluate_workdir(workdir, config=None, strategy=None, continuous=False, time
     results = None
     for path in paths:
         with strategy.scope():
-            model, _, prefix = rundir.restore_model(path, run, precision=run.precision,
+            model, _, prefix = workdir_lib.restore_model(path, run, precision=run.precision,
                                                     use_ema=run.eval_with_ema)
         steps = loop.Steps(task, model, None, strategy,
                            loop.LossSettings(global_batch=run.global_batch),

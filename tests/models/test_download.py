@@ -124,9 +124,9 @@ def test_a_coco_detector_predicts_cocos_names(tmp_path, cache, monkeypatch):
     Image.fromarray(od.image(300, 200)[0].astype(np.uint8)).save(photo)
     with weightserver.serve(tmp_path / "mirror") as (url, _):
         monkeypatch.setenv("EFFICIENTNET_TF_WEIGHTS_MIRROR", url)
-        task, (result,) = predict.predict_files(None, [photo], min_score=0.0,
+        shown, (result,) = predict.predict_files(None, [photo], min_score=0.0,
                                                 weights=("efficientdet-d0/coco", None, None))
-    assert task.NAME == "detection" and result.error is None
+    assert shown.__name__ == "efficientnet_tf.tasks.detection.serving" and result.error is None
     labels = {d["label"] for d in result.result["detections"]}
     names = set(efficientnet_tf.models.weights.COCO_NAMES.values())
     assert labels and labels <= names | {f"unused-{i}" for i in range(1, 91)}

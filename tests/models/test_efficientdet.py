@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import efficientnet_tf
-from efficientnet_tf.data.detection import anchors
+from efficientnet_tf.tasks.detection import anchors
 from efficientnet_tf import info
 from efficientnet_tf.models import bifpn, efficientdet, stats
 from efficientnet_tf.specs import registry
@@ -91,7 +91,7 @@ def test_fast_normalized_fusion_and_nearest_upsampling():
 
 def test_odd_inputs_build_and_outputs_line_up_with_the_anchors():
     model = efficientdet.build("efficientdet-test", num_classes=5, image_size=(100, 70))
-    settings = efficientdet.anchor_settings(registry.get("efficientdet-test"))
+    settings = anchors.settings_of(registry.get("efficientdet-test"))
     outputs = model(np.zeros((2, 100, 70, 3), "float32"))
     for level, (height, width, per_location) in anchors.level_shapes((100, 70),
                                                                      settings).items():

@@ -373,7 +373,7 @@ def test_a_multi_label_head_serves_sigmoid_probabilities():
         "sigmoid")
     assert weights_lib.catalog.find("efficientnetv2-s/imagenet21k-ft1k").release.probabilities \
         == "softmax"
-    from efficientnet_tf.tasks import classification
+    from efficientnet_tf.tasks.classification import task as classification
 
     model = efficientnet_tf.create_model("efficientnet-test", num_classes=4)
     images = tf.constant(od.image(64, 64))

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from efficientnet_tf import rundir, tasks
+from efficientnet_tf.train import workdir as workdir_lib
+from efficientnet_tf import tasks
 from efficientnet_tf.tasks import base
 from efficientnet_tf.train import config as config_lib, trainer
 
@@ -159,7 +160,7 @@ def test_a_non_classification_task_trains_through_the_real_trainer(linear_task, 
     # The model found the weights: noise variance is 1e-4, a random Dense gives MSE ~ 3.
     assert results["eval_mse"] < 0.01 and results["eval_examples"] == 64
     assert results["train_mse"] is not None and results["eval_summary"].startswith("examples 64")
-    model, run, prefix = rundir.restore_model(workdir)
+    model, run, prefix = workdir_lib.restore_model(workdir)
     kernel, bias = model.get_layer("linear").get_weights()
     np.testing.assert_allclose(kernel[:, 0], TRUE_WEIGHTS, atol=0.05)
     np.testing.assert_allclose(bias, [TRUE_BIAS], atol=0.05)

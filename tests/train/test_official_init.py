@@ -13,7 +13,9 @@ import tensorflow as tf
 from imagedata import write_coco_boxes, write_folder
 
 import officialdata as od
-from efficientnet_tf import pretrained, rundir, tasks
+from efficientnet_tf.train import workdir as workdir_lib
+from efficientnet_tf import export
+from efficientnet_tf import pretrained, tasks
 from efficientnet_tf.train import run as run_lib
 from efficientnet_tf.models import efficientnet
 from efficientnet_tf.train import config as config_lib, trainer
@@ -71,7 +73,7 @@ def test_init_from_an_official_checkpoint_gives_the_run_its_values_and_scaling(t
     assert run.model.input_scaling == "sym128" and run.num_classes == 3
     task = tasks.create(run)
     model = task.build_model()
-    skipped = rundir.initialize(task, model, run.init_from)
+    skipped = workdir_lib.initialize(task, model, run.init_from)
     assert skipped == ["predictions (efficientnetv2-b0/head/dense/kernel is (1280, 1000) in the "
                        "file, (1280, 3) here: another number of classes; left freshly "
                        "initialised)"]
@@ -108,7 +110,7 @@ def test_a_fine_tuning_run_keeps_the_official_values_through_checkpoint_and_expo
     trainer.train_and_evaluate(config, workdir)
     recorded = json.loads(tf.io.gfile.GFile(f"{workdir}/config.json").read())
     assert recorded["resolved"]["model"]["input_scaling"] == "sym128"
-    model, _, _ = rundir.restore_model(workdir)
+    model, _, _ = workdir_lib.restore_model(workdir)
     expected = reference("efficientnetv2-b0.128x128.sym128")["features"]
     assert relative(features(model, od.image(128, 128)), expected) <= TOLERANCE
     assert efficientnet.input_scaling_of(model) == "sym128"
@@ -122,9 +124,9 @@ def test_a_fine_tuning_run_keeps_the_official_values_through_checkpoint_and_expo
     # A weights file kept in a workdir is a file, not the run.
     kept = f"{workdir}/converted.weights.h5"
     pretrained.convert(archive, kept, "efficientnetv2-b0", "sym128")
-    assert not rundir.is_run(kept) and rundir.is_run(workdir)
-    assert rundir.init_input_scaling(kept, "efficientnetv2-b0") == "sym128"
-    export_dir = rundir.export_workdir(workdir, str(tmp_path / "export"))
+    assert not workdir_lib.is_run(kept) and workdir_lib.is_run(workdir)
+    assert workdir_lib.init_input_scaling(kept, "efficientnetv2-b0") == "sym128"
+    export_dir = export.export_workdir(workdir, str(tmp_path / "export"))
     served = tf.saved_model.load(export_dir).signatures["predict_images"]
     logits = served(images=tf.constant(od.image(128, 128)))["logits"].numpy()
     assert relative(logits, model(od.image(128, 128), training=False).numpy()) <= TOLERANCE
@@ -162,7 +164,7 @@ def test_a_detector_fine_tuned_from_coco_keeps_its_box_net(tmp_path):
     workdir = str(tmp_path / "run")
     results = trainer.train_and_evaluate(config, workdir)
     assert results["steps"] == 1
-    model, run, _ = rundir.restore_model(workdir)
+    model, run, _ = workdir_lib.restore_model(workdir)
     assert run.model.input_scaling == "mean_std" and run.num_classes == 2
     found = model(od.image(128, 128), training=False)
     expected = reference("efficientdet-d0.128x128.meanstd")

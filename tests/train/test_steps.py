@@ -12,9 +12,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from efficientnet_tf.data import pipeline
+from efficientnet_tf.tasks.classification import inputs as inputs_lib
 from efficientnet_tf.models import layers
-from efficientnet_tf.tasks import classification
+from efficientnet_tf.tasks.classification import task as classification
 from efficientnet_tf.train import config as config_lib
 from efficientnet_tf.train import distribute, loop, optim, trainer
 
@@ -50,7 +50,7 @@ def test_eval_top1_and_top5_equal_numpy_and_skip_the_padding(seven_classes, tmp_
     metrics = trainer.evaluate(run, state)
     # Independently: the same eval batches, padding rows dropped, logits ranked in NumPy.
     logits, labels = [], []
-    for images, batch_labels in pipeline.eval_dataset(
+    for images, batch_labels in inputs_lib.eval_dataset(
             run.source, run.task_settings.eval_transform, 8, 7):
         keep = batch_labels.numpy() >= 0
         logits.append(state.model(images, training=False).numpy()[keep])
@@ -101,7 +101,7 @@ def test_a_mixed_float16_step_scales_the_loss_and_unscales_its_update(photo_fold
     not 2^k times it."""
     config = tiny_config(photo_folder)
     run = trainer.plan(config, tf.distribute.get_strategy())
-    images, labels = next(iter(pipeline.train_dataset(run.source, pipeline.TrainSettings(
+    images, labels = next(iter(inputs_lib.train_dataset(run.source, inputs_lib.TrainSettings(
         image_size=32, batch_size=8, num_classes=3, seed=1, deterministic=True))))
     batch = (images, labels)
     _, update32, _ = _sgd_updates(photo_folder, tmp_path / "f32", "float32", batch, 1)
@@ -229,7 +229,7 @@ def test_use_ema_false_evaluates_the_raw_weights(photo_folder, tmp_path):
     tf.train.Checkpoint(model=state.model).restore(
         tf.train.latest_checkpoint(workdir)).expect_partial()
     direct = state.steps.evaluate(strategy.distribute_datasets_from_function(
-        lambda context: pipeline.eval_dataset(run.source, run.task_settings.eval_transform, 8,
+        lambda context: inputs_lib.eval_dataset(run.source, run.task_settings.eval_transform, 8,
                                               3, context)))
     assert raw["loss"] == pytest.approx(direct["loss"], rel=1e-5)
     assert raw["loss"] != pytest.approx(with_ema["loss"], rel=1e-3)

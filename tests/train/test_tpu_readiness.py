@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from efficientnet_tf.data import pipeline
+from efficientnet_tf.tasks.classification import inputs as inputs_lib
 from efficientnet_tf.train import distribute, trainer
 
 from trainutil import tiny_config
@@ -259,7 +259,7 @@ def test_the_input_functions_capture_no_variable(photo_folder, tmp_path):
                                          num_replicas_in_sync=2)
     with tf.Graph().as_default():
         tf.random.set_seed(0)  # a graph's own seed (tests run with op determinism on)
-        train = pipeline.train_dataset(plan.source, settings, context)
+        train = inputs_lib.train_dataset(plan.source, settings, context)
         evaluation = state.task.eval_dataset(context, batch_size=4)
         batches = [tf.compat.v1.data.make_one_shot_iterator(d).get_next()
                    for d in (train, evaluation)]
@@ -270,4 +270,4 @@ def test_the_input_functions_capture_no_variable(photo_folder, tmp_path):
     assert eval_images.shape == (4, 32, 32, 3)
     assert state.counter is not None and not plan.placement.pod  # one process on the CPU: counted
     with tf.Graph().as_default(), pytest.raises(Exception, match="capture an EagerTensor"):
-        pipeline.train_dataset(plan.source, settings, context, counter=state.counter)
+        inputs_lib.train_dataset(plan.source, settings, context, counter=state.counter)

@@ -15,9 +15,11 @@ import pytest
 import tensorflow as tf
 
 import efficientnet_tf
-from efficientnet_tf import predict, rundir
+from efficientnet_tf.train import workdir as workdir_lib
+from efficientnet_tf import export
+from efficientnet_tf import predict
 from efficientnet_tf.specs import registry
-from efficientnet_tf.tasks import classification
+from efficientnet_tf.tasks.classification import task as classification
 from efficientnet_tf.train import optim, report, trainer
 
 from imagedata import write_folder
@@ -221,7 +223,7 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(photo_folder, 
     assert trainer.evaluate_workdir(workdir)["checkpoint"].endswith("ckpt-6")
     assert "ckpt-12 cannot be restored" in caplog.text
     if damage == "truncate":
-        export_dir = rundir.export_workdir(workdir, str(tmp_path / "export"))
+        export_dir = export.export_workdir(workdir, str(tmp_path / "export"))
         assert tf.saved_model.contains_saved_model(export_dir)
 
 
@@ -271,7 +273,7 @@ def test_a_ram_workdir_trains_evaluates_and_exports_to_ram(photo_folder):
     assert evaluated["step"] == 12
     assert evaluated["top1"] == pytest.approx(results["eval_top1"])
     # ... and export from the ram:// workdir to a ram:// export dir, then serve from there.
-    rundir.export_workdir(workdir, "ram://exports/from_ram")
+    export.export_workdir(workdir, "ram://exports/from_ram")
     image = sorted(tf.io.gfile.glob(f"{photo_folder}/*/*.jpg"))[0]
     with tf.io.gfile.GFile(image, "rb") as stream:
         data = stream.read()
@@ -298,7 +300,7 @@ def test_fine_tuning_from_our_run_reinitialises_a_different_classifier(photo_fol
     trainer.train_and_evaluate(tiny_config(photo_folder), first)
     model = efficientnet_tf.create_model("efficientnetv2-test", num_classes=2)
     classifier_before = model.get_layer("predictions").get_weights()[0].copy()
-    skipped = rundir.initialize(task_of("efficientnetv2-test"), model, first)
+    skipped = workdir_lib.initialize(task_of("efficientnetv2-test"), model, first)
     assert skipped == ["predictions (other shapes: re-initialised)"]
     np.testing.assert_array_equal(model.get_layer("predictions").get_weights()[0],
                                   classifier_before)
@@ -314,7 +316,7 @@ def test_fine_tuning_from_keras_applications_weights(tmp_path):
     path = str(tmp_path / "efficientnetv2-b0.weights.h5")
     theirs.save_weights(path)
     ours = efficientnet_tf.create_model("efficientnetv2-b0", num_classes=5)
-    skipped = rundir.initialize(task_of("efficientnetv2-b0"), ours, path)
+    skipped = workdir_lib.initialize(task_of("efficientnetv2-b0"), ours, path)
     assert len(skipped) == 1 and skipped[0].startswith("predictions")
     np.testing.assert_array_equal(ours.get_layer("block6h").project_conv.kernel.numpy(),
                                   theirs.get_layer("block6h_project_conv").kernel.numpy())
@@ -387,9 +389,9 @@ def test_a_scaled_row_trains_by_name_and_is_rebuilt_from_the_record(photo_folder
     results = trainer.train_and_evaluate(
         tiny_config(photo_folder, **{"model.name": name, "train.steps": 2}), workdir)
     assert results["model"] == name
-    run = rundir.load_run(workdir)
+    run = workdir_lib.load_run(workdir)
     assert run.spec == registry.get(name) and run.spec.width == 1.5
-    model, _, _ = rundir.restore_model(workdir)
+    model, _, _ = workdir_lib.restore_model(workdir)
     plain = efficientnet_tf.create_model("efficientnetv2-test", num_classes=run.num_classes)
     assert model.count_params() > plain.count_params()  # wider and deeper than its base
     assert model.count_params() == efficientnet_tf.create_model(

@@ -21,7 +21,6 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from efficientnet_tf.models import efficientdet
 from efficientnet_tf.models.weights.names import Target, optional_layer, targets_of
 from efficientnet_tf.specs import registry
 
@@ -234,8 +233,7 @@ def checkpoint_classes(store, spec):
         name = "class_net/class-predict/bias"
         if name not in names:
             return None
-        anchors = efficientdet.anchor_settings(spec).per_location
-        return store.shapes[store.key_of(name)][-1] // anchors
+        return store.shapes[store.key_of(name)][-1] // spec.anchors_per_location
     scope = checkpoint_scope(store)
     for name in (f"{scope}/head/dense/bias", f"{scope}/head_1/dense/bias"):
         if name in names:

@@ -1,1 +1,0 @@
-"""Detection data: anchors, box coding, anchor labeling (EfficientDet, Tan et al. CVPR 2020)."""
