@@ -11,8 +11,8 @@ from typing import Optional, Tuple
 
 import tensorflow as tf
 
-import efficientnet_tf
 from efficientnet_tf.data import augment, image_header, mixing, preprocess, sources
+from efficientnet_tf.models import efficientnet
 from efficientnet_tf.models import weights as weights_lib
 from efficientnet_tf.tasks import base
 from efficientnet_tf.tasks.classification import inputs as inputs_lib
@@ -171,7 +171,7 @@ class ClassificationTask(base.Task):
             options = dataclasses.replace(options, dropout_rate=stage.dropout_rate)
         if for_serving:
             options = dataclasses.replace(options, input_dtype="float32")
-        return efficientnet_tf.create_model(self.run.spec, options=options)
+        return efficientnet.build(self.run.spec, options)
 
     def enter_stage(self, model, stage):
         set_dropout(model, stage.dropout_rate)
