@@ -152,7 +152,7 @@ def step_comparison(config):
     """Seconds per step: ours, model.fit with Keras' losses, model.fit with the task's loss;
     and the two losses' values on the batch (the same loss, written twice)."""
     strategy = tf.distribute.get_strategy()
-    run = trainer.plan(config, strategy)
+    run = trainer.resolve_run(config, strategy)
     state = trainer.build_state(run, strategy, tempfile.mkdtemp())
     stage = run.stages[0]
     images, targets = next(trainer.train_iterator(run, state, stage, 0))
@@ -198,7 +198,7 @@ def pipeline_rate(config, threads):
     config = config.copy_and_resolve_references()
     config.train.batch_size = 8
     strategy = tf.distribute.get_strategy()
-    run = trainer.plan(config, strategy)
+    run = trainer.resolve_run(config, strategy)
     task = tasks.create(run)
     dataset = task.train_dataset(run.stages[0], seed=0)
     # 10 batches fill the cache (every train image seen) and warm up

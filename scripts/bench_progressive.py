@@ -103,7 +103,7 @@ def _timed_loop(loop, iterator, steps):
 def component_speeds(config):
     """{image size: (model ms per step on an in-memory batch, input pipeline img/s)}."""
     strategy = tf.distribute.get_strategy()
-    run = trainer.plan(config, strategy)
+    run = trainer.resolve_run(config, strategy)
     with tempfile.TemporaryDirectory() as scratch:
         state = trainer.build_state(run, strategy, scratch)
         speeds = {}
@@ -153,7 +153,7 @@ def compile_times(model, root):
     config.train.batch_size = FLAGS.compile_batch
     config.train.steps = 4 * config.progressive.num_stages
     strategy = tf.distribute.get_strategy()
-    run = trainer.plan(config, strategy)
+    run = trainer.resolve_run(config, strategy)
     figures = []
     with tempfile.TemporaryDirectory() as scratch:
         state = trainer.build_state(run, strategy, scratch)

@@ -58,7 +58,7 @@ def end_to_end(variant, records_dir):
     config.progressive.num_stages = 1
     config.progressive.image_size_min = config.progressive.image_size_max = FLAGS.image_size
     strategy = tf.distribute.get_strategy()
-    run = trainer.plan(config, strategy)
+    run = trainer.resolve_run(config, strategy)
     state = trainer.build_state(run, strategy, tempfile.mkdtemp())
     stage = run.stages[0]
     state.task.enter_stage(state.model, stage)

@@ -7,10 +7,9 @@ decoding the pixels, so a 40-megapixel PNG is refused at the cost of reading 24 
 
 import tensorflow as tf
 
+from efficientnet_tf.data import MAX_PIXELS  # noqa: F401 (the cap, read here by its users)
+
 FORMATS = "JPEG, PNG, GIF or BMP"
-# The pixel cap of serving and of the input pipelines: an image above it is refused before its
-# pixels are decoded (a 10000 x 10000 PNG would take 300 MB decoded, and more to resize).
-MAX_PIXELS = 40_000_000
 
 
 def _formats(data):

@@ -15,7 +15,6 @@ anchors * 4]} per level L, channel a * num_classes + c for anchor a and class c 
 background class), in float32.
 """
 
-import dataclasses
 import math
 
 import keras
@@ -25,20 +24,17 @@ from efficientnet_tf.models import efficientnet
 from efficientnet_tf.models import layers as layers_lib
 from efficientnet_tf.specs import registry
 
-BN_EPSILON = 1e-3  # automl's; the momentum is the row's (DetectionSpec.bn_momentum)
 PRIOR_PROBABILITY = 0.01
 
 
-def _batch_norm_function(settings, default_momentum):
-    """(inputs, name) -> batch-normalized inputs, as `settings` (efficientnet.BatchNormSettings:
-    momentum and epsilon default to automl's 0.99 and 1e-3; synchronized across replicas or
-    groups of them)."""
-    momentum = default_momentum if settings.momentum is None else settings.momentum
-    epsilon = BN_EPSILON if settings.epsilon is None else settings.epsilon
-    synchronized = bool(settings.synchronized or settings.group_size)
+def _batch_norm_function(settings):
+    """(inputs, name) -> batch-normalized inputs, as the resolved `settings`
+    (efficientnet.BatchNormSettings.resolved: automl's momentum 0.99 and epsilon 1e-3 unless
+    given; synchronized across replicas or groups of them)."""
 
     def batch_norm(x, name):
-        return layers_lib.BatchNorm(momentum=momentum, epsilon=epsilon, synchronized=synchronized,
+        return layers_lib.BatchNorm(momentum=settings.momentum, epsilon=settings.epsilon,
+                                    synchronized=settings.synchronized,
                                     group_size=settings.group_size, name=name)(x)
 
     return batch_norm
@@ -106,17 +102,13 @@ def build(spec, num_classes, image_size=None, activation="swish", name=None,
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes!r}")
     height, width = image_size or (spec.image_size, spec.image_size)
-    batch_norm = batch_norm or efficientnet.BatchNormSettings()
+    batch_norm = (batch_norm or efficientnet.BatchNormSettings()).resolved(spec)
     backbone = efficientnet.build(registry.get(spec.backbone), efficientnet.ModelOptions(
         features_only=True, input_shape=(height, width, 3),
         survival_prob=spec.backbone_survival_prob, activation=activation,
-        batch_norm=dataclasses.replace(
-            batch_norm, momentum=spec.bn_momentum if batch_norm.momentum is None
-            else batch_norm.momentum, epsilon=BN_EPSILON if batch_norm.epsilon is None
-            else batch_norm.epsilon), input_dtype=input_dtype, fold_batch_norm=fold_batch_norm,
+        batch_norm=batch_norm, input_dtype=input_dtype, fold_batch_norm=fold_batch_norm,
         input_scaling=input_scaling))
-    normalize = ((lambda x, name: x) if fold_batch_norm
-                 else _batch_norm_function(batch_norm, spec.bn_momentum))
+    normalize = (lambda x, name: x) if fold_batch_norm else _batch_norm_function(batch_norm)
     strides = {3: "stride_8", 4: "stride_16", 5: "stride_32"}
     features = {level: backbone.output[strides[level]] for level in range(spec.min_level, 6)}
     pyramid = bifpn_lib.bifpn(features, spec.min_level, spec.max_level, spec.fpn_width,

@@ -134,6 +134,12 @@ def round_filters(filters, width, divisor=8, min_depth=None, guard=True):
     return int(rounded)
 
 
+def round_to_multiple(value, multiple, minimum=None):
+    """`value` to the nearest multiple of `multiple` (Python's round: a half to the even one), and
+    at least `minimum` (default: one multiple). Image sizes and BiFPN widths are rounded so."""
+    return max(multiple if minimum is None else minimum, int(round(value / multiple)) * multiple)
+
+
 def round_repeats(repeats, depth):
     """Scales the repeats of a stage by `depth`, rounding up."""
     return int(math.ceil(depth * repeats))

@@ -41,7 +41,7 @@ def zero_colour(input_scaling):
 
 
 @dataclasses.dataclass(frozen=True)
-class Targets:
+class ProgressiveTargets:
     """(min, max) of each quantity progressive learning schedules (V2 §4, Algorithm 1)."""
 
     image_size: Tuple[int, int]
@@ -70,8 +70,9 @@ class ModelSpec:
     dropout_rate: float
     normalization: str
     survival_prob: float = 0.8
-    paper_targets: Optional[Targets] = None  # V2 paper Table 6 (schedule "paper")
-    official_targets: Optional[Targets] = None  # google/automl main.py (schedule "official")
+    paper_targets: Optional[ProgressiveTargets] = None  # V2 paper Table 6 (schedule "paper")
+    # google/automl main.py (schedule "official")
+    official_targets: Optional[ProgressiveTargets] = None
     # The official code's preprocessing path for this row: "v1" (tensorflow/tpu's: area 0.08,
     # bicubic, AutoAugment, eval center crop; automl's 'effnetv1_autoaug' for V2-B0..B3) or
     # "v2" (automl's 'randaug': area 0.05, bilinear, RandAugment, whole image at eval >= 320).
@@ -173,9 +174,9 @@ _V2_XL_BLOCKS = (
 # V2 paper Table 6 (schedule "paper"). XL is not in the table; the official code gives it L's
 # regularization, and so do we, with its own train size. B0-B3 are not in the table either: they
 # take S's regularization (the smallest net in the table) up to their own train size.
-TABLE6_S = Targets((128, 300), (5, 15), (0.0, 0.0), (0.0, 0.0), (0.1, 0.3))
-TABLE6_M = Targets((128, 380), (5, 20), (0.0, 0.2), (0.0, 0.0), (0.1, 0.4))
-TABLE6_L = Targets((128, 380), (5, 25), (0.0, 0.4), (0.0, 0.0), (0.1, 0.5))
+TABLE6_S = ProgressiveTargets((128, 300), (5, 15), (0.0, 0.0), (0.0, 0.0), (0.1, 0.3))
+TABLE6_M = ProgressiveTargets((128, 380), (5, 20), (0.0, 0.2), (0.0, 0.0), (0.1, 0.4))
+TABLE6_L = ProgressiveTargets((128, 380), (5, 25), (0.0, 0.4), (0.0, 0.0), (0.1, 0.5))
 
 
 def automl_targets(train_size, randaug, mix, dropout):
@@ -183,8 +184,8 @@ def automl_targets(train_size, randaug, mix, dropout):
     train size, RandAugment linspace(5, ram), mixup and cutmix linspace(0, alpha) with
     cutmix alpha = mixup alpha, and dropout fixed at the row's rate (main.py computes a dropout
     schedule, then deletes it). ram and alpha per variant: effnetv2_configs.py."""
-    return Targets((128, train_size), (5.0, float(randaug)), (0.0, float(mix)),
-                   (0.0, float(mix)), (float(dropout), float(dropout)))
+    return ProgressiveTargets((128, train_size), (5.0, float(randaug)), (0.0, float(mix)),
+                              (0.0, float(mix)), (float(dropout), float(dropout)))
 
 
 def scale(base, width, depth, resolution, dropout_rate=None, name=None, train_size=None,
@@ -228,7 +229,7 @@ def compound_scale(phi, base="efficientnet-b0", alpha=1.2, beta=1.1, gamma=1.15,
             raise ValueError(f"{label} must be >= 1 (a scaling factor), got {coefficient!r}")
     base = get(base) if isinstance(base, str) else base
     resolution, train_size = (
-        int(round(size * gamma ** phi / resolution_multiple)) * resolution_multiple
+        blocks_lib.round_to_multiple(size * gamma ** phi, resolution_multiple)
         for size in (base.eval_size, base.train_size))
     if dropout_rate is None:
         dropout_rate = round(min(0.5, base.dropout_rate + 0.1 * math.floor(phi / 2)), 4)
@@ -399,6 +400,7 @@ class DetectionSpec:
     # convention: the moving statistics keep 0.99 of themselves per step).
     dropout_rate = 0.0
     bn_momentum = 0.99
+    bn_epsilon = 1e-3
 
     @property
     def anchors_per_location(self):
@@ -430,8 +432,8 @@ def detection_compound(phi, name=None):
     backbone = compound_scale(phi).name if phi else "efficientnet-b0"
     return DetectionSpec(
         name=name or f"efficientdet:phi={phi:g}", backbone=backbone,
-        image_size=int(round((512 + 128 * phi) / 8)) * 8,
-        fpn_width=int(round(64 * 1.35 ** phi / 8)) * 8, fpn_repeats=3 + int(phi),
+        image_size=blocks_lib.round_to_multiple(512 + 128 * phi, 8),
+        fpn_width=blocks_lib.round_to_multiple(64 * 1.35 ** phi, 8), fpn_repeats=3 + int(phi),
         head_repeats=3 + int(phi // 3), backbone_survival_prob=1.0 if phi == 0 else 0.8)
 
 

@@ -13,6 +13,9 @@ import dataclasses
 import math
 from typing import Any, List
 
+from efficientnet_tf.specs import blocks as blocks_lib
+from efficientnet_tf.train import config as config_lib
+
 # The sizes a run adapts to are multiples of 16 (the network's stride-32 stages then see whole
 # 2 x 2 maps at least), between these bounds.
 MIN_IMAGE_SIZE = 32
@@ -43,7 +46,7 @@ class Decision:
 
 
 def _round_size(size):
-    return max(MIN_IMAGE_SIZE, int(round(size / SIZE_MULTIPLE)) * SIZE_MULTIPLE)
+    return blocks_lib.round_to_multiple(size, SIZE_MULTIPLE, MIN_IMAGE_SIZE)
 
 
 def image_size(spec, profile):
@@ -110,7 +113,7 @@ def adapt(config, spec, profile):
            f"{profile.train_images} training images: at least {STEPS_PER_EPOCH} steps per "
            "epoch")
     steps_per_epoch = profile.train_images / config.train.batch_size
-    total_steps = config.train.steps or max(1, math.ceil(config.train.epochs * steps_per_epoch))
+    total_steps = config_lib.total_steps(config, steps_per_epoch)
     epochs = total_steps / steps_per_epoch
     decide("optimizer", "warmup_epochs", round(min(1.0, 0.05 * epochs), 3),
            f"{total_steps} steps: warm up over min(1 epoch, 5% of the run)")

@@ -7,9 +7,13 @@ Experiment files (experiments/*.py) start from `base_config()` and change what t
 locked). `placeholder` fields default to None, meaning "the variant's value" (its registry row).
 """
 
+import math
+
 import ml_collections
 from ml_collections.config_dict import placeholder
 
+from efficientnet_tf.data import MAX_PIXELS
+from efficientnet_tf.specs import blocks as blocks_lib
 from efficientnet_tf.specs import registry
 
 AUGMENTS = ("none", "randaugment", "autoaugment")
@@ -63,7 +67,7 @@ def base_config():
         # True: the training images decoded once and kept in memory for every epoch and stage
         # (small data: images x height x width x 3 bytes); a path: their file bytes cached there
         cache=False, shuffle_buffer=10_000,
-        max_pixels=40_000_000,  # larger images are skipped (and named) before they are decoded
+        max_pixels=MAX_PIXELS,  # larger images are skipped (and named) before they are decoded
         image_dtype="auto",  # auto: bfloat16 on TPU, float32 elsewhere
         deterministic=False,
     ))
@@ -227,6 +231,11 @@ def validate(config):
     return config
 
 
+def total_steps(config, steps_per_epoch):
+    """The run's number of train steps: config.train.steps, else its epochs (at least 1)."""
+    return config.train.steps or max(1, math.ceil(config.train.epochs * steps_per_epoch))
+
+
 def from_dict(values):
     """A config of `values` (a config as a dict: a run's config.json, a search's recipe) over
     base_config, whose keys it must have."""
@@ -259,6 +268,6 @@ def for_model(config, name, base):
     for section, key in (("train", "image_size"), ("eval", "image_size"),
                          ("progressive", "image_size_min"), ("progressive", "image_size_max")):
         if config[section][key] is not None:
-            config[section][key] = max(SIZE_MULTIPLE, int(round(
-                config[section][key] * ratio / SIZE_MULTIPLE)) * SIZE_MULTIPLE)
+            config[section][key] = blocks_lib.round_to_multiple(config[section][key] * ratio,
+                                                                SIZE_MULTIPLE)
     return config

@@ -20,6 +20,7 @@ Schedules:
 
 import dataclasses
 
+from efficientnet_tf.specs import blocks as blocks_lib
 from efficientnet_tf.specs import registry
 
 
@@ -40,7 +41,7 @@ class Stage:
 def round_size(size, multiple, ceiling=None):
     """Nearest multiple of `multiple` (at least one), and not above `ceiling` (the largest size
     the schedule allows) when one is given: S's 300 becomes 296 with multiple 8, not 304."""
-    rounded = max(multiple, int(round(size / multiple)) * multiple)
+    rounded = blocks_lib.round_to_multiple(size, multiple)
     if ceiling is not None and rounded > ceiling:
         rounded = max(multiple, int(ceiling) // multiple * multiple)
     return rounded
@@ -60,15 +61,15 @@ def targets(spec, config):
                          "set config.progressive.image_size_min/max (and the others)")
     augment = config.augment
     if row is None:
-        row = registry.Targets((spec.train_size,) * 2, (augment.randaug_magnitude,) * 2,
-                               (augment.mixup_alpha,) * 2, (augment.cutmix_alpha,) * 2,
-                               (spec.dropout_rate,) * 2)
+        row = registry.ProgressiveTargets(
+            (spec.train_size,) * 2, (augment.randaug_magnitude,) * 2, (augment.mixup_alpha,) * 2,
+            (augment.cutmix_alpha,) * 2, (spec.dropout_rate,) * 2)
     # An explicit config.model.dropout_rate holds for every stage unless the progressive
     # section ramps dropout itself.
     dropout_default = row.dropout_rate
     if config.model.dropout_rate is not None:
         dropout_default = (config.model.dropout_rate,) * 2
-    return registry.Targets(
+    return registry.ProgressiveTargets(
         image_size=pick(progressive.image_size_min, progressive.image_size_max, row.image_size),
         randaug_magnitude=pick(progressive.randaug_min, progressive.randaug_max,
                                row.randaug_magnitude),

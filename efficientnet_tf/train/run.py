@@ -15,7 +15,6 @@ TrainSettings; preprocess_train flips or not.
 """
 
 import dataclasses
-import math
 import secrets
 from typing import Any, Optional, Tuple
 
@@ -129,24 +128,21 @@ class Run:
             raise ValueError(f"the recorded row of {spec.name!r} differs from this version's "
                              "registry; train again or use the version that trained it")
         task_class = tasks.get(values["task"])
-        optimization = dict(values["optimization"])
-        optimization["weight_decay_exclude"] = tuple(optimization["weight_decay_exclude"])
-        return cls(
-            **{key: values[key] for key in (
-                "task", "train_examples", "eval_examples", "global_batch", "per_replica_batch",
-                "eval_batch", "steps_per_epoch", "total_steps", "precision", "image_dtype",
-                "jit_compile", "steps_per_loop", "log_every_steps", "checkpoint_every_steps",
-                "eval_every_steps", "keep_checkpoints", "eval_with_ema", "seed", "init_from",
-                "bn_description")},
-            spec=spec, model=ModelOptions.from_dict(values["model"]),
-            class_names=tuple(values["class_names"]) if values["class_names"] else None,
-            stages=tuple(progressive.Stage(**stage) for stage in values["stages"]),
-            optimization=Optimization(**optimization),
-            task_settings=task_class.settings_from_dict(values["task_settings"]),
-            placement=Placement(**values["placement"]),
-            decisions=tuple(adapt.Decision(**d) for d in values["decisions"]),
-            prepare_next_stage=values.get("prepare_next_stage", True),  # older runs: default
-            source=source, config=config)
+        readers = {  # the structured fields; the others are JSON values as recorded
+            "spec": lambda value: spec,
+            "model": ModelOptions.from_dict,
+            "class_names": lambda value: tuple(value) if value else None,
+            "stages": lambda value: tuple(progressive.Stage(**stage) for stage in value),
+            "optimization": lambda value: Optimization(**{
+                **value, "weight_decay_exclude": tuple(value["weight_decay_exclude"])}),
+            "task_settings": task_class.settings_from_dict,
+            "placement": lambda value: Placement(**value),
+            "decisions": lambda value: tuple(adapt.Decision(**d) for d in value)}
+        # A field an older version did not record takes its default (prepare_next_stage).
+        recorded_fields = {field.name: readers.get(field.name, lambda value: value)(
+            values[field.name]) for field in dataclasses.fields(cls)
+            if field.name in values and field.name not in ("source", "config")}
+        return cls(**recorded_fields, source=source, config=config)
 
 
 def _plain(value):
@@ -217,7 +213,7 @@ def plan_run(config, strategy, recorded_seed=None, init_scaling=None):
             hint = getattr(source, "empty_split_hint", lambda: "")()
             raise ValueError(f"the {split} split of the data is empty{hint}")
     steps_per_epoch = source.num_examples(sources.TRAIN) / global_batch
-    total_steps = config.train.steps or max(1, math.ceil(config.train.epochs * steps_per_epoch))
+    total_steps = config_lib.total_steps(config, steps_per_epoch)
     stages = tuple(progressive.stages(spec, config, total_steps))
     image_dtype = config.data.image_dtype
     if image_dtype == "auto":

@@ -58,7 +58,7 @@ class State:
         return int(self.optimizer.iterations.numpy())
 
 
-def plan(config, strategy, workdir=None):
+def resolve_run(config, strategy, workdir=None):
     """The Run of `config` in `workdir` (whose recorded seed an unset seed reuses, and whose
     recorded input scaling a resumed run keeps; else init_from's weights' own)."""
     scaling = (workdir_lib.recorded_input_scaling(workdir)
@@ -281,9 +281,7 @@ def short_for_batch_norm(run):
     images)."""
     if run.init_from:
         return None
-    momentum = run.model.batch_norm.momentum
-    if momentum is None:
-        momentum = run.spec.bn_momentum
+    momentum = run.model.batch_norm.resolved(run.spec).momentum
     if momentum ** run.total_steps <= BN_LEFTOVER:
         return None
     fitting = math.floor(BN_LEFTOVER ** (1.0 / run.total_steps) * 100) / 100
@@ -320,7 +318,7 @@ def class_counts(run):
 def train_and_evaluate(config, workdir, strategy=None):
     """Trains and evaluates as `config` says, in `workdir` (local or gs://). Returns results."""
     strategy = strategy or tf.distribute.get_strategy()
-    run = plan(config, strategy, workdir)
+    run = resolve_run(config, strategy, workdir)
     log_plan(run, strategy)
     scratch = None
     if run.placement.chief:
@@ -404,7 +402,7 @@ def evaluate_workdir(workdir, config=None, strategy=None, continuous=False, time
     if config is None:
         run = workdir_lib.load_run(workdir, with_source=True)
     else:
-        run = plan(config, strategy, workdir)
+        run = resolve_run(config, strategy, workdir)
     task = tasks.create(run)
     paths = (tf.train.checkpoints_iterator(workdir, timeout=timeout) if continuous
              else [workdir])

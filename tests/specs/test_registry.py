@@ -88,9 +88,9 @@ def test_v2_b3_has_no_rounding_guard():
 
 def test_progressive_targets_table6():
     s, m, large = (registry.get(f"efficientnetv2-{x}").paper_targets for x in "sml")
-    assert s == registry.Targets((128, 300), (5, 15), (0, 0), (0, 0), (0.1, 0.3))
-    assert m == registry.Targets((128, 380), (5, 20), (0, 0.2), (0, 0), (0.1, 0.4))
-    assert large == registry.Targets((128, 380), (5, 25), (0, 0.4), (0, 0), (0.1, 0.5))
+    assert s == registry.ProgressiveTargets((128, 300), (5, 15), (0, 0), (0, 0), (0.1, 0.3))
+    assert m == registry.ProgressiveTargets((128, 380), (5, 20), (0, 0.2), (0, 0), (0.1, 0.4))
+    assert large == registry.ProgressiveTargets((128, 380), (5, 25), (0, 0.4), (0, 0), (0.1, 0.5))
     assert registry.get("efficientnetv2-xl").paper_targets.image_size == (128, 384)
     assert registry.get("efficientnetv2-b2").paper_targets.image_size == (128, 208)
 
@@ -102,7 +102,7 @@ def test_official_targets_are_automls_configs(suffix, ram, alpha, dropout):
     """effnetv2_configs.efficientnetv2_params: RandAugment magnitude (ram), mixup = cutmix alpha,
     dropout; main.py: from 128 (ibase) to the train size, RandAugment from 5, mixing from 0."""
     row = registry.get(f"efficientnetv2-{suffix}")
-    assert row.official_targets == registry.Targets(
+    assert row.official_targets == registry.ProgressiveTargets(
         (128, row.train_size), (5, ram), (0, alpha), (0, alpha), (dropout, dropout))
 
 

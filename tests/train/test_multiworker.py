@@ -98,7 +98,7 @@ def test_only_the_chief_writes_and_the_other_worker_cleans_up(two_workers):
 def test_the_chiefs_checkpoint_resumes_in_one_process(two_workers, photo_folder, tmp_path):
     config = tiny_config(photo_folder, **{"train.steps": 10, "train.checkpoint_every_steps": 4,
                                           "train.log_every_steps": 2})
-    run = trainer.plan(config, tf.distribute.get_strategy())
+    run = trainer.resolve_run(config, tf.distribute.get_strategy())
     state = trainer.build_state(run, tf.distribute.get_strategy(), tempfile.mkdtemp(),
                                 restore_from=two_workers["workdir"])
     assert state.checkpoints.restore_latest().endswith("ckpt-8")

@@ -69,7 +69,7 @@ def test_init_from_an_official_checkpoint_gives_the_run_its_values_and_scaling(t
     root = write_folder(tmp_path / "photos", per_class=4)
     archive = lookalike_archive(tmp_path)
     config = classification_config(root, archive, **{"model.input_scaling": "sym128"})
-    run = trainer.plan(config, tf.distribute.get_strategy())
+    run = trainer.resolve_run(config, tf.distribute.get_strategy())
     assert run.model.input_scaling == "sym128" and run.num_classes == 3
     task = tasks.create(run)
     model = task.build_model()
@@ -82,18 +82,18 @@ def test_init_from_an_official_checkpoint_gives_the_run_its_values_and_scaling(t
 
     # A name sets the scaling (no download to plan); a contradiction is an error.
     tagged = classification_config(root, "efficientnetv2-b0/imagenet21k-ft1k")
-    assert trainer.plan(tagged, tf.distribute.get_strategy()).model.input_scaling == "sym255"
+    assert trainer.resolve_run(tagged, tf.distribute.get_strategy()).model.input_scaling == "sym255"
     advprop = classification_config(root, "efficientnet-b0/advprop",
                                     **{"model.name": "efficientnet-b0"})
-    assert trainer.plan(advprop, tf.distribute.get_strategy()).model.input_scaling == "sym255"
+    assert trainer.resolve_run(advprop, tf.distribute.get_strategy()).model.input_scaling == "sym255"
     wrong = classification_config(root, "efficientnetv2-b0/imagenet21k-ft1k",
                                   **{"model.input_scaling": "mean_std"})
     with pytest.raises(ValueError, match="input_scaling 'mean_std' contradicts init_from "
                        "'efficientnetv2-b0/imagenet21k-ft1k', which expect 'sym255'"):
-        trainer.plan(wrong, tf.distribute.get_strategy())
+        trainer.resolve_run(wrong, tf.distribute.get_strategy())
     # Without a choice the run takes the row's (V2-B0: ImageNet mean/std, as keras.applications).
     plain = classification_config(root, "")
-    assert trainer.plan(plain, tf.distribute.get_strategy()).model.input_scaling == "mean_std"
+    assert trainer.resolve_run(plain, tf.distribute.get_strategy()).model.input_scaling == "mean_std"
 
 
 @pytest.mark.slow
@@ -116,10 +116,10 @@ def test_a_fine_tuning_run_keeps_the_official_values_through_checkpoint_and_expo
     assert efficientnet.input_scaling_of(model) == "sym128"
     # A second run fine-tunes from this one: the recorded scaling comes along.
     again = classification_config(root, workdir)
-    assert trainer.plan(again, tf.distribute.get_strategy()).model.input_scaling == "sym128"
+    assert trainer.resolve_run(again, tf.distribute.get_strategy()).model.input_scaling == "sym128"
     # Resumed with the checkpoint it started from gone, the run keeps its recorded scaling.
     gone = classification_config(root, str(tmp_path / "deleted.tgz"))
-    assert trainer.plan(gone, tf.distribute.get_strategy(), workdir).model.input_scaling == (
+    assert trainer.resolve_run(gone, tf.distribute.get_strategy(), workdir).model.input_scaling == (
         "sym128")
     # A weights file kept in a workdir is a file, not the run.
     kept = f"{workdir}/converted.weights.h5"
@@ -190,7 +190,7 @@ def test_the_recipes_for_your_own_data_start_from_official_names(tmp_path):
     config.data.root = str(root)
     config.data.eval_percent = 25
     config.init_from = "efficientnetv2-b0/imagenet21k-ft1k"
-    run = trainer.plan(config, tf.distribute.get_strategy())
+    run = trainer.resolve_run(config, tf.distribute.get_strategy())
     assert run.model.input_scaling == "sym255"
     decided = {decision.key: decision.value for decision in run.decisions}
     assert decided["data.crop"] == "whole"  # the fine-tuning path
@@ -203,10 +203,10 @@ def test_the_recipes_for_your_own_data_start_from_official_names(tmp_path):
         config.data[f"{split}_annotations"] = f"{tmp_path}/boxes/{split}/annotations.json"
         config.data[f"{split}_images"] = f"{tmp_path}/boxes/{split}/images"
     config.init_from = "efficientdet-d0/coco"
-    run = trainer.plan(config, tf.distribute.get_strategy())
+    run = trainer.resolve_run(config, tf.distribute.get_strategy())
     assert run.model.input_scaling == "mean_std" and run.class_names == ("red", "blue")
     config.init_from = "efficientdet-d0/det-advprop"
-    assert trainer.plan(config, tf.distribute.get_strategy()).model.input_scaling == "sym255"
+    assert trainer.resolve_run(config, tf.distribute.get_strategy()).model.input_scaling == "sym255"
 
 
 def test_runs_recorded_before_input_scaling_keep_what_they_were_trained_with(tmp_path):
@@ -224,7 +224,7 @@ def test_runs_recorded_before_input_scaling_keep_what_they_were_trained_with(tmp
         config.data[f"{split}_images"] = f"{tmp_path}/data/{split}/images"
     config.train.batch_size = config.eval.batch_size = 2
     config.train.steps = 1
-    run = trainer.plan(config, tf.distribute.get_strategy())
+    run = trainer.resolve_run(config, tf.distribute.get_strategy())
     assert tasks.create(run).pad_colour == pytest.approx((123.675, 116.28, 103.53))
     recorded = run.to_dict()
     del recorded["model"]["input_scaling"]
@@ -235,7 +235,7 @@ def test_runs_recorded_before_input_scaling_keep_what_they_were_trained_with(tmp
     assert efficientnet.input_scaling_of(task.build_model()) == "mean_std"
 
     root = write_folder(tmp_path / "photos", per_class=4)
-    run = trainer.plan(classification_config(root, ""), tf.distribute.get_strategy())
+    run = trainer.resolve_run(classification_config(root, ""), tf.distribute.get_strategy())
     recorded = json.loads(json.dumps(run.to_dict()))
     assert recorded["spec"]["normalization"] == "mean_std"
     recorded["spec"]["normalization"] = "imagenet"  # what earlier versions wrote

@@ -132,7 +132,7 @@ def test_each_stage_trains_with_its_own_size_dropout_magnitude_and_mixup(photo_f
     monkeypatch.setattr(layers_lib.Dropout, "call", measuring_call)
     config = three_stage_config(photo_folder, **{"train.batch_size": 32})
     strategy = tf.distribute.get_strategy()
-    run = trainer.plan(config, strategy)
+    run = trainer.resolve_run(config, strategy)
     state = trainer.build_state(run, strategy, str(tmp_path))
     progress = trainer.report.Progress(str(tmp_path), run.total_steps, run.steps_per_epoch,
                                        run.global_batch, write=False)

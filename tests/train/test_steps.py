@@ -39,7 +39,7 @@ def seven_classes(tmp_path_factory):
 
 def build(config, workdir, strategy=None):
     strategy = strategy or tf.distribute.get_strategy()
-    run = trainer.plan(config, strategy)
+    run = trainer.resolve_run(config, strategy)
     return run, trainer.build_state(run, strategy, str(workdir))
 
 
@@ -100,7 +100,7 @@ def test_a_mixed_float16_step_scales_the_loss_and_unscales_its_update(photo_fold
     the scale; the first step taken equals the float32 step from the same weights and batch,
     not 2^k times it."""
     config = tiny_config(photo_folder)
-    run = trainer.plan(config, tf.distribute.get_strategy())
+    run = trainer.resolve_run(config, tf.distribute.get_strategy())
     images, labels = next(iter(inputs_lib.train_dataset(run.source, inputs_lib.TrainSettings(
         image_size=32, batch_size=8, num_classes=3, seed=1, deterministic=True))))
     batch = (images, labels)
@@ -245,7 +245,7 @@ def test_an_unset_seed_is_drawn_recorded_and_reused_when_the_run_resumes(photo_f
         saved = json.load(open(os.path.join(tmp_path, name, "config.json")))
         seeds.append(saved["resolved"]["seed"])
     assert seeds[0] != seeds[1]  # two runs, two seeds (a clash is a 1-in-2^31 chance)
-    assert trainer.plan(config, tf.distribute.get_strategy(),
+    assert trainer.resolve_run(config, tf.distribute.get_strategy(),
                         str(tmp_path / "a")).seed == seeds[0]
 
 
@@ -324,7 +324,7 @@ def test_a_run_too_short_for_its_batch_norm_momentum_is_warned(photo_folder):
     def plan(init_from=None, **settings):
         config = tiny_config(photo_folder, **settings)
         config.init_from = init_from
-        return trainer.plan(config, tf.distribute.get_strategy())
+        return trainer.resolve_run(config, tf.distribute.get_strategy())
 
     warning = trainer.short_for_batch_norm(plan())
     assert warning.startswith("batch norm momentum 0.9 over 12 steps leaves 28.2% of the moving")

@@ -39,7 +39,7 @@ def two_stage_config(root, **overrides):
 def build(config, workdir, strategy=None):
     strategy = strategy or tf.distribute.get_strategy()
     keras.utils.set_random_seed(0)
-    run = trainer.plan(config, strategy)
+    run = trainer.resolve_run(config, strategy)
     return strategy, run, trainer.build_state(run, strategy, workdir)
 
 
@@ -201,7 +201,7 @@ def test_tpu_defaults_follow_the_strategy(photo_folder):
     assert distribute.precision_policy("float32", tpu) == "float32"  # asked for: kept
     config = two_stage_config(photo_folder, **{"train.batch_size": 16, "eval.batch_size": 16,
                                                "train.log_every_steps": 250})
-    on_cpu, on_tpu = trainer.plan(config, cpu), trainer.plan(config, tpu)
+    on_cpu, on_tpu = trainer.resolve_run(config, cpu), trainer.resolve_run(config, tpu)
     assert (on_cpu.precision, on_cpu.image_dtype, on_cpu.steps_per_loop) == (
         "float32", "float32", 1)
     assert (on_tpu.precision, on_tpu.image_dtype, on_tpu.steps_per_loop) == (

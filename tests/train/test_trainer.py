@@ -176,7 +176,7 @@ def test_resume_restores_optimizer_ema_and_schedule_state(photo_folder, tmp_path
     workdir = str(tmp_path / "run")
     trainer.train_and_evaluate(tiny_config(photo_folder, **{"train.steps": 6}), workdir)
     config = tiny_config(photo_folder, **{"train.steps": 9})
-    run = trainer.plan(config, tf.distribute.get_strategy())
+    run = trainer.resolve_run(config, tf.distribute.get_strategy())
     state = trainer.build_state(run, tf.distribute.get_strategy(), workdir)
     assert state.checkpoints.restore_latest().endswith("ckpt-6")
     assert state.step == 6
@@ -215,7 +215,7 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(photo_folder, 
     else:
         content = open(index, "rb").read()
         open(index, "wb").write(content[: len(content) // 3])
-    run = trainer.plan(config, tf.distribute.get_strategy())
+    run = trainer.resolve_run(config, tf.distribute.get_strategy())
     state = trainer.build_state(run, tf.distribute.get_strategy(), workdir)
     assert state.checkpoints.restore_latest().endswith("ckpt-6")
     assert state.step == 6
@@ -232,7 +232,7 @@ def test_a_storage_outage_while_restoring_stops_the_run(photo_folder, tmp_path, 
     workdir = str(tmp_path / "run")
     config = tiny_config(photo_folder)
     trainer.train_and_evaluate(config, workdir)
-    run = trainer.plan(config, tf.distribute.get_strategy())
+    run = trainer.resolve_run(config, tf.distribute.get_strategy())
     state = trainer.build_state(run, tf.distribute.get_strategy(), workdir)
 
     def outage(*args, **kwargs):
@@ -348,7 +348,7 @@ def test_an_empty_held_out_split_is_an_error_before_training(tmp_path):
     config = tiny_config(str(root), **{"data.eval_percent": 10})
     with pytest.raises(ValueError, match=r"the eval split of the data is empty \(a hash of each "
                                          r"path holds out data.eval_percent=10% of the 18 images"):
-        trainer.plan(config, tf.distribute.get_strategy())
+        trainer.resolve_run(config, tf.distribute.get_strategy())
     assert not os.path.exists(tmp_path / "run")
 
 

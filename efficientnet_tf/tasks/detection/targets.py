@@ -24,7 +24,7 @@ BACKGROUND, IGNORED, PADDING = -1, -2, -1
 
 
 @dataclasses.dataclass(frozen=True)
-class Targets:
+class AnchorTargets:
     """One example's targets: per level {level: tensor}; classes [H, W, A] int32 (a class id,
     BACKGROUND or IGNORED), boxes [H, W, A * 4] float32 codes (0 where not positive)."""
 
@@ -87,6 +87,6 @@ def label(anchors, gt_boxes, gt_classes, image_size, settings, matched_threshold
     classes = tf.where(positive, tf.gather(gt_classes, safe), matches)
     codes = boxes_lib.encode(tf.gather(gt_boxes, safe), anchors)
     codes = tf.where(positive[:, None], codes, 0.0)
-    return Targets(classes=anchors_lib.split_by_level(classes, image_size, settings),
+    return AnchorTargets(classes=anchors_lib.split_by_level(classes, image_size, settings),
                    boxes=anchors_lib.split_by_level(codes, image_size, settings),
                    num_positives=tf.reduce_sum(tf.cast(positive, tf.float32)))
