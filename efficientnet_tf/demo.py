@@ -155,7 +155,6 @@ def detection_config(root):
     config.data.cache = True
     config.data.shuffle_buffer = 1024
     config.data.deterministic = True  # the same AP on every run
-    config.augment.kind = "none"
     config.progressive.schedule = "none"
     config.detection.scale_min, config.detection.scale_max = 0.6, 1.6  # digits stay >= 14 px
     config.train.image_size = DETECTION_SIZE

@@ -40,7 +40,6 @@ def get_config(arg="efficientdet-d0"):
     config.data.num_train_examples = COCO_TRAIN_IMAGES
     config.data.num_eval_examples = COCO_VAL_IMAGES
     config.data.shuffle_buffer = 1000
-    config.augment.kind = "none"
     config.progressive.schedule = "none"
     config.train.batch_size = 128
     config.train.epochs = 600.0 if model in ("efficientdet-d7", "efficientdet-d7x") else 300.0

@@ -33,7 +33,6 @@ def get_config(arg="efficientdet-d0"):
     config.model.name = model
     config.data.source = "coco_json"
     config.data.shuffle_buffer = 1000
-    config.augment.kind = "none"
     config.progressive.schedule = "none"
     config.train.batch_size = 16
     config.train.epochs = 50.0

@@ -65,6 +65,9 @@ class Task(abc.ABC):
     # Layers that fine-tuning from one of our runs (train/workdir.py's initialize) re-initialises
     # when their shapes differ (pretrained weights: models/weights knows both kinds of model).
     REINITIALIZED_LAYERS = ()
+    # {config key pattern: why}: keys this task's runs do not read; setting one is an error
+    # (train/config.py check_read).
+    UNREAD_KEYS = {}
 
     def enter_stage(self, model, stage):
         """Sets what the model regularizes with in `stage` (before its step is traced); by

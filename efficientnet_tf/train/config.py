@@ -7,6 +7,7 @@ Experiment files (experiments/*.py) start from `base_config()` and change what t
 locked). `placeholder` fields default to None, meaning "the variant's value" (its registry row).
 """
 
+import fnmatch
 import math
 
 import ml_collections
@@ -94,7 +95,9 @@ def base_config():
         prepare_next_stage=True,
         log_every_steps=100, checkpoint_every_steps=1000, keep_checkpoints=3,
         eval_every_steps=0,  # 0: evaluate once, at the end
-        label_smoothing=0.1,
+        # of the loss's targets; None: the task's (classification 0.1, as the papers;
+        # detection 0.0, as automl's focal loss)
+        label_smoothing=placeholder(float),
         weight_decay=1e-5, weight_decay_mode="l2",  # l2: as a loss term (papers); or decoupled
         # variables whose names hold one of these are not decayed (automl V2: biases and BN;
         # the V1 recipe: BN only, as tensorflow/tpu)
@@ -132,8 +135,7 @@ def base_config():
     config.detection = ml_collections.ConfigDict(dict(
         max_instances=100,  # boxes per image kept (the rest dropped, counted and logged)
         scale_min=0.1, scale_max=2.0,  # scale jitter of the training images, then a crop
-        focal_alpha=0.25, focal_gamma=1.5,
-        label_smoothing=0.0,  # of the focal loss (train.label_smoothing is classification's)
+        focal_alpha=0.25, focal_gamma=1.5,  # label smoothing: train.label_smoothing
         box_loss_weight=50.0, huber_delta=0.1,
         # evaluation: per-class Gaussian soft-NMS over the top 5000 candidates, 100 detections
         eval_nms="gaussian",
@@ -236,12 +238,54 @@ def total_steps(config, steps_per_epoch):
     return config.train.steps or max(1, math.ceil(config.train.epochs * steps_per_epoch))
 
 
+def unread_settings(config, unread):
+    """[(key, why)] of the keys `config` sets to other than base_config's value that the run
+    does not read: those matching a pattern of `unread` ({fnmatch pattern: why}: the task's
+    UNREAD_KEYS), and train.image_size under a progressive schedule (the stages set the size)."""
+    rules = dict(unread)
+    if config.progressive.schedule != "none":
+        rules["train.image_size"] = (f"progressive.schedule={config.progressive.schedule!r} sets "
+                                     "each stage's size (progressive.image_size_min/max)")
+    defaults, values = _flatten(base_config().to_dict()), _flatten(config.to_dict())
+    found = []
+    for key in sorted(values):
+        why = next((why for pattern, why in rules.items()
+                    if fnmatch.fnmatchcase(key, pattern)), None)
+        if why is not None and values[key] != defaults.get(key):
+            found.append((key, why))
+    return found
+
+
+def check_read(config, unread, task):
+    """A ValueError naming the first key `config` sets that a `task` run would not read
+    (unread_settings): a setting that silently does nothing is a mistake to point out."""
+    found = unread_settings(config, unread)
+    if found:
+        (key, why), others = found[0], [key for key, _ in found[1:]]
+        section, name = key.split(".", 1)
+        raise ValueError(
+            f"config.{key}={config[section][name]!r} is not read by a {task} run: {why}; "
+            "remove it" + (f" (nor are {', '.join(others)})" if others else ""))
+
+
+# Keys older versions recorded that this one reads elsewhere: (task, old key) -> new key, or
+# None where the value moved nowhere (another task's default).
+LEGACY_KEYS = {("detection", "detection.label_smoothing"): "train.label_smoothing",
+               ("classification", "detection.label_smoothing"): None}
+
+
 def from_dict(values):
     """A config of `values` (a config as a dict: a run's config.json, a search's recipe) over
-    base_config, whose keys it must have."""
+    base_config, whose keys it must have (older versions' keys mapped: LEGACY_KEYS)."""
     config = base_config()
+    flat = _flatten(values)
+    for (task, old), new in LEGACY_KEYS.items():
+        if old in flat and flat.get("task", "classification") == task:
+            value = flat.pop(old)
+            if new is not None:
+                flat[new] = value
     with config.unlocked():
-        config.update_from_flattened_dict(_flatten(values))
+        config.update_from_flattened_dict(flat)
     return config
 
 

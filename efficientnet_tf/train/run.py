@@ -200,6 +200,7 @@ def plan_run(config, strategy, recorded_seed=None, init_scaling=None):
     run really uses."""
     spec = registry.get(config.model.name)
     task_class = tasks.get(config.task)
+    config_lib.check_read(config, task_class.UNREAD_KEYS, config.task)
     source = task_class.make_source(config.data)
     decisions = []
     if config.adapt_to_data and adapt.open_keys(config):

@@ -85,7 +85,8 @@ def test_init_from_an_official_checkpoint_gives_the_run_its_values_and_scaling(t
     assert trainer.resolve_run(tagged, tf.distribute.get_strategy()).model.input_scaling == "sym255"
     advprop = classification_config(root, "efficientnet-b0/advprop",
                                     **{"model.name": "efficientnet-b0"})
-    assert trainer.resolve_run(advprop, tf.distribute.get_strategy()).model.input_scaling == "sym255"
+    strategy = tf.distribute.get_strategy()
+    assert trainer.resolve_run(advprop, strategy).model.input_scaling == "sym255"
     wrong = classification_config(root, "efficientnetv2-b0/imagenet21k-ft1k",
                                   **{"model.input_scaling": "mean_std"})
     with pytest.raises(ValueError, match="input_scaling 'mean_std' contradicts init_from "
@@ -93,7 +94,7 @@ def test_init_from_an_official_checkpoint_gives_the_run_its_values_and_scaling(t
         trainer.resolve_run(wrong, tf.distribute.get_strategy())
     # Without a choice the run takes the row's (V2-B0: ImageNet mean/std, as keras.applications).
     plain = classification_config(root, "")
-    assert trainer.resolve_run(plain, tf.distribute.get_strategy()).model.input_scaling == "mean_std"
+    assert trainer.resolve_run(plain, strategy).model.input_scaling == "mean_std"
 
 
 @pytest.mark.slow

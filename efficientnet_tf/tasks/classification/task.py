@@ -19,6 +19,9 @@ from efficientnet_tf.tasks.classification import inputs as inputs_lib
 from efficientnet_tf.tasks.classification import serving
 
 
+# The papers' label smoothing (V1 §5.2, V2 §5.1), unless train.label_smoothing says otherwise.
+LABEL_SMOOTHING = 0.1
+
 @dataclasses.dataclass(frozen=True)
 class AugmentSettings:
     kind: str  # none, randaugment, autoaugment
@@ -150,7 +153,9 @@ class ClassificationTask(base.Task):
                 randaug_ops=ops or augment.RANDAUGMENT_OPS,
                 relative_to_size=config.augment.relative_to_size,
                 corrected_ops=config.augment.corrected_ops),
-            label_smoothing=config.train.label_smoothing, max_pixels=config.data.max_pixels)
+            label_smoothing=(LABEL_SMOOTHING if config.train.label_smoothing is None
+                             else config.train.label_smoothing),
+            max_pixels=config.data.max_pixels)
 
     @classmethod
     def settings_from_dict(cls, values):
@@ -178,6 +183,12 @@ class ClassificationTask(base.Task):
 
     # Layers a fine-tuning run re-initialises when their shapes differ (another class count).
     REINITIALIZED_LAYERS = (weights_lib.CLASSIFIER,)
+    # Keys of the config a classifier's run does not read (train/config.py check_read).
+    UNREAD_KEYS = {
+        "detection.*": "the detection section is for task 'detection'",
+        **{f"data.{key}": "COCO JSON sources are detection's" for key in (
+            "train_annotations", "train_images", "eval_annotations", "eval_images",
+            "invalid_boxes")}}
 
     def augmenter(self, stage):
         settings = self.settings.augment

@@ -81,6 +81,17 @@ class DetectionTask(base.Task):
     HEADLINE_TITLE = "COCO AP"
     # A detector fine-tuned from another detector: its class predictor re-initialised.
     REINITIALIZED_LAYERS = ("class_net_predict",)
+    # Keys of the config a detector's run does not read (train/config.py check_read).
+    UNREAD_KEYS = {
+        "augment.*": "a detector's training augmentation is flips and scale jitter "
+                     "(detection.scale_min/max)",
+        "eval.crop_fraction": "a detector evaluates whole images, fitted and padded",
+        "eval.image_size": "a detector evaluates at its input size (train.image_size)",
+        "data.crop": "a detector's crops are scale jitter (detection.scale_min/max)",
+        "data.crop_area_min": "a detector's crops are scale jitter (detection.scale_min/max)",
+        "data.resize_method": "a detector resizes bilinearly, as automl",
+        "model.dropout_rate": "a detector has no classifier dropout",
+        "model.survival_prob": "a detector's backbone keeps its row's survival probability"}
 
     def __init__(self, run, source):
         super().__init__(run, source)
@@ -100,6 +111,9 @@ class DetectionTask(base.Task):
         if config.progressive.schedule != "none":
             raise ValueError(f"config.progressive.schedule is {config.progressive.schedule!r}: "
                              "a detector trains at one size; set it to 'none'")
+        if isinstance(config.data.cache, str) and config.data.cache:
+            raise ValueError(f"config.data.cache={config.data.cache!r}: a detector caches its "
+                             "examples in memory (data.cache=True), not in files")
         detection = config.detection
         if not 0.0 < detection.scale_min <= detection.scale_max:
             raise ValueError(f"detection.scale_min {detection.scale_min} and scale_max "
@@ -115,7 +129,7 @@ class DetectionTask(base.Task):
             random_flip=config.data.random_flip, cache=bool(config.data.cache),
             shuffle_buffer=config.data.shuffle_buffer, deterministic=config.data.deterministic,
             focal_alpha=detection.focal_alpha, focal_gamma=detection.focal_gamma,
-            label_smoothing=detection.label_smoothing,
+            label_smoothing=config.train.label_smoothing or 0.0,
             box_loss_weight=detection.box_loss_weight, huber_delta=detection.huber_delta,
             eval_nms=detection.eval_nms, max_pixels=config.data.max_pixels)
 

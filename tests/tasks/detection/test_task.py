@@ -25,7 +25,6 @@ def detection_config(root):
         config.data[f"{split}_images"] = f"{root}/{split}/images"
     config.data.shuffle_buffer = 32
     config.data.deterministic = True
-    config.augment.kind = "none"
     config.train.image_size = 64
     config.train.batch_size = 4
     config.train.steps = 8
