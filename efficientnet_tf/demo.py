@@ -282,3 +282,43 @@ def run_detection(workdir, strategy=None, drawings=4):
         results["export_dir"], flatbuffer, files, DETECTION_SIZE, PARITY_SCORES,
         pad_colour=tuple(serving.read_metadata(results["export_dir"])["pad_colour"]))
     return results
+
+
+def describe_digits(results, workdir):
+    """The digits demo's summary line."""
+    return (f"digits: held-out top-1 {100 * results['eval_top1']:.2f}% on "
+            f"{results['eval_examples']} images (chance 10%) after {results['steps']} steps in "
+            f"{results['train_seconds']:.0f} s; the exported SavedModel gets "
+            f"{100 * results['served_top1']:.2f}% from the image files; export: "
+            f"{results['export_dir']}")
+
+
+def describe_detection(results, workdir):
+    """The detection demo's summary: its AP against the location prior's, the export's, and
+    how TFLite's boxes agree with the SavedModel's."""
+    lines = [f"digit scenes: COCO AP {100 * results['eval_AP']:.1f} (AP50 "
+             f"{100 * results['eval_AP50']:.1f}) on {results['eval_examples']} scenes of "
+             f"unseen writers after {results['steps']} steps in "
+             f"{results['train_seconds']:.0f} s; a predictor that knows only where digits "
+             f"tend to be: AP {100 * results['baseline_AP']:.1f}; the exported SavedModel "
+             f"gets AP {100 * results['served_AP']:.1f} from the image files (hard NMS); "
+             f"export: {results['export_dir']}; boxes drawn: {workdir}/drawn"]
+    for min_score, parity in results["tflite_parity"].items():
+        lines.append(f"TFLite ({results['tflite_path']}) vs SavedModel, detections scoring >= "
+                     f"{min_score:g} on {parity['images']} scenes: {parity['matched']} of "
+                     f"{parity['detections']} found again (same class, IoU >= 0.9), "
+                     f"{parity['tflite_matched']} of TFLite's {parity['tflite_detections']}; "
+                     f"largest score difference {parity['max_score_diff']:.4f}")
+    return "\n".join(lines)
+
+
+def describe_scaling(result, workdir):
+    """The scaling demo's summary: the search's report (scaling/report.py describe)."""
+    from efficientnet_tf.scaling import report
+
+    return report.describe(result, workdir)
+
+
+# `efficientnet-tf demo [NAME]`: NAME -> (run(workdir, strategy), describe(results, workdir)).
+DEMOS = {"digits": (run, describe_digits), "detection": (run_detection, describe_detection),
+         "scaling": (run_scaling, describe_scaling)}

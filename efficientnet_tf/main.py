@@ -28,7 +28,6 @@ TensorFlow's start-up messages (CUDA probing, oneDNN notices) are hidden unless 
 """
 
 import contextlib
-import json
 import os
 import sys
 
@@ -113,22 +112,18 @@ def _stderr_hidden(hide):
         os.close(null)
 
 
-# Imported after the flags are parsed and the environment is set (main): TensorFlow reads
-# TF_CPP_MIN_LOG_LEVEL and the TPU runtime's variables when it loads.
-def _commands():
+def _load_tensorflow():
+    """TensorFlow, imported after the flags are parsed and the environment is set (main): it
+    reads TF_CPP_MIN_LOG_LEVEL and the TPU runtime's variables when it loads."""
     with _stderr_hidden(not FLAGS.verbose and os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "3"):
         import tensorflow as tf
 
         tf.config.list_physical_devices()  # device discovery (CUDA probing) happens here
-
-    from efficientnet_tf import demo, export, info, predict, pretrained
-    from efficientnet_tf.train import distribute, trainer, tpu_runtime
-
-    return tf, demo, export, info, predict, pretrained, distribute, trainer, tpu_runtime
+    return tf
 
 
 def _require(flag, command, hint):
-    if not getattr(FLAGS, flag):
+    if getattr(FLAGS, flag) in (None, ""):
         raise ValueError(f"{command} needs --{flag}={hint}")
 
 
@@ -199,10 +194,8 @@ def describe_failure(error):
 
 
 def main(argv):
-    commands = ("info", "train", "eval", "export", "predict", "convert", "scale-search", "demo",
-                "tpu")
-    if len(argv) < 2 or argv[1] not in commands:
-        _fail("efficientnet-tf", f"usage: efficientnet-tf {{{'|'.join(commands)}}} [--flags]; "
+    if len(argv) < 2 or argv[1] not in COMMANDS:
+        _fail("efficientnet-tf", f"usage: efficientnet-tf {{{'|'.join(COMMANDS)}}} [--flags]; "
               f"got {' '.join(argv[1:]) or 'no command'}", USAGE_ERROR)
     _quiet_tensorflow()
     command, rest = argv[1], argv[2:]
@@ -211,7 +204,8 @@ def main(argv):
             from efficientnet_tf.train import tpu_runtime
             for name, value in tpu_runtime.configure(FLAGS.tpu).items():
                 logging.info("TPU runtime: %s=%s", name, value)
-        run_command(command, rest)
+        _load_tensorflow()
+        COMMANDS[command](rest)
     except ValueError as error:  # bad names, paths and settings: one clear line, no traceback
         if FLAGS.verbose:
             raise
@@ -231,138 +225,153 @@ def _is_runtime_failure(error):
     return tensorflow is not None and isinstance(error, tensorflow.errors.OpError)
 
 
-def run_command(command, rest):
-    tf, demo, export, info, predict, pretrained, distribute, trainer, tpu_runtime = _commands()
-    from efficientnet_tf.scaling import plan as scaling_plan
-    from efficientnet_tf.scaling import report as scaling_report
-    from efficientnet_tf.scaling import search as scaling_search
+def _strategy():
+    from efficientnet_tf.train import distribute
 
-    def strategy():
-        resolved = distribute.resolve(FLAGS.tpu)
-        logging.info("strategy: %s", distribute.describe(resolved))
-        return resolved
+    resolved = distribute.resolve(FLAGS.tpu)
+    logging.info("strategy: %s", distribute.describe(resolved))
+    return resolved
 
-    if command == "info" and FLAGS["weights"].present:
+
+def _no_arguments(command, rest):
+    if rest:
+        raise ValueError(f"{command} takes flags only, got {' '.join(rest)!r}")
+
+
+# The commands: each a short function of the arguments after its flags; what it prints is
+# formatted by the module that does the work.
+def info_command(rest):
+    from efficientnet_tf import info
+
+    _no_arguments("info", rest)
+    if FLAGS["weights"].present:
         info.run_weights(FLAGS.model)
-    elif command == "info":
+    else:
         info.run(FLAGS.model or (FLAGS.config.model.name if FLAGS.config else None))
-    elif command == "convert" or (command == "export" and FLAGS.weights):
-        run_pretrained_command(command, pretrained)
-    elif command == "train":
-        _require("workdir", "train", "DIR")
-        if FLAGS.config is None:
-            raise ValueError("train needs --config=experiments/FILE.py[:ARG]")
-        results = trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir, strategy())
-        print(f"eval {results['eval_summary']}; workdir {FLAGS.workdir}")
-    elif command == "eval":
-        _require("workdir", "eval", "DIR")
-        results = trainer.evaluate_workdir(FLAGS.workdir, FLAGS.config, strategy(),
-                                           continuous=FLAGS.continuous,
-                                           timeout=FLAGS.eval_timeout)
-        print(f"{results['checkpoint']}: {results['summary']}")
-    elif command == "export":
-        _require("workdir", "export", "DIR")
-        _require("export_dir", "export", "PATH")
-        path = export.export_workdir(FLAGS.workdir, FLAGS.export_dir, FLAGS.format,
-                                     FLAGS.quantize, FLAGS.top_k, nms=FLAGS.nms)
-        print(f"exported {FLAGS.format} to {path}")
-    elif command == "predict":
-        source = FLAGS.export_dir
-        if FLAGS.model and not source and not FLAGS.weights:
-            logging.warning("predict --model is now --export_dir (--model names a variant)")
-            source = FLAGS.model
-        if not source and not FLAGS.weights:
-            raise ValueError("predict needs --export_dir=EXPORT_DIR_OR_WORKDIR (or "
-                             "--weights=NAME_OR_PATH) and image files")
-        if source and FLAGS.weights:
-            raise ValueError("predict takes --weights (pretrained weights as they are) or "
-                             "--export_dir (an export or a run of yours), not both")
-        if not rest:
-            raise ValueError("predict needs image files after the flags")
-        task, results = predict.predict_files(
-            source, rest, FLAGS.top_k, FLAGS.min_score, FLAGS.draw,
-            weights=FLAGS.weights and (FLAGS.weights, FLAGS.model, FLAGS.input_scaling))
-        source = source or FLAGS.weights
-        if FLAGS.json:
-            print(json.dumps({"model": source, "predictions": [r.as_dict() for r in results]}))
-        else:
-            print(predict.format_text(task, results))
-        if all(r.error for r in results):
-            sys.exit(1)
-    elif command == "scale-search":
-        _require("workdir", "scale-search", "DIR")
-        if FLAGS.config is None:
-            raise ValueError("scale-search needs --config=experiments/FILE.py[:ARG] (the recipe "
-                             "every candidate trains with)")
-        settings = scaling_plan.Settings(
-            base=FLAGS.base or FLAGS.config.model.name, factor=FLAGS.factor,
-            grid_step=FLAGS.grid_step, tolerance=FLAGS.tolerance, epochs=FLAGS.search_epochs,
-            seeds=_seeds(FLAGS.seeds))
-        shard = scaling_search.parse_shard(FLAGS.shard)
-        result = scaling_search.run(FLAGS.config, FLAGS.workdir, settings, strategy(), shard)
-        print(scaling_report.describe(result, FLAGS.workdir))
-    elif command == "demo" and rest == ["scaling"]:
-        _require("workdir", "demo scaling", "DIR")
-        result = demo.run_scaling(FLAGS.workdir, strategy())
-        print(scaling_report.describe(result, FLAGS.workdir))
-    elif command == "demo" and rest == ["detection"]:
-        _require("workdir", "demo detection", "DIR")
-        results = demo.run_detection(FLAGS.workdir, strategy())
-        print(f"digit scenes: COCO AP {100 * results['eval_AP']:.1f} (AP50 "
-              f"{100 * results['eval_AP50']:.1f}) on {results['eval_examples']} scenes of "
-              f"unseen writers after {results['steps']} steps in "
-              f"{results['train_seconds']:.0f} s; a predictor that knows only where digits "
-              f"tend to be: AP {100 * results['baseline_AP']:.1f}; the exported SavedModel "
-              f"gets AP {100 * results['served_AP']:.1f} from the image files (hard NMS); "
-              f"export: {results['export_dir']}; boxes drawn: {FLAGS.workdir}/drawn")
-        for min_score, parity in results["tflite_parity"].items():
-            print(f"TFLite ({results['tflite_path']}) vs SavedModel, detections scoring >= "
-                  f"{min_score:g} on {parity['images']} scenes: {parity['matched']} of "
-                  f"{parity['detections']} found again (same class, IoU >= 0.9), "
-                  f"{parity['tflite_matched']} of TFLite's {parity['tflite_detections']}; "
-                  f"largest score difference {parity['max_score_diff']:.4f}")
-    elif command == "demo":
-        if rest:
-            raise ValueError(f"demo takes no argument, 'detection' or 'scaling', got "
-                             f"{' '.join(rest)!r}")
-        _require("workdir", "demo", "DIR")
-        results = demo.run(FLAGS.workdir, strategy())
-        print(f"digits: held-out top-1 {100 * results['eval_top1']:.2f}% on "
-              f"{results['eval_examples']} images (chance 10%) after {results['steps']} steps "
-              f"in {results['train_seconds']:.0f} s; the exported SavedModel gets "
-              f"{100 * results['served_top1']:.2f}% from the image files; export: "
-              f"{results['export_dir']}")
-    elif command == "tpu":
-        _require("tpu", "tpu", "local (a TPU VM) or --tpu=NAME (a pod slice, from host 0)")
-        resolved = strategy()
-        devices = tf.config.list_logical_devices("TPU")
-        print(f"TPU software: {tpu_runtime.describe_software()}")
-        print(f"{distribute.describe(resolved)}; {len(devices)} TPU devices")
-        if not devices:
-            raise ValueError(f"--tpu={FLAGS.tpu} initialised but no TPU devices are visible to "
-                             "TensorFlow")
 
 
-def run_pretrained_command(command, pretrained):
-    """convert, and export --weights: pretrained weights as they are, without a run."""
-    if command == "convert":
-        _require("weights", "convert", "NAME_OR_PATH (efficientnet-tf info --weights)")
-        _require("output", "convert", "FILE.weights.h5")
-        path, attributes = pretrained.convert(FLAGS.weights, FLAGS.output, FLAGS.model,
-                                              FLAGS.input_scaling)
-        print(f"converted {FLAGS.weights} to {path}: {attributes['model']}, "
-              f"{attributes['num_classes']} classes, input scaling "
-              f"{attributes['input_scaling']}; load it with efficientnet_tf.create_model("
-              f"{attributes['model']!r}, weights={path!r}) or --config.init_from={path}")
-        return
-    if FLAGS.workdir:
+def train_command(rest):
+    from efficientnet_tf.train import trainer
+
+    _no_arguments("train", rest)
+    _require("workdir", "train", "DIR")
+    _require("config", "train", "experiments/FILE.py[:ARG]")
+    results = trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir, _strategy())
+    print(trainer.describe_results(results, FLAGS.workdir))
+
+
+def eval_command(rest):
+    from efficientnet_tf.train import trainer
+
+    _no_arguments("eval", rest)
+    _require("workdir", "eval", "DIR")
+    results = trainer.evaluate_workdir(FLAGS.workdir, FLAGS.config, _strategy(),
+                                       continuous=FLAGS.continuous, timeout=FLAGS.eval_timeout)
+    print(f"{results['checkpoint']}: {results['summary']}")
+
+
+def export_command(rest):
+    from efficientnet_tf import export, pretrained
+
+    _no_arguments("export", rest)
+    _require("export_dir", "export", "PATH")
+    if FLAGS.weights and FLAGS.workdir:
         raise ValueError("export takes --weights (pretrained weights as they are) or --workdir "
                          "(a run of yours), not both")
-    _require("export_dir", "export", "PATH")
-    path = pretrained.export_pretrained(FLAGS.weights, FLAGS.export_dir, FLAGS.format,
-                                        FLAGS.model, FLAGS.input_scaling, FLAGS.quantize,
-                                        FLAGS.top_k, FLAGS.nms)
-    print(f"exported {FLAGS.format} of {FLAGS.weights} to {path}")
+    if FLAGS.weights:
+        path = pretrained.export_pretrained(FLAGS.weights, FLAGS.export_dir, FLAGS.format,
+                                            FLAGS.model, FLAGS.input_scaling, FLAGS.quantize,
+                                            FLAGS.top_k, FLAGS.nms)
+        print(f"exported {FLAGS.format} of {FLAGS.weights} to {path}")
+        return
+    _require("workdir", "export", "DIR (or --weights=NAME_OR_PATH)")
+    path = export.export_workdir(FLAGS.workdir, FLAGS.export_dir, FLAGS.format,
+                                 FLAGS.quantize, FLAGS.top_k, nms=FLAGS.nms)
+    print(f"exported {FLAGS.format} to {path}")
+
+
+def predict_command(rest):
+    from efficientnet_tf import predict
+
+    source = FLAGS.export_dir
+    if FLAGS.model and not source and not FLAGS.weights:
+        raise ValueError(f"predict --model={FLAGS.model} names the variant of --weights; an "
+                         "export or a workdir is --export_dir")
+    if not source and not FLAGS.weights:
+        raise ValueError("predict needs --export_dir=EXPORT_DIR_OR_WORKDIR (or "
+                         "--weights=NAME_OR_PATH [--model=VARIANT]) and image files")
+    if source and FLAGS.weights:
+        raise ValueError("predict takes --weights (pretrained weights as they are) or "
+                         "--export_dir (an export or a run of yours), not both")
+    if not rest:
+        raise ValueError("predict needs image files after the flags")
+    shown, results = predict.predict_files(
+        source, rest, FLAGS.top_k, FLAGS.min_score, FLAGS.draw,
+        weights=FLAGS.weights and (FLAGS.weights, FLAGS.model, FLAGS.input_scaling))
+    print(predict.format_json(source or FLAGS.weights, results) if FLAGS.json
+          else predict.format_text(shown, results))
+    if all(r.error for r in results):
+        sys.exit(1)
+
+
+def convert_command(rest):
+    from efficientnet_tf import pretrained
+
+    _no_arguments("convert", rest)
+    _require("weights", "convert", "NAME_OR_PATH (efficientnet-tf info --weights)")
+    _require("output", "convert", "FILE.weights.h5")
+    path, attributes = pretrained.convert(FLAGS.weights, FLAGS.output, FLAGS.model,
+                                          FLAGS.input_scaling)
+    print(pretrained.describe_conversion(FLAGS.weights, path, attributes))
+
+
+def scale_search_command(rest):
+    from efficientnet_tf.scaling import plan, report, search
+
+    _no_arguments("scale-search", rest)
+    _require("workdir", "scale-search", "DIR")
+    _require("config", "scale-search", "experiments/FILE.py[:ARG] (the recipe every candidate "
+             "trains with)")
+    settings = plan.Settings(
+        base=FLAGS.base or FLAGS.config.model.name, factor=FLAGS.factor,
+        grid_step=FLAGS.grid_step, tolerance=FLAGS.tolerance, epochs=FLAGS.search_epochs,
+        seeds=_seeds(FLAGS.seeds))
+    shard = search.parse_shard(FLAGS.shard)
+    result = search.run(FLAGS.config, FLAGS.workdir, settings, _strategy(), shard)
+    print(report.describe(result, FLAGS.workdir))
+
+
+def demo_command(rest):
+    from efficientnet_tf import demo
+
+    which = rest[0] if rest else "digits"
+    if rest not in ([], ["detection"], ["scaling"]):
+        raise ValueError(f"demo takes no argument, 'detection' or 'scaling', got "
+                         f"{' '.join(rest)!r}")
+    _require("workdir", " ".join(["demo"] + rest), "DIR")
+    run, describe = demo.DEMOS[which]
+    print(describe(run(FLAGS.workdir, _strategy()), FLAGS.workdir))
+
+
+def tpu_command(rest):
+    import tensorflow as tf
+
+    from efficientnet_tf.train import distribute, tpu_runtime
+
+    _no_arguments("tpu", rest)
+    _require("tpu", "tpu", "local (a TPU VM) or --tpu=NAME (a pod slice, from host 0)")
+    resolved = _strategy()
+    devices = tf.config.list_logical_devices("TPU")
+    print(f"TPU software: {tpu_runtime.describe_software()}")
+    print(f"{distribute.describe(resolved)}; {len(devices)} TPU devices")
+    if not devices:
+        raise ValueError(f"--tpu={FLAGS.tpu} initialised but no TPU devices are visible to "
+                         "TensorFlow")
+
+
+COMMANDS = {"info": info_command, "train": train_command, "eval": eval_command,
+            "export": export_command, "predict": predict_command, "convert": convert_command,
+            "scale-search": scale_search_command, "demo": demo_command, "tpu": tpu_command}
 
 
 def _seeds(values):

@@ -7,6 +7,7 @@ reads its outputs (for classification: the top-k labels), formats and draws them
 """
 
 import dataclasses
+import json
 import re
 from typing import Optional
 
@@ -99,6 +100,11 @@ def predict_files(model_path, files, top_k=5, min_score=None, draw_dir=None, wei
         except (tf.errors.OpError, OSError, ValueError) as error:
             results.append(Prediction(path, {}, _first_line(error)))
     return shown, results
+
+
+def format_json(source, predictions):
+    """What `predict --json` prints: one JSON object of the model and every file's result."""
+    return json.dumps({"model": source, "predictions": [p.as_dict() for p in predictions]})
 
 
 def format_text(shown, predictions):

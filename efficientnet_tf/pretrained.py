@@ -114,6 +114,14 @@ def convert(weights, output, model_name=None, input_scaling=None):
     return output, attributes
 
 
+def describe_conversion(weights, path, attributes):
+    """What `convert` prints: what the file holds and how to load it."""
+    return (f"converted {weights} to {path}: {attributes['model']}, "
+            f"{attributes['num_classes']} classes, input scaling {attributes['input_scaling']}; "
+            f"load it with efficientnet_tf.create_model({attributes['model']!r}, "
+            f"weights={path!r}) or --config.init_from={path}")
+
+
 def _classes(model, spec):
     if isinstance(spec, registry.DetectionSpec):
         return efficientdet.num_classes_of(model, spec)

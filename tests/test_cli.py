@@ -61,6 +61,9 @@ def workdir(tmp_path_factory):
      "advprop, noisy-student"),
     (["predict", "--weights=/tmp/model.ckpt", "/tmp/a.jpg"],
      "--weights=/tmp/model.ckpt does not say which variant it holds: add --model=NAME"),
+    (["predict", "--model=/tmp/export", "/tmp/a.jpg"],
+     "predict --model=/tmp/export names the variant of --weights; an export or a workdir is "
+     "--export_dir"),
     (["demo", "segmentation", "--workdir=/tmp/x"],
      "demo takes no argument, 'detection' or 'scaling', got 'segmentation'"),
     (["scale-search", "--workdir=/tmp/x"], "scale-search needs --config=experiments/FILE.py"),

@@ -307,7 +307,7 @@ def test_predict_command_reports_bad_files_and_goes_on(run, tmp_path):
              str(tmp_path / "cut.png")]
     for model in (run["export"], run["workdir"]):
         result = subprocess.run([sys.executable, "-m", "efficientnet_tf.main", "predict",
-                                 f"--model={model}", "--json"] + files, cwd=ROOT, env=ENV,
+                                 f"--export_dir={model}", "--json"] + files, cwd=ROOT, env=ENV,
                                 capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-2000:]
         output = json.loads(result.stdout.strip().splitlines()[-1])

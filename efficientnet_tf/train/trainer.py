@@ -315,6 +315,11 @@ def class_counts(run):
     return counts() if counts else None
 
 
+def describe_results(results, workdir):
+    """What `train` prints at the end: the final evaluation and where the run is."""
+    return f"eval {results['eval_summary']}; workdir {workdir}"
+
+
 def train_and_evaluate(config, workdir, strategy=None):
     """Trains and evaluates as `config` says, in `workdir` (local or gs://). Returns results."""
     strategy = strategy or tf.distribute.get_strategy()
