@@ -95,7 +95,7 @@ def main(argv):
     for variant, dataset, seed in runs:
         if (variant, dataset, seed) in done:
             continue
-        _, epochs = bench.DATASETS[dataset]
+        epochs = FLAGS.epochs or bench.DATASETS[dataset][1]
         roots = samples.WRITERS[dataset](os.path.join(FLAGS.data_dir, dataset))
         result = bench.ours(*roots, epochs, seed, FLAGS.extra + VARIANTS[variant])
         record = {"variant": variant, "dataset": dataset, "seed": seed, **result}

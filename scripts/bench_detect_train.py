@@ -43,6 +43,8 @@ from efficientnet_tf.tasks.detection import digit_scenes, targets as targets_lib
 from efficientnet_tf.train import optim, trainer  # noqa: E402
 from experiments import coco_det  # noqa: E402  (the recipe file, from the repository root)
 
+flags.DEFINE_string("model", "efficientdet-d0", "The detector (a smaller row for a smoke run).")
+flags.DEFINE_integer("image_size", None, "Its input size (default: the row's, 512 for D0).")
 flags.DEFINE_integer("batch", 4, "Global batch of the step comparison.")
 flags.DEFINE_integer("rounds", 5, "Alternating rounds of the step comparison (median reported).")
 flags.DEFINE_integer("steps_per_round", 3, "Steps per side per round.")
@@ -79,7 +81,8 @@ def write_scenes(root):
 
 
 def config_for(root):
-    config = coco_det.get_config("efficientdet-d0")
+    config = coco_det.get_config(FLAGS.model)
+    config.train.image_size = FLAGS.image_size
     config.model.bn_sync = "none"  # one device
     config.data.source = "coco_json"
     config.data.label_offset = 0

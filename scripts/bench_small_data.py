@@ -48,6 +48,8 @@ flags.DEFINE_list("recipes", ["ours", "keras"], "Which recipes to run.")
 flags.DEFINE_multi_string("set", [], "KEY=VALUE overrides of our config, e.g. train.epochs=20.")
 flags.DEFINE_string("data_dir", os.path.join(tempfile.gettempdir(), "efficientnet_tf_samples"),
                     "Where the datasets are written (reused when present).")
+flags.DEFINE_integer("epochs", None, "Epochs of both recipes on every dataset (default: each "
+                   "dataset's, DATASETS; 1 for a smoke run).")
 flags.DEFINE_integer("batch", 32, "Batch size of both recipes.")
 flags.DEFINE_list("seeds", ["0"], "Seeds of both recipes: each recipe runs once per seed and its "
                   "figures are the means (one run per set moves by several points).")
@@ -122,6 +124,7 @@ def main(argv):
     figures = {}
     for name in FLAGS.datasets:
         image_size, epochs = DATASETS[name]
+        epochs = FLAGS.epochs or epochs
         train_root, eval_root = samples.WRITERS[name](os.path.join(FLAGS.data_dir, name))
         runs = {recipe: [] for recipe in FLAGS.recipes}
         for seed in (int(s) for s in FLAGS.seeds):

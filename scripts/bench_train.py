@@ -74,6 +74,8 @@ class SmoothedCrossEntropy:
     """The two parts of a task the train step calls (tasks/base.py): the classification loss
     with label smoothing 0.1, as Keras' CategoricalCrossentropy below, and no extra metrics."""
 
+    TRAIN_METRICS = ()
+
     def loss(self, targets, outputs):
         return classification.cross_entropy(targets, outputs, label_smoothing=0.1)
 
@@ -95,7 +97,8 @@ def step_comparison():
     dataset = tf.data.Dataset.from_tensors((images, labels)).repeat()
     iterator = iter(dataset)
 
-    theirs = keras.applications.EfficientNetB0(weights=None, classifier_activation=None)
+    theirs = keras.applications.EfficientNetB0(weights=None, classifier_activation=None,
+                                               input_shape=(size, size, 3))
     theirs.compile(optimizer=keras.optimizers.RMSprop(0.001, rho=0.9, momentum=0.9, epsilon=1e-3),
                    loss=keras.losses.CategoricalCrossentropy(from_logits=True,
                                                              label_smoothing=0.1),

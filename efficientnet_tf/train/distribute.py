@@ -1,4 +1,4 @@
-"""The tf.distribute strategy from flags and environment (DESIGN.md: strategies).
+"""The tf.distribute strategy from flags and environment: TPU, mirrored, multi-worker, CPU.
 
 --tpu=NAME|local|grpc://HOST:PORT -> TPUStrategy (pods included); TF_CONFIG -> MultiWorkerMirrored;
 several GPUs -> Mirrored; else the default strategy. Also: which replica is the chief, and the

@@ -1,4 +1,4 @@
-"""The step functions and the host loop, for any task (DESIGN.md: our own loop on tf.distribute).
+"""The step functions and the host loop, for any task: our own loop on tf.distribute.
 
 The loss is the task's per-example loss averaged over the GLOBAL batch (each replica divides its
 sum by the global batch size and the optimizer sums gradients over replicas), in float32

@@ -127,9 +127,9 @@ class NextStage:
 
     Started once the current stage's step is traced (its dropout rate is then part of its graph,
     so setting the next one cannot change it). A trace is mostly Python and a step mostly native
-    code that lets other threads run, so the two overlap: measured on 2 CPU cores
-    (scripts/bench_progressive.py), the switch itself drops from about 5 s to well under one,
-    and the stage before it runs a little slower while the thread works. Only with one replica
+    code that lets other threads run, so the two overlap: the switch itself shrinks, and the
+    stage before it runs a little slower while the thread works (scripts/bench_progressive.py
+    measures both). Only with one replica
     on one host (not on TPU, where a switch is a compile that happens at the first real step
     anyway; see enabled() for several replicas), and unless train.prepare_next_stage is False.
     """

@@ -21,9 +21,9 @@ def focal_loss(logits, targets, num_classes, alpha, gamma, label_smoothing=0.0):
     a m^gamma [gamma (1 - m) (1 - 2y) CE(y', x) + p - y']. The forward
     pass keeps the few tensors it needs, and the backward pass is a few element-wise passes
     instead of autodiff's chain of some 35 over the [B, anchors, classes] logits (D0 at 512,
-    batch 4, 90 classes: 17.7 M of them): forward and backward take 0.14 s instead of 0.30 on
-    2 CPU cores (measured alone), the same values (tests/tasks/detection/test_loss.py checks
-    both against autodiff of the formula)."""
+    batch 4, 90 classes: 17.7 M of them; scripts/bench_detect_train.py times the step), with
+    the same values (tests/tasks/detection/test_loss.py checks both against autodiff of the
+    formula)."""
     @tf.custom_gradient
     def loss_of(x):
         positive = tf.one_hot(tf.maximum(targets, -1), num_classes, dtype=tf.float32)  # -1: 0s

@@ -54,7 +54,7 @@ def match(anchors, gt_boxes, gt_classes, matched_threshold=0.5, unmatched_thresh
 
     Only the valid rows are compared with the anchors: an image has a few objects and
     max_instances (100) rows, and the [N, K] overlaps of all of them were most of the input
-    pipeline's time (57 ms of a 512-px image's 49,104 anchors on one core)."""
+    pipeline's time (scripts/bench_detect_train.py measures the pipeline)."""
     objects = tf.cast(tf.where(gt_classes != PADDING)[:, 0], tf.int32)  # [k], in order
     count = tf.shape(objects)[0]
     overlaps = boxes_lib.iou(anchors, tf.gather(gt_boxes, objects))  # [N, k]
