@@ -25,7 +25,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from efficientnet_tf.data import augment, sources  # noqa: E402
+from efficientnet_tf.data import MAX_PIXELS, augment, preprocess, sources  # noqa: E402
 from efficientnet_tf.tasks.classification import inputs as inputs_lib  # noqa: E402
 
 flags.DEFINE_integer("images", 600, "Images timed per RandAugment measurement.")
@@ -88,8 +88,10 @@ def write_imagenet_like_records(directory, count=256):
 
 def pipeline_rate(source, threads):
     settings = inputs_lib.TrainSettings(
-        image_size=224, batch_size=32, num_classes=4, augmenter=augment.RandAugment(2, 15),
-        shuffle_buffer=256, seed=0, cache=True)
+        image_size=224, batch_size=32, num_classes=4, crop=preprocess.V1_CROP,
+        resize_method="bilinear", random_flip=True, shuffle_buffer=256, cache=True,
+        max_pixels=MAX_PIXELS, deterministic=False, seed=0,
+        augmenter=augment.RandAugment(2, 15))
     dataset = with_threads(inputs_lib.train_dataset(source, settings), threads)
     return 32 * images_per_second(dataset, FLAGS.batches, 3)
 

@@ -77,9 +77,11 @@ def write_coco_boxes(directory, count, seed):
 
 def train_settings(**overrides):
     """A classifier's small, seeded, deterministic training pipeline (32 px, batch 4, 3 classes)."""
+    from efficientnet_tf.data import MAX_PIXELS, preprocess
     from efficientnet_tf.tasks.classification import inputs
-    values = dict(image_size=32, batch_size=4, num_classes=3, seed=1, deterministic=True,
-                  shuffle_buffer=64)
+    values = dict(image_size=32, batch_size=4, num_classes=3, crop=preprocess.V1_CROP,
+                  resize_method="bilinear", random_flip=True, shuffle_buffer=64, cache=False,
+                  max_pixels=MAX_PIXELS, deterministic=True, seed=1)
     values.update(overrides)
     return inputs.TrainSettings(**values)
 

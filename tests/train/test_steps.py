@@ -12,12 +12,13 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from efficientnet_tf.tasks.classification import inputs as inputs_lib
 from efficientnet_tf.models import layers
+from efficientnet_tf.tasks.classification import inputs as inputs_lib
 from efficientnet_tf.tasks.classification import task as classification
 from efficientnet_tf.train import config as config_lib
 from efficientnet_tf.train import distribute, loop, optim, trainer
 
+from imagedata import train_settings
 from trainutil import SoftmaxTask, tiny_config
 
 
@@ -101,8 +102,8 @@ def test_a_mixed_float16_step_scales_the_loss_and_unscales_its_update(photo_fold
     not 2^k times it."""
     config = tiny_config(photo_folder)
     run = trainer.resolve_run(config, tf.distribute.get_strategy())
-    images, labels = next(iter(inputs_lib.train_dataset(run.source, inputs_lib.TrainSettings(
-        image_size=32, batch_size=8, num_classes=3, seed=1, deterministic=True))))
+    images, labels = next(iter(inputs_lib.train_dataset(run.source, train_settings(
+        batch_size=8, shuffle_buffer=10_000))))
     batch = (images, labels)
     _, update32, _ = _sgd_updates(photo_folder, tmp_path / "f32", "float32", batch, 1)
     state, update16, scales = _sgd_updates(photo_folder, tmp_path / "f16", "mixed_float16",

@@ -30,22 +30,23 @@ PADDING_LABEL = -1
 
 @dataclasses.dataclass
 class TrainSettings:
-    """How a stage's training images are made (its size, augmenter and mixing are constants)."""
+    """How a stage's training images are made (its size, augmenter and mixing are constants):
+    the run's settings as the task resolved them (no defaults of its own: the config has them)."""
 
     image_size: int
     batch_size: int
     num_classes: int
-    crop: preprocess.CropSettings = preprocess.V1_CROP
-    resize_method: str = "bilinear"
-    random_flip: bool = True
+    crop: preprocess.CropSettings
+    resize_method: str
+    random_flip: bool
+    shuffle_buffer: int
+    cache: Union[bool, str]  # True: decoded images in memory; a path: file bytes there
+    max_pixels: int  # larger images are skipped before decoding
+    deterministic: bool
+    seed: Optional[int]  # None: drawn
     augmenter: Optional[Union[augment_lib.RandAugment, augment_lib.AutoAugment]] = None
     mixing: Optional[mixing_lib.Mixing] = None
     dtype: tf.DType = tf.float32
-    shuffle_buffer: int = 10_000
-    cache: Union[bool, str] = False  # True: decoded images in memory; a path: file bytes there
-    max_pixels: int = image_header.MAX_PIXELS  # larger images are skipped before decoding
-    seed: Optional[int] = None
-    deterministic: bool = False
 
 
 def _check_label(label, key, num_classes):

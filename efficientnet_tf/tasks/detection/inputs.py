@@ -26,7 +26,7 @@ from typing import Optional
 import tensorflow as tf
 from absl import logging
 
-from efficientnet_tf.data import image_header, preprocess, stream
+from efficientnet_tf.data import preprocess, stream
 from efficientnet_tf.data.sources import EVAL, TRAIN
 from efficientnet_tf.data.stream import AUTOTUNE, decode_skipping_bad
 from efficientnet_tf.specs import registry
@@ -42,22 +42,23 @@ MEAN_COLOUR = registry.zero_colour(registry.MEAN_STD)
 
 @dataclasses.dataclass(frozen=True)
 class DetectionSettings:
-    """How a run's detection examples are made."""
+    """How a run's detection examples are made: the run's settings as the task resolved them
+    (no defaults of its own: the config has them)."""
 
     image_size: int
     batch_size: int
     num_classes: int
     anchors: anchors_lib.AnchorSettings
-    max_instances: int = 100
-    scale_range: tuple = (0.1, 2.0)
-    random_flip: bool = True
+    max_instances: int
+    scale_range: tuple
+    random_flip: bool
+    shuffle_buffer: int
+    cache: bool  # the encoded examples kept in memory after the first pass
+    max_pixels: int
+    deterministic: bool
+    pad_colour: tuple  # registry.zero_colour of the model's input scaling
+    seed: Optional[int]  # None: drawn
     dtype: tf.DType = tf.float32
-    shuffle_buffer: int = 1000
-    cache: bool = False  # the encoded examples kept in memory after the first pass
-    max_pixels: int = image_header.MAX_PIXELS
-    seed: Optional[int] = None
-    deterministic: bool = False
-    pad_colour: tuple = MEAN_COLOUR  # registry.zero_colour of the model's input scaling
 
 
 class TruncationCounter:

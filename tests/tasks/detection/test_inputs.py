@@ -10,20 +10,23 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from efficientnet_tf.data import MAX_PIXELS
+from efficientnet_tf.data.sources import EVAL, TRAIN
+from efficientnet_tf.data.stream import DecodeCounter
+from efficientnet_tf.specs import registry
 from efficientnet_tf.tasks.detection import anchors as anchors_lib
 from efficientnet_tf.tasks.detection import inputs as detection_inputs
 from efficientnet_tf.tasks.detection.sources import CocoJsonSource
-from efficientnet_tf.data.stream import DecodeCounter
-from efficientnet_tf.data.sources import EVAL, TRAIN
-from efficientnet_tf.specs import registry
 
 ANCHORS = anchors_lib.AnchorSettings(min_level=3, max_level=4)
 RED = (230, 20, 20)
 
 
 def settings(**overrides):
-    values = dict(image_size=64, batch_size=2, num_classes=2, anchors=ANCHORS, seed=3,
-                  deterministic=True, shuffle_buffer=4)
+    values = dict(image_size=64, batch_size=2, num_classes=2, anchors=ANCHORS, max_instances=100,
+                  scale_range=(0.1, 2.0), random_flip=True, shuffle_buffer=4, cache=False,
+                  max_pixels=MAX_PIXELS, deterministic=True,
+                  pad_colour=detection_inputs.MEAN_COLOUR, seed=3)
     return detection_inputs.DetectionSettings(**{**values, **overrides})
 
 
