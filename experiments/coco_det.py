@@ -23,7 +23,7 @@ in the graph.
 The ",runlocal" option shrinks it to a CPU smoke run.
 """
 
-from efficientnet_tf.train.config import base_config, parse_argument
+from efficientnet_tf.train.config import base_config, parse_argument, runlocal
 
 COCO_TRAIN_IMAGES, COCO_VAL_IMAGES = 118_287, 5_000
 
@@ -56,13 +56,5 @@ def get_config(arg="efficientdet-d0"):
     config.optimizer.schedule = "cosine"
     config.eval.batch_size = 64
     if "runlocal" in options:
-        config.model.bn_sync = "none"
-        config.train.batch_size = 4
-        config.train.steps = 10
-        config.train.log_every_steps = 5
-        config.train.checkpoint_every_steps = 5
-        config.train.image_size = 128
-        config.eval.batch_size = 4
-        config.data.num_train_examples = 64
-        config.data.num_eval_examples = 16
+        runlocal(config)
     return config

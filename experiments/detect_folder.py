@@ -23,7 +23,7 @@ flips on (set --config.data.random_flip=false for text or digits), scale jitter 
 The ",runlocal" option shrinks it to a CPU smoke run.
 """
 
-from efficientnet_tf.train.config import base_config, parse_argument
+from efficientnet_tf.train.config import base_config, parse_argument, runlocal
 
 
 def get_config(arg="efficientdet-d0"):
@@ -50,10 +50,5 @@ def get_config(arg="efficientdet-d0"):
     config.optimizer.schedule = "cosine"
     config.eval.batch_size = 16
     if "runlocal" in options:
-        config.train.batch_size = 4
-        config.train.steps = 10
-        config.train.log_every_steps = 5
-        config.train.checkpoint_every_steps = 5
-        config.train.image_size = 128
-        config.eval.batch_size = 4
+        runlocal(config)
     return config

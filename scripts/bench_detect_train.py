@@ -158,7 +158,7 @@ def step_comparison(config):
     run = trainer.resolve_run(config, strategy)
     state = trainer.build_state(run, strategy, tempfile.mkdtemp())
     stage = run.stages[0]
-    images, targets = next(trainer.train_iterator(run, state, stage, 0))
+    images, targets = next(trainer.train_iterator(state, stage, 0))
     batch = tf.data.Dataset.from_tensors((images, targets)).repeat()
     ours_iterator = iter(batch)
     ours_loop = state.steps.make_train_loop()

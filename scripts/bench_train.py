@@ -62,7 +62,7 @@ def end_to_end(variant, records_dir):
     state = trainer.build_state(run, strategy, tempfile.mkdtemp())
     stage = run.stages[0]
     state.task.enter_stage(state.model, stage)
-    iterator = trainer.train_iterator(run, state, stage, 0)
+    iterator = trainer.train_iterator(state, stage, 0)
     train_loop = state.steps.make_train_loop()
     float(train_loop(iterator, tf.constant(2))["loss"])  # trace and warm up
     start = time.perf_counter()

@@ -32,7 +32,7 @@ from efficientnet_tf.models import efficientnet, stats
 from efficientnet_tf.specs import registry
 from efficientnet_tf.train import adapt
 from efficientnet_tf.train import config as config_lib
-from efficientnet_tf.train import report
+from efficientnet_tf.train import files
 
 PAPER = (1.2, 1.1, 1.15)  # V1 paper §3.3: the grid search's result on ImageNet for B0
 PLAN_FILE = "plan.json"
@@ -284,7 +284,7 @@ def load_or_make_plan(config, workdir, settings, write=True):
     plan = make_plan(config, settings)
     if write:
         tf.io.gfile.makedirs(workdir)
-        report.write_json(path, plan.to_dict())
+        files.write_json(path, plan.to_dict())
     return plan
 
 

@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 
 from efficientnet_tf.scaling import plan as plan_lib
 from efficientnet_tf.specs import registry
-from efficientnet_tf.train import report
+from efficientnet_tf.train import files
 
 PHIS = range(1, 8)  # the rows printed and written for the chosen coefficients (B1..B7's φ)
 
@@ -394,7 +394,7 @@ def write(workdir, result):
     elif tf.io.gfile.exists(scaled):  # an earlier choice, no longer backed by every seed
         tf.io.gfile.remove(scaled)
     for name, path in paths.items():
-        report.write_atomically(path, contents[name])
+        files.write_atomically(path, contents[name])
     return paths
 
 

@@ -30,7 +30,7 @@ from absl import logging
 
 from efficientnet_tf.specs import registry
 from efficientnet_tf.train import config as config_lib
-from efficientnet_tf.train import distribute, report, trainer
+from efficientnet_tf.train import distribute, files, trainer
 from efficientnet_tf.scaling import plan as plan_lib
 from efficientnet_tf.scaling import report as scaling_report
 from efficientnet_tf.train import workdir as workdir_lib
@@ -119,7 +119,7 @@ def train_job(config, job, strategy):
     except trainer.TrainingDiverged as error:
         logging.warning("scale-search: %s seed %d diverged: %s", job.point.key, job.seed, error)
         if distribute.is_chief(strategy):
-            report.write_json(f"{job.workdir}/{FAILED_FILE}", {"error": str(error)})
+            files.write_json(f"{job.workdir}/{FAILED_FILE}", {"error": str(error)})
         return None
     finally:
         keras.backend.clear_session()

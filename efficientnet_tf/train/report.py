@@ -6,10 +6,8 @@ rate is read back from those event files, so it covers every step of a resumed r
 
 import dataclasses
 import io
-import json
 import math
 import time
-import uuid
 
 import tensorflow as tf
 from absl import logging
@@ -228,19 +226,6 @@ def class_count_line(counts, shown=20):
     if len(names) > shown:
         parts.append(f"and {len(names) - shown} more (classes.json)")
     return ", ".join(parts)
-
-
-def write_json(path, payload):
-    write_atomically(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
-
-
-def write_atomically(path, contents):
-    """Writes `contents` (text or bytes) to a temporary file beside `path`, then renames it
-    over `path`: a reader (or a crash) never sees half a file."""
-    temporary = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-    with tf.io.gfile.GFile(temporary, "wb" if isinstance(contents, bytes) else "w") as stream:
-        stream.write(contents)
-    tf.io.gfile.rename(temporary, path, overwrite=True)
 
 
 class Timer:

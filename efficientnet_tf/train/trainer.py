@@ -31,8 +31,8 @@ from efficientnet_tf import tasks
 from efficientnet_tf.data import stream
 from efficientnet_tf.tasks import base
 from efficientnet_tf.train import checkpoints as checkpoints_lib
-from efficientnet_tf.train import distribute, loop, optim, progressive, report
-from efficientnet_tf.train.run import plan_run
+from efficientnet_tf.train import distribute, files, loop, optim, progressive, report
+from efficientnet_tf.train.run import Run, plan_run
 
 
 class TrainingDiverged(ValueError):
@@ -41,8 +41,9 @@ class TrainingDiverged(ValueError):
 
 @dataclasses.dataclass
 class State:
-    """What a run builds: the task, its model and everything that trains it."""
+    """What a run builds: the Run, its task, its model and everything that trains it."""
 
+    run: Run
     strategy: tf.distribute.Strategy
     task: base.Task
     model: keras.Model
@@ -88,7 +89,7 @@ def build_state(run, strategy, checkpoint_dir, restore_from=None):
     trackables = dict(model=model, optimizer=optimizer)
     if ema is not None:
         trackables["ema"] = ema
-    return State(strategy=strategy, task=task, model=model, optimizer=optimizer,
+    return State(run=run, strategy=strategy, task=task, model=model, optimizer=optimizer,
                  schedule=schedule, ema=ema,
                  steps=loop.Steps(task, model, optimizer, strategy, loss_settings, ema,
                                   jit_compile=run.jit_compile),
@@ -103,19 +104,19 @@ def data_seed(run, start_step):
     return (run.seed * 1_000_003 + start_step) % (2 ** 31)
 
 
-def train_iterator(run, state, stage, start_step):
+def train_iterator(state, stage, start_step):
     dataset = state.strategy.distribute_datasets_from_function(
-        lambda context: state.task.train_dataset(stage, context, data_seed(run, start_step),
-                                                 state.counter))
+        lambda context: state.task.train_dataset(stage, context,
+                                                 data_seed(state.run, start_step), state.counter))
     return iter(dataset)
 
 
-def stage_inputs(run, state, stage, start_step, warm=False):
+def stage_inputs(state, stage, start_step, warm=False):
     """(distributed iterator, train loop) of `stage` from `start_step`, its regularization set.
     `warm`: also run the loop for zero steps, which traces it and prepares the traced graph for
     execution (graph optimization) without taking a batch."""
     state.task.enter_stage(state.model, stage)
-    iterator = train_iterator(run, state, stage, start_step)
+    iterator = train_iterator(state, stage, start_step)
     train_loop = state.steps.make_train_loop()
     if warm:
         train_loop(iterator, tf.constant(0))
@@ -129,13 +130,13 @@ class NextStage:
     so setting the next one cannot change it). A trace is mostly Python and a step mostly native
     code that lets other threads run, so the two overlap: the switch itself shrinks, and the
     stage before it runs a little slower while the thread works (scripts/bench_progressive.py
-    measures both). Only with one replica
-    on one host (not on TPU, where a switch is a compile that happens at the first real step
-    anyway; see enabled() for several replicas), and unless train.prepare_next_stage is False.
+    measures both). Only with one replica on one host (not on TPU, where a switch is a compile
+    that happens at the first real step anyway; see enabled() for several replicas), and unless
+    train.prepare_next_stage is False.
     """
 
-    def __init__(self, run, state):
-        self.run, self.state = run, state
+    def __init__(self, state):
+        self.state = state
         self._stage = self._thread = self._inputs = self._error = None
 
     @staticmethod
@@ -151,8 +152,7 @@ class NextStage:
     def start(self, stage):
         def work():
             try:
-                self._inputs = stage_inputs(self.run, self.state, stage, stage.start_step,
-                                            warm=True)
+                self._inputs = stage_inputs(self.state, stage, stage.start_step, warm=True)
             except BaseException as error:  # re-raised in the training thread by take()
                 self._error = error
 
@@ -173,11 +173,11 @@ class NextStage:
         return self._inputs
 
 
-def evaluate(run, state):
+def evaluate(state):
     """The task's metrics on the eval split, with the EMA weights if the run evaluates with them."""
     dataset = state.strategy.distribute_datasets_from_function(
         lambda context: state.task.eval_dataset(context, state.counter))
-    if run.eval_with_ema and state.ema is not None:
+    if state.run.eval_with_ema and state.ema is not None:
         with state.ema.swapped():
             return state.steps.evaluate(dataset)
     return state.steps.evaluate(dataset)
@@ -187,14 +187,15 @@ def _next_boundary(step, every):
     return (step // every + 1) * every if every else math.inf
 
 
-def train_stage(run, state, stage, progress, workdir, next_stage=None, preparer=None):
+def train_stage(state, stage, progress, workdir, next_stage=None, preparer=None):
     """Trains `stage` from the current step to its end; the host loop of the docstring. With a
     NextStage `preparer`, takes this stage's inputs from it if it made them, and has it make
     `next_stage`'s once this stage's step is traced. Returns the stage's report.StageTiming."""
+    run = state.run
     timing, timer = report.StageTiming(stage.index + 1, stage.image_size), report.Timer()
     start = state.step
     prepared = preparer.take(stage, start) if preparer else None
-    iterator, train_loop = prepared or stage_inputs(run, state, stage, start)
+    iterator, train_loop = prepared or stage_inputs(state, stage, start)
     timing.start_s = timer.elapsed()
     logging.info("stage %d/%d: steps %d-%d, image size %d, dropout %.3f, RandAugment %.2f, "
                  "mixup %.3f, cutmix %.3f", stage.index + 1, len(run.stages), start,
@@ -234,7 +235,7 @@ def train_stage(run, state, stage, progress, workdir, next_stage=None, preparer=
         if step % run.checkpoint_every_steps == 0 and step < run.total_steps:
             state.checkpoints.save(step)
         if run.eval_every_steps and step % run.eval_every_steps == 0 and step < run.total_steps:
-            metrics = evaluate(run, state)
+            metrics = evaluate(state)
             logging.info("eval at step %d: %s, loss %.4f", step,
                          state.task.describe(metrics), metrics["loss"])
             if run.placement.chief:
@@ -332,7 +333,7 @@ def train_and_evaluate(config, workdir, strategy=None):
         workdir_lib.write_config(workdir, run)
         counts = class_counts(run)
         if counts:
-            report.write_json(f"{workdir}/{workdir_lib.CLASSES_FILE}", counts)
+            files.write_json(f"{workdir}/{workdir_lib.CLASSES_FILE}", counts)
         checkpoint_dir = workdir
     else:  # other workers save too (collectives), into a scratch dir removed at the end
         scratch = tempfile.mkdtemp(prefix="efficientnet_tf_worker_")
@@ -353,13 +354,13 @@ def train_and_evaluate(config, workdir, strategy=None):
     timer = report.Timer()
     start_step = state.step
     remaining = [stage for stage in run.stages if state.step < stage.end_step]
-    preparer = NextStage(run, state) if NextStage.enabled(run) else None
-    timings = [train_stage(run, state, stage, progress, workdir, following, preparer)
+    preparer = NextStage(state) if NextStage.enabled(run) else None
+    timings = [train_stage(state, stage, progress, workdir, following, preparer)
                for stage, following in zip(remaining, remaining[1:] + [None])]
     if state.step > start_step or not state.checkpoints.latest:
         state.checkpoints.save(state.step)
     eval_timer = report.Timer()
-    metrics = evaluate(run, state)
+    metrics = evaluate(state)
     eval_seconds = eval_timer.elapsed()
     wall = timer.elapsed()
     if state.step == start_step:  # resumed after its last step: the train figures of before
@@ -391,7 +392,7 @@ def train_and_evaluate(config, workdir, strategy=None):
                  f" (list: {skipped_list})" if skipped_list else "")
     if run.placement.chief:
         report.write_eval_summary(workdir, state.step, metrics)
-        report.write_json(f"{workdir}/results.json", results)
+        files.write_json(f"{workdir}/results.json", results)
         results["plot"] = report.write_plot(workdir, state.task.HEADLINE,
                                              state.task.HEADLINE_TITLE)
     if scratch:
@@ -429,7 +430,7 @@ def evaluate_workdir(workdir, config=None, strategy=None, continuous=False, time
                    "summary": task.describe(metrics)}
         if run.placement.chief:
             report.write_eval_summary(workdir, step, metrics)
-            report.write_json(f"{workdir}/eval_results.json", results)
+            files.write_json(f"{workdir}/eval_results.json", results)
         if step >= run.total_steps and continuous:
             break
     return results

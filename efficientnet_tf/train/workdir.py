@@ -17,7 +17,7 @@ from efficientnet_tf import tasks
 from efficientnet_tf.models import weights as weights_lib
 from efficientnet_tf.train import checkpoints as checkpoints_lib
 from efficientnet_tf.train import config as config_lib
-from efficientnet_tf.train import optim, report
+from efficientnet_tf.train import files, optim
 from efficientnet_tf.train.run import Run
 
 CONFIG_FILE = "config.json"
@@ -34,7 +34,7 @@ def write_config(workdir, run):
     """WORKDIR/config.json: the full config plus the resolved Run."""
     payload = json.loads(run.config.to_json_best_effort())
     payload["resolved"] = run.to_dict()
-    report.write_json(f"{workdir}/{CONFIG_FILE}", payload)  # whole: resume and searches read it
+    files.write_json(f"{workdir}/{CONFIG_FILE}", payload)  # whole: resume and searches read it
 
 
 def read_record(path):

@@ -137,14 +137,14 @@ def test_each_stage_trains_with_its_own_size_dropout_magnitude_and_mixup(photo_f
     progress = trainer.report.Progress(str(tmp_path), run.total_steps, run.steps_per_epoch,
                                        run.global_batch, write=False)
     assert [s.image_size for s in run.stages] == [16, 24, 32]
-    preparer = trainer.NextStage(run, state) if prepared else None
+    preparer = trainer.NextStage(state) if prepared else None
     for stage, following in zip(run.stages, run.stages[1:] + (None,)):
-        trainer.train_stage(run, state, stage, progress, str(tmp_path), following, preparer)
+        trainer.train_stage(state, stage, progress, str(tmp_path), following, preparer)
         assert state.step == stage.end_step
         # 32 examples x 320 features: the measured rate is the stage's within a few percent.
         assert float(zero_fraction.numpy()) == pytest.approx(stage.dropout_rate, abs=0.04)
         assert state.task.augmenter(stage).magnitude == pytest.approx(stage.randaug_magnitude)
-        images, labels = next(trainer.train_iterator(run, state, stage, state.step))
+        images, labels = next(trainer.train_iterator(state, stage, state.step))
         assert images.shape[1:3] == (stage.image_size, stage.image_size)
         mixed = ((labels.numpy() > 0.01) & (labels.numpy() < 0.99)).any()
         assert mixed == (stage.mixup_alpha > 0)

@@ -48,7 +48,7 @@ def test_eval_top1_and_top5_equal_numpy_and_skip_the_padding(seven_classes, tmp_
     train_root, eval_root = seven_classes
     config = tiny_config(train_root, **{"data.eval_root": eval_root, "train.ema_decay": 0.0})
     run, state = build(config, tmp_path)
-    metrics = trainer.evaluate(run, state)
+    metrics = trainer.evaluate(state)
     # Independently: the same eval batches, padding rows dropped, logits ranked in NumPy.
     logits, labels = [], []
     for images, batch_labels in inputs_lib.eval_dataset(

@@ -66,14 +66,14 @@ def test_xla_compiled_steps_give_the_plain_steps_losses(photo_folder, tmp_path):
         losses = []
         for stage in plan.stages:
             state.task.enter_stage(state.model, stage)
-            iterator = trainer.train_iterator(plan, state, stage, state.step)
+            iterator = trainer.train_iterator(state, stage, state.step)
             train_loop = state.steps.make_train_loop()
             totals = train_loop(iterator, tf.constant(2))  # a 2-step host loop
             losses.append(float(totals["loss"]) / float(totals["examples"]))
             if jit:
                 nodes = graph_ops(train_loop.get_concrete_function(iterator, tf.constant(2)))
                 assert any(node.attr["_XlaMustCompile"].b for node in nodes)
-        losses.append(trainer.evaluate(plan, state)["loss"])
+        losses.append(trainer.evaluate(state)["loss"])
         results[jit] = losses
     assert state.steps.traces == {"train": 2, "eval": 1}
     np.testing.assert_allclose(results[True], results[False], rtol=1e-3)
@@ -85,7 +85,7 @@ def test_every_training_and_eval_batch_has_a_static_shape(photo_folder, tmp_path
     config = two_stage_config(photo_folder)
     strategy, plan, state = build(config, str(tmp_path), strategy)
     for stage in plan.stages:
-        iterator = trainer.train_iterator(plan, state, stage, 0)
+        iterator = trainer.train_iterator(state, stage, 0)
         specs = tf.nest.flatten(iterator.element_spec, expand_composites=True)
         assert len(specs) == 4  # images and labels of each of the two replicas
         for spec in specs:
@@ -104,7 +104,7 @@ def test_the_step_functions_hold_no_host_only_ops(photo_folder, tmp_path):
     strategy, plan, state = build(config, str(tmp_path))
     stage = plan.stages[0]
     state.task.enter_stage(state.model, stage)
-    iterator = trainer.train_iterator(plan, state, stage, 0)
+    iterator = trainer.train_iterator(state, stage, 0)
     train_loop = state.steps.make_train_loop()
     ops = {node.op for node in graph_ops(train_loop.get_concrete_function(iterator,
                                                                           tf.constant(1)))}
@@ -127,7 +127,7 @@ def test_bfloat16_from_the_input_pipeline_to_float32_loss(photo_folder, tmp_path
     model = state.model
     # Input pipeline -> model input: bfloat16 images, no cast to float32 in between.
     stage = plan.stages[0]
-    iterator = trainer.train_iterator(plan, state, stage, 0)
+    iterator = trainer.train_iterator(state, stage, 0)
     images_spec, labels_spec = iterator.element_spec
     assert images_spec.dtype == tf.bfloat16 and labels_spec.dtype == tf.float32
     assert model.inputs[0].dtype == "bfloat16"
@@ -160,8 +160,8 @@ def test_one_trace_per_stage_and_per_eval_size_over_a_three_stage_run(photo_fold
                                        plan.global_batch, write=False)
     assert [s.image_size for s in plan.stages] == [16, 24, 32]
     for stage in plan.stages:
-        trainer.train_stage(plan, state, stage, progress, str(tmp_path))
-    trainer.evaluate(plan, state)
+        trainer.train_stage(state, stage, progress, str(tmp_path))
+    trainer.evaluate(state)
     # 9 host-loop calls of one step each and 5 evaluations (every 2 steps, then at the end):
     # 3 traces of the train loop (one per image size), 1 of the eval step (one eval size).
     assert state.step == 9
