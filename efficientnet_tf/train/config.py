@@ -1,6 +1,8 @@
 """The experiment settings: every key the trainer reads, with its default.
 
-The defaults are the papers' ImageNet recipe (docs/reference.md §5).
+The defaults are the papers' ImageNet recipe (docs/reference.md §5). A key left None is decided
+by the run (the row's value, the task's, the hardware's, or with adapt_to_data the data's); on the
+command line "auto" says the same (decided_later).
 
 Experiment files (experiments/*.py) start from `base_config()` and change what their recipe needs;
 `--config.section.key=value` overrides any key, and a mistyped key is an error (the ConfigDict is
@@ -19,7 +21,9 @@ from efficientnet_tf.specs import registry
 
 AUGMENTS = ("none", "randaugment", "autoaugment")
 PROGRESSIVE = ("none", "paper", "official", "custom")
-PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+# What a user may type for "decide it for me" where a key's value is otherwise a word.
+AUTO = "auto"
 
 
 def base_config():
@@ -59,17 +63,17 @@ def base_config():
         tfds_name="", tfds_data_dir=placeholder(str), tfds_train_split="train",
         tfds_eval_split="validation",
         # train transform: v1 (inception crop, area 0.08), v2 (area 0.05), whole (no crop:
-        # fine-tuning); auto: the row's official path (v1 for V1 and V2-B0..B3, v2 for
+        # fine-tuning); None: the row's official path (v1 for V1 and V2-B0..B3, v2 for
         # V2-S/M/L/XL). It also decides the eval transform (preprocess.eval_transform).
-        crop="auto",
+        crop=placeholder(str),
         crop_area_min=placeholder(float),  # overrides the crop's smallest area (small images)
         random_flip=True,  # off for data where left and right differ (digits, text)
-        resize_method="auto",  # auto: bicubic on the v1 path (official), bilinear on v2
+        resize_method=placeholder(str),  # None: bicubic on the v1 path (official), bilinear on v2
         # True: the training images decoded once and kept in memory for every epoch and stage
         # (small data: images x height x width x 3 bytes); a path: their file bytes cached there
         cache=False, shuffle_buffer=10_000,
         max_pixels=MAX_PIXELS,  # larger images are skipped (and named) before they are decoded
-        image_dtype="auto",  # auto: bfloat16 on TPU, float32 elsewhere
+        image_dtype=placeholder(str),  # None: bfloat16 on TPU, float32 elsewhere
         deterministic=False,
     ))
     # Under a progressive schedule the stages set the RandAugment magnitude and mixup alpha
@@ -103,8 +107,9 @@ def base_config():
         # the V1 recipe: BN only, as tensorflow/tpu)
         weight_decay_exclude="bias,gamma,beta",
         grad_clip_norm=0.0,
-        precision="auto",  # auto: bfloat16 on TPU, float16 with loss scaling on GPU, else float32
-        jit_compile="auto",  # auto: XLA on TPU and GPU, never on CPU
+        # None: bfloat16 on TPU, float16 with loss scaling on GPU, else float32
+        precision=placeholder(str),
+        jit_compile=placeholder(str),  # true, false; None: XLA on TPU and GPU, never on CPU
         ema_decay=0.9999,  # 0: no EMA
         # the data order, augmentation and initial weights; None: a random seed per run, logged
         # and recorded in config.json, and reused when the run resumes
@@ -214,9 +219,34 @@ def parse_argument(arg, defaults, flags=()):
     return values + list(defaults[len(values):]), options
 
 
-def _one_of(value, allowed, key):
+def decided_later(value):
+    """Whether a key's value leaves it to the run: None, or "auto" as typed on a command line."""
+    return value is None or (isinstance(value, str) and value.lower() == AUTO)
+
+
+# The keys whose values are otherwise words, where a user may type "auto".
+AUTO_KEYS = ("data.crop", "data.resize_method", "data.image_dtype", "train.precision",
+             "train.jit_compile")
+
+
+def with_auto_as_none(config):
+    """A copy of `config` where every AUTO_KEYS value that is decided_later is None: the one
+    spelling the run reads."""
+    config = config.copy_and_resolve_references()
+    for key in AUTO_KEYS:
+        section, name = key.split(".")
+        if decided_later(config[section][name]):
+            config[section][name] = None
+    return config
+
+
+def _one_of(value, allowed, key, later=False):
+    """A ValueError unless `value` is one of `allowed` (or, `later`: decided_later)."""
+    if later and decided_later(value):
+        return
     if value not in allowed:
-        raise ValueError(f"config.{key} is {value!r}; use one of {', '.join(map(repr, allowed))}")
+        raise ValueError(f"config.{key} is {value!r}; use one of {', '.join(map(repr, allowed))}"
+                         + (" or None (auto: the run decides)" if later else ""))
 
 
 def validate(config):
@@ -224,12 +254,14 @@ def validate(config):
     checked by tasks.get when the run is planned, the data section by the task's source.)"""
     _one_of(config.augment.kind, AUGMENTS, "augment.kind")
     _one_of(config.progressive.schedule, PROGRESSIVE, "progressive.schedule")
-    _one_of(config.train.precision, PRECISIONS, "train.precision")
-    _one_of(config.data.image_dtype, ("auto", "float32", "bfloat16", "float16"),
-            "data.image_dtype")
+    _one_of(config.train.precision, PRECISIONS, "train.precision", later=True)
+    _one_of(config.data.image_dtype, ("float32", "bfloat16", "float16"), "data.image_dtype",
+            later=True)
     _one_of(config.data.empty_classes, ("error", "drop"), "data.empty_classes")
     _one_of(config.train.weight_decay_mode, ("l2", "decoupled"), "train.weight_decay_mode")
-    _one_of(str(config.train.jit_compile).lower(), ("auto", "true", "false"), "train.jit_compile")
+    _one_of(config.train.jit_compile if decided_later(config.train.jit_compile)
+            else str(config.train.jit_compile).lower(), ("true", "false"), "train.jit_compile",
+            later=True)
     for key in ("train.batch_size", "eval.batch_size", "train.log_every_steps",
                 "train.checkpoint_every_steps", "train.keep_checkpoints"):
         section, name = key.split(".")

@@ -176,8 +176,9 @@ def check_batch(global_batch, strategy):
 
 
 def precision_policy(setting, strategy):
-    """'auto' -> mixed_bfloat16 on TPU, mixed_float16 on GPU, float32 on CPU."""
-    if setting != "auto":
+    """`setting`, or for None (decided here): mixed_bfloat16 on TPU, mixed_float16 on GPU,
+    float32 on CPU."""
+    if setting is not None:
         return setting
     if is_tpu(strategy):
         return "mixed_bfloat16"
@@ -188,7 +189,7 @@ def precision_policy(setting, strategy):
 
 def use_xla(setting, strategy):
     """Whether to wrap the replica step in tf.function(jit_compile=True): on GPU as the setting
-    says ('auto' = on); never on CPU (several times slower for depthwise convolutions there);
+    says (None = on); never on CPU (several times slower for depthwise convolutions there);
     never on TPU, where every replicated step is compiled by XLA already and an explicit
     jit_compile inside TPUStrategy.run is a known source of failures."""
     if is_tpu(strategy):
@@ -198,7 +199,7 @@ def use_xla(setting, strategy):
             logging.warning("jit_compile requested on CPU: ignored, XLA is several times slower "
                             "for depthwise convolutions on CPU")
         return False
-    return setting in (True, "auto")
+    return setting in (True, None)
 
 
 BN_SYNC_RULES = ("none", "all", "v1", "v2")

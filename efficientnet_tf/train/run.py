@@ -198,6 +198,7 @@ def plan_run(config, strategy, recorded_seed=None, init_scaling=None):
     known, workdir.init_input_scaling). With config.adapt_to_data, the keys the config leaves
     open are decided from the data first (train/adapt.py); Run.config is then the config the
     run really uses."""
+    config = config_lib.with_auto_as_none(config)
     spec = registry.get(config.model.name)
     task_class = tasks.get(config.task)
     config_lib.check_read(config, task_class.UNREAD_KEYS, config.task)
@@ -217,9 +218,10 @@ def plan_run(config, strategy, recorded_seed=None, init_scaling=None):
     total_steps = config_lib.total_steps(config, steps_per_epoch)
     stages = tuple(progressive.stages(spec, config, total_steps))
     image_dtype = config.data.image_dtype
-    if image_dtype == "auto":
+    if image_dtype is None:
         image_dtype = "bfloat16" if distribute.is_tpu(strategy) else "float32"
-    jit = {"auto": "auto", "true": True, "false": False}[str(config.train.jit_compile).lower()]
+    jit = (None if config.train.jit_compile is None
+           else str(config.train.jit_compile).lower() == "true")
     synchronized, group_size, bn_description = distribute.batch_norm_groups(
         config.model.bn_sync, strategy)
     model = ModelOptions(

@@ -102,3 +102,17 @@ def test_older_records_label_smoothing_is_read_where_it_moved():
                                        "train": {"label_smoothing": 0.2},
                                        "detection": {"label_smoothing": 0.0}})
     assert classifier.train.label_smoothing == 0.2
+
+
+def test_none_is_decide_later_and_auto_says_the_same():
+    config = classification_config(**{"train.precision": "auto", "data.crop": "AUTO",
+                                      "train.jit_compile": "true"})
+    plain = config_lib.with_auto_as_none(config)
+    assert (plain.train.precision, plain.data.crop, plain.data.resize_method) == (None,) * 3
+    assert plain.train.jit_compile == "true"  # a word that is not "auto" stays
+    assert config.train.precision == "auto"  # the config given is not changed
+    base = config_lib.base_config()
+    assert all(base[key.split(".")[0]][key.split(".")[1]] is None for key in config_lib.AUTO_KEYS)
+    with pytest.raises(ValueError, match="config.train.precision is 'fp16'; use one of "
+                       "'float32', 'mixed_bfloat16', 'mixed_float16' or None"):
+        config_lib.validate(classification_config(**{"train.precision": "fp16"}))

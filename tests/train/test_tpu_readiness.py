@@ -192,12 +192,12 @@ def fake_tpu_strategy(replicas):
 
 def test_tpu_defaults_follow_the_strategy(photo_folder):
     cpu = tf.distribute.get_strategy()
-    assert distribute.precision_policy("auto", cpu) == "float32"  # CPU here
+    assert distribute.precision_policy(None, cpu) == "float32"  # CPU here
     assert distribute.use_xla(True, cpu) is False  # never on CPU, even when asked
-    assert distribute.use_xla("auto", cpu) is False
+    assert distribute.use_xla(None, cpu) is False
     tpu = fake_tpu_strategy(8)
     assert distribute.is_tpu(tpu) and not distribute.is_tpu(cpu)
-    assert distribute.precision_policy("auto", tpu) == "mixed_bfloat16"
+    assert distribute.precision_policy(None, tpu) == "mixed_bfloat16"
     assert distribute.precision_policy("float32", tpu) == "float32"  # asked for: kept
     config = two_stage_config(photo_folder, **{"train.batch_size": 16, "eval.batch_size": 16,
                                                "train.log_every_steps": 250})

@@ -82,12 +82,12 @@ def crop_settings(train_crop, crop_area_min=None):
 def preprocessing(spec, config):
     """(train crop name, resize method, EvalTransform): the row's official path unless the
     config names another (data.crop, data.resize_method, eval.image_size, eval.crop_fraction)."""
-    train_crop = spec.preprocessing if config.data.crop == "auto" else config.data.crop
+    train_crop = config.data.crop or spec.preprocessing
     if train_crop not in preprocess.TRAIN_CROPS:
-        raise ValueError(f"config.data.crop is {config.data.crop!r}; use auto, "
+        raise ValueError(f"config.data.crop is {config.data.crop!r}; use None (the row's), "
                          f"{', '.join(sorted(preprocess.TRAIN_CROPS))}")
     resize_method = config.data.resize_method
-    if resize_method == "auto":
+    if resize_method is None:
         resize_method = official_resize(spec)
     eval_transform = preprocess.eval_transform(
         train_crop, config.eval.image_size or spec.eval_size, resize_method,
