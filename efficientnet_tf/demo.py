@@ -76,7 +76,7 @@ def served_accuracy(export_dir, examples, batch_size=64):
     return correct / max(len(examples), 1)
 
 
-def run(workdir, strategy=None):
+def run_digits(workdir, strategy=None):
     """Writes the digits under WORKDIR/digits, trains and evaluates in WORKDIR, exports a
     SavedModel to WORKDIR/export and measures it on the held-out files; returns the results."""
     # Imported here: experiments/digits.py imports this module's digits_config while the flags
@@ -131,7 +131,7 @@ def run_scaling(workdir, strategy=None):
     root = f"{workdir}/digits"
     digits.write_digits(root)
     settings = scaling_plan.Settings(**SCALING_SEARCH)
-    return scaling_search.run(scaling_config(root), workdir, settings, strategy)
+    return scaling_search.search(scaling_config(root), workdir, settings, strategy)
 
 
 DETECTION_SIZE = 256
@@ -320,5 +320,5 @@ def describe_scaling(result, workdir):
 
 
 # `efficientnet-tf demo [NAME]`: NAME -> (run(workdir, strategy), describe(results, workdir)).
-DEMOS = {"digits": (run, describe_digits), "detection": (run_detection, describe_detection),
+DEMOS = {"digits": (run_digits, describe_digits), "detection": (run_detection, describe_detection),
          "scaling": (run_scaling, describe_scaling)}

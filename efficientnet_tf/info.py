@@ -67,7 +67,7 @@ def detector_line(spec, num_classes=90):
             f"{spec.head_repeats:>5} {f'{spec.min_level}-{spec.max_level}':>7}")
 
 
-def run(model_name=None, print_fn=print):
+def show_models(model_name=None, print_fn=print):
     if model_name:
         spec = registry.get(model_name)
         if isinstance(spec, registry.DetectionSpec):
@@ -86,7 +86,7 @@ def run(model_name=None, print_fn=print):
         print_fn(detector_line(registry.get(name)))
 
 
-def run_weights(model_name=None, print_fn=print):
+def show_weights(model_name=None, print_fn=print):
     """`info --weights [--model=NAME]`: the official checkpoints (of one variant) and the
     cache (models/weights/catalog.py)."""
     for line in catalog.table_lines(model_name and registry.get(model_name).name):

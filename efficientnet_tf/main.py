@@ -245,9 +245,9 @@ def info_command(rest):
 
     _no_arguments("info", rest)
     if FLAGS["weights"].present:
-        info.run_weights(FLAGS.model)
+        info.show_weights(FLAGS.model)
     else:
-        info.run(FLAGS.model or (FLAGS.config.model.name if FLAGS.config else None))
+        info.show_models(FLAGS.model or (FLAGS.config.model.name if FLAGS.config else None))
 
 
 def train_command(rest):
@@ -337,7 +337,7 @@ def scale_search_command(rest):
         grid_step=FLAGS.grid_step, tolerance=FLAGS.tolerance, epochs=FLAGS.search_epochs,
         seeds=_seeds(FLAGS.seeds))
     shard = search.parse_shard(FLAGS.shard)
-    result = search.run(FLAGS.config, FLAGS.workdir, settings, _strategy(), shard)
+    result = search.search(FLAGS.config, FLAGS.workdir, settings, _strategy(), shard)
     print(report.describe(result, FLAGS.workdir))
 
 

@@ -48,6 +48,6 @@ def test_the_scaling_demo_searches_reports_and_chooses(tmp_path):
     scaled = tf.io.gfile.GFile(f"{workdir}/scaled.py").read()
     assert f"ALPHA, BETA, GAMMA = {chosen.point.alpha!r}, {chosen.point.beta!r}" in scaled
     # The rerun finds every run finished: it trains nothing and reports the same.
-    again = scaling_search.run(demo.scaling_config(f"{workdir}/digits"), workdir,
+    again = scaling_search.search(demo.scaling_config(f"{workdir}/digits"), workdir,
                                scaling_plan.Settings(**demo.SCALING_SEARCH))
     assert [row.top1 for row in again.rows] == [row.top1 for row in result.rows]

@@ -8,7 +8,7 @@ resolution best on the user's own data under α·β²·γ² ≈ factor, and the 
 1.-2. The plan (plan.py): the grid of (α, β, γ) under the constraint, the candidate networks
    within `tolerance` of factor x the base's MACs, the base, the paper's point and one baseline
    per dimension.
-3. `run`: every (network, seed) is a normal training run of the same recipe (the config's; what
+3. `search`: every (network, seed) is a normal training run of the same recipe (the config's; what
    it leaves to the data decided once, for the base: `settle_recipe`), in
    WORKDIR/runs/KEY/seedN. A finished one (its results.json) is skipped, an interrupted one
    resumes from its checkpoint, a diverged one is recorded and skipped; `--shard=i/n` trains
@@ -126,7 +126,7 @@ def train_job(config, job, strategy):
         gc.collect()
 
 
-def run(config, workdir, settings, strategy=None, shard=(0, 1)):
+def search(config, workdir, settings, strategy=None, shard=(0, 1)):
     """The search in `workdir` (local or gs://): plans it (or reads its plan), trains this
     shard's unfinished jobs, and writes the report of everything finished so far (the last
     shard to finish writes the whole one). Returns the report (report.Report)."""

@@ -272,7 +272,7 @@ def test_sharded_search_resumes_and_reports(plan, recipe, caplog, tmp_path):
     trained = {}
     for shard in ((0, 2), (1, 2)):
         caplog.clear()
-        result = scaling_search.run(recipe, workdir, SETTINGS, shard=shard)
+        result = scaling_search.search(recipe, workdir, SETTINGS, shard=shard)
         trained[shard] = [record.getMessage() for record in caplog.records
                           if "scale-search: run " in record.getMessage()]
     jobs = scaling_search.jobs(plan, workdir, (0,))
@@ -281,7 +281,7 @@ def test_sharded_search_resumes_and_reports(plan, recipe, caplog, tmp_path):
     assert all(job.finished for job in jobs)
     assert result.pending == 0 and all(row.top1 for row in result.rows)
     caplog.clear()
-    result = scaling_search.run(recipe, workdir, SETTINGS)
+    result = scaling_search.search(recipe, workdir, SETTINGS)
     assert not [record for record in caplog.records
                 if "scale-search: run " in record.getMessage()]
     assert result.chosen is not None and "candidate" in result.chosen.point.roles
@@ -347,7 +347,7 @@ def test_a_diverged_run_is_recorded_and_skipped(plan, recipe, monkeypatch, tmp_p
         raise scaling_search.trainer.TrainingDiverged(f"loss nan at step 3 ({config.model.name})")
 
     monkeypatch.setattr(scaling_search.trainer, "train_and_evaluate", diverge)
-    result = scaling_search.run(recipe, workdir, SETTINGS)
+    result = scaling_search.search(recipe, workdir, SETTINGS)
     assert len(calls) == len(plan.points)
     assert [row.failed for row in result.rows] == [[0]] * len(plan.points)
     failed = json.loads(tf.io.gfile.GFile(f"{calls[0]}/failed.json").read())
@@ -355,7 +355,7 @@ def test_a_diverged_run_is_recorded_and_skipped(plan, recipe, monkeypatch, tmp_p
     assert result.chosen is None and not tf.io.gfile.exists(f"{workdir}/scaled.py")
     assert "nothing chosen" in tf.io.gfile.GFile(f"{workdir}/report.md").read()
     calls.clear()
-    scaling_search.run(recipe, workdir, SETTINGS)  # the rerun skips them
+    scaling_search.search(recipe, workdir, SETTINGS)  # the rerun skips them
     assert calls == []
 
 
