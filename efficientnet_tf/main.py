@@ -34,6 +34,15 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+# Flags several commands read; each command's own flags are defined beside it (below).
+flags.DEFINE_string("workdir", None, "Run directory (local or gs://): config, checkpoints, "
+                    "summaries, plot, results.")
+config_flags.DEFINE_config_file("config", None, "Experiment file, e.g. "
+                                "experiments/imagenet_v2.py:efficientnetv2-s", lock_config=True)
+flags.DEFINE_string("tpu", None, "TPU to train on: a TPU name (a pod slice, from host 0), "
+                    "'local' on a single-host TPU VM, or grpc://IP:8470. Unset: GPUs, TF_CONFIG "
+                    "workers or the CPU.")
+flags.DEFINE_bool("verbose", False, "Show TensorFlow's own start-up and C++ log messages.")
 flags.DEFINE_string("model", None, "info: a variant name (e.g. efficientnetv2-s) or a scaled "
                     "row to show its stages; convert, export and predict with --weights: the "
                     "variant a checkpoint path holds.")
@@ -41,46 +50,12 @@ flags.DEFINE_string("weights", None, "convert, export, predict: pretrained weigh
                     "checkpoint by name (efficientnet-tf info --weights lists them, e.g. "
                     "efficientdet-d0/coco), a URL or a path; info: list the official ones "
                     "(--weights alone, or --weights=all).")
-flags.DEFINE_string("output", None, "convert: the file to write (FILE.weights.h5).")
 flags.DEFINE_enum("input_scaling", None, ["mean_std", "sym128", "sym255"], "convert, export, "
                   "predict with --weights=PATH: how the checkpoint's model maps its [0, 255] "
                   "images (an official name sets it).")
-flags.DEFINE_string("workdir", None, "Run directory (local or gs://): config, checkpoints, "
-                    "summaries, plot, results.")
-flags.DEFINE_string("tpu", None, "TPU to train on: a TPU name (a pod slice, from host 0), "
-                    "'local' on a single-host TPU VM, or grpc://IP:8470. Unset: GPUs, TF_CONFIG "
-                    "workers or the CPU.")
 flags.DEFINE_string("export_dir", None, "export: where to write (local or gs://; a .keras or "
                     ".tflite file for those formats); predict: an export directory or a workdir.")
-flags.DEFINE_enum("format", "saved_model", ["saved_model", "keras", "tflite"], "export: format.")
-flags.DEFINE_enum("quantize", "none", ["none", "dynamic", "int8"], "export --format=tflite: "
-                  "weights quantization (int8 calibrates on eval images).")
 flags.DEFINE_integer("top_k", 5, "export/predict: how many classes to return per image.")
-flags.DEFINE_enum("nms", None, ["hard", "gaussian"], "export of a detector: its NMS, per class "
-                  "(default hard at IoU 0.5; gaussian: soft-NMS, as the COCO evaluation).")
-flags.DEFINE_bool("json", False, "predict: print one JSON object instead of text.")
-flags.DEFINE_float("min_score", None, "predict: leave out results scored below this (default: "
-                   "0.3 for a detector's boxes, 0 for a classifier's classes).")
-flags.DEFINE_string("draw", None, "predict with a detector: write each image with its boxes "
-                    "and labels drawn as a PNG into this directory (local or gs://).")
-flags.DEFINE_bool("continuous", False, "eval: evaluate every new checkpoint until the last.")
-flags.DEFINE_integer("eval_timeout", None, "eval --continuous: give up after this many seconds "
-                     "without a new checkpoint.")
-flags.DEFINE_string("base", None, "scale-search: the network to scale (default: the config's "
-                    "model.name).")
-flags.DEFINE_float("factor", 2.0, "scale-search: the FLOPs factor of phi = 1 "
-                   "(alpha * beta^2 * gamma^2).")
-flags.DEFINE_float("grid_step", 0.05, "scale-search: the step of the alpha, beta, gamma grid.")
-flags.DEFINE_float("tolerance", 0.1, "scale-search: how far (a share of factor) the formula and "
-                   "the counted MACs may be from factor.")
-flags.DEFINE_float("search_epochs", None, "scale-search: epochs per candidate (default: the "
-                   "config's train.epochs).")
-flags.DEFINE_list("seeds", ["0"], "scale-search: the seeds every candidate trains with.")
-flags.DEFINE_string("shard", "0/1", "scale-search: i/n trains the i-th of n shares of the "
-                    "training runs (machines sharing a --workdir).")
-flags.DEFINE_bool("verbose", False, "Show TensorFlow's own start-up and C++ log messages.")
-config_flags.DEFINE_config_file("config", None, "Experiment file, e.g. "
-                                "experiments/imagenet_v2.py:efficientnetv2-s", lock_config=True)
 FLAGS = flags.FLAGS
 
 
@@ -260,6 +235,11 @@ def train_command(rest):
     print(trainer.describe_results(results, FLAGS.workdir))
 
 
+flags.DEFINE_bool("continuous", False, "eval: evaluate every new checkpoint until the last.")
+flags.DEFINE_integer("eval_timeout", None, "eval --continuous: give up after this many seconds "
+                     "without a new checkpoint.")
+
+
 def eval_command(rest):
     from efficientnet_tf.train import trainer
 
@@ -268,6 +248,13 @@ def eval_command(rest):
     results = trainer.evaluate_workdir(FLAGS.workdir, FLAGS.config, _strategy(),
                                        continuous=FLAGS.continuous, timeout=FLAGS.eval_timeout)
     print(f"{results['checkpoint']}: {results['summary']}")
+
+
+flags.DEFINE_enum("format", "saved_model", ["saved_model", "keras", "tflite"], "export: format.")
+flags.DEFINE_enum("quantize", "none", ["none", "dynamic", "int8"], "export --format=tflite: "
+                  "weights quantization (int8 calibrates on eval images).")
+flags.DEFINE_enum("nms", None, ["hard", "gaussian"], "export of a detector: its NMS, per class "
+                  "(default hard at IoU 0.5; gaussian: soft-NMS, as the COCO evaluation).")
 
 
 def export_command(rest):
@@ -288,6 +275,13 @@ def export_command(rest):
     path = export.export_workdir(FLAGS.workdir, FLAGS.export_dir, FLAGS.format,
                                  FLAGS.quantize, FLAGS.top_k, nms=FLAGS.nms)
     print(f"exported {FLAGS.format} to {path}")
+
+
+flags.DEFINE_bool("json", False, "predict: print one JSON object instead of text.")
+flags.DEFINE_float("min_score", None, "predict: leave out results scored below this (default: "
+                   "0.3 for a detector's boxes, 0 for a classifier's classes).")
+flags.DEFINE_string("draw", None, "predict with a detector: write each image with its boxes "
+                    "and labels drawn as a PNG into this directory (local or gs://).")
 
 
 def predict_command(rest):
@@ -314,6 +308,9 @@ def predict_command(rest):
         sys.exit(1)
 
 
+flags.DEFINE_string("output", None, "convert: the file to write (FILE.weights.h5).")
+
+
 def convert_command(rest):
     from efficientnet_tf import pretrained
 
@@ -323,6 +320,20 @@ def convert_command(rest):
     path, attributes = pretrained.convert(FLAGS.weights, FLAGS.output, FLAGS.model,
                                           FLAGS.input_scaling)
     print(pretrained.describe_conversion(FLAGS.weights, path, attributes))
+
+
+flags.DEFINE_string("base", None, "scale-search: the network to scale (default: the config's "
+                    "model.name).")
+flags.DEFINE_float("factor", 2.0, "scale-search: the FLOPs factor of phi = 1 "
+                   "(alpha * beta^2 * gamma^2).")
+flags.DEFINE_float("grid_step", 0.05, "scale-search: the step of the alpha, beta, gamma grid.")
+flags.DEFINE_float("tolerance", 0.1, "scale-search: how far (a share of factor) the formula and "
+                   "the counted MACs may be from factor.")
+flags.DEFINE_float("search_epochs", None, "scale-search: epochs per candidate (default: the "
+                   "config's train.epochs).")
+flags.DEFINE_list("seeds", ["0"], "scale-search: the seeds every candidate trains with.")
+flags.DEFINE_string("shard", "0/1", "scale-search: i/n trains the i-th of n shares of the "
+                    "training runs (machines sharing a --workdir).")
 
 
 def scale_search_command(rest):
