@@ -20,7 +20,7 @@ from efficientnet_tf.models import efficientnet, stats
 from efficientnet_tf.specs import registry
 from efficientnet_tf.train import config as config_lib
 
-from test_cli import COMMAND, ENV, ROOT
+from test_main import COMMAND, ENV, ROOT
 from trainutil import tiny_config
 
 

@@ -20,7 +20,7 @@ releases name each variable by a scope path that the official code's layer count
 Our layers create their sublayers in the official order, so the names are derived from our
 model's structure (targets_of: each block's layers counted by kind, the BiFPN's nodes from
 bifpn_nodes), not typed out: every checkpoint of every variant, scaled or not, maps by the
-same rules (tests/models/test_official_weights.py checks all 27 official name lists).
+same rules (tests/models/weights/test_official.py checks all 27 official name lists).
 """
 
 import dataclasses
