@@ -34,6 +34,8 @@ from efficientnet_tf.tasks.classification import task as classification  # noqa:
 from efficientnet_tf.train import config as config_lib  # noqa: E402
 from efficientnet_tf.train import loop, trainer  # noqa: E402
 
+flags.DEFINE_list("variants", ["efficientnet-b0", "efficientnetv2-b0"], "The variants timed end to "
+                  "end.")
 flags.DEFINE_integer("batch", 16, "Global batch.")
 flags.DEFINE_integer("image_size", 224, "Training image size.")
 flags.DEFINE_integer("steps", 8, "Timed steps per end-to-end measurement.")
@@ -131,7 +133,7 @@ def main(argv):
     with tempfile.TemporaryDirectory() as records_dir:
         write_imagenet_like_records(records_dir)
         end_to_end_rates = {variant: end_to_end(variant, records_dir)
-                            for variant in ("efficientnet-b0", "efficientnetv2-b0")}
+                            for variant in FLAGS.variants}
     ours_step, keras_step = step_comparison()
     result = {
         "end_to_end_img_s": {k: round(v, 2) for k, v in end_to_end_rates.items()},

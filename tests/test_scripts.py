@@ -32,15 +32,17 @@ SMOKE = {
     "bench_model.py": (["--variant=efficientnet-b0", "--batch=1", "--image_size=64",
                         "--rounds=1", "--iterations=1"], []),
     "bench_progressive.py": (["--steps=8", "--batch=8", "--min_size=32", "--max_size=48",
-                              "--compile_model="], ["time_ratio"]),
+                              "--compile_model=", "--set=progressive.num_stages=2"],
+                             ["time_ratio"]),
     "bench_serving.py": (["--variant=efficientnet-b0", "--latency_calls=2",
                           "--throughput_calls=1"], []),
-    "bench_train.py": (["--batch=2", "--image_size=64", "--steps=1", "--rounds=1",
-                        "--steps_per_round=1"], ["train_step_speedup"]),
-    "bench_small_data.py": (["--datasets=digits", "--epochs=1", "--data_dir={tmp}/samples"],
+    "bench_train.py": (["--variants=efficientnetv2-b0", "--batch=2", "--image_size=64",
+                        "--steps=1", "--rounds=1", "--steps_per_round=1"],
+                       ["train_step_speedup"]),
+    "bench_small_data.py": (["--datasets=digits", "--epochs=1", "--data_dir={samples}"],
                             ["min_top1_gain", "time_ratio"]),
     "ablate_small_data.py": (["--datasets=digits", "--epochs=1", "--variants=recipe",
-                              "--data_dir={tmp}/samples", "--out={tmp}/ablation.jsonl"], []),
+                              "--data_dir={samples}", "--out={tmp}/ablation.jsonl"], []),
 }
 
 
@@ -49,11 +51,18 @@ def test_every_script_has_a_smoke_run_or_a_test_of_its_own():
     assert scripts - TESTED_ELSEWHERE == set(SMOKE)
 
 
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory):
+    """One folder for the sample sets the small-data scripts write (the second reuses them)."""
+    return tmp_path_factory.mktemp("samples")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("script", sorted(SMOKE))
-def test_a_smoke_run_of_each_script_finishes(script, tmp_path):
+def test_a_smoke_run_of_each_script_finishes(script, tmp_path, samples):
     arguments, keys = SMOKE[script]
-    command = [sys.executable, f"scripts/{script}"] + [a.format(tmp=tmp_path) for a in arguments]
+    command = [sys.executable, f"scripts/{script}"] + [
+        a.format(tmp=tmp_path, samples=samples) for a in arguments]
     result = subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True,
                             timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
