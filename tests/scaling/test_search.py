@@ -263,6 +263,7 @@ def test_jobs_split_disjointly_into_shards(plan):
             {job.workdir for job in shards[index] if job.seed == 1}
 
 
+@pytest.mark.slow  # 80 s of searches; the default suite tests the plan and the report
 def test_sharded_search_resumes_and_reports(plan, recipe, caplog, tmp_path):
     """Two shards on a workdir that is not the local disk (as gs://), then a rerun that trains
     nothing and writes the whole report."""
@@ -337,6 +338,7 @@ def test_sharded_search_resumes_and_reports(plan, recipe, caplog, tmp_path):
                                                             gamma, phi=2), "False"], loaded
 
 
+@pytest.mark.slow  # 45 s; the default suite tests the plan and the report
 def test_a_diverged_run_is_recorded_and_skipped(plan, recipe, monkeypatch, tmp_path):
     workdir = f"ram://{tmp_path.name}/diverged"
     scaling_plan.load_or_make_plan(recipe, workdir, SETTINGS)

@@ -115,7 +115,8 @@ def three_stage_config(root, **overrides):
     return config
 
 
-@pytest.mark.parametrize("prepared", [False, True], ids=["inline", "prepared"])
+@pytest.mark.parametrize("prepared", [False, pytest.param(True, marks=pytest.mark.slow)],
+                         ids=["inline", "prepared"])
 def test_each_stage_trains_with_its_own_size_dropout_magnitude_and_mixup(photo_folder, tmp_path,
                                                                          monkeypatch, prepared):
     """Also when each next stage is made in the background (trainer.NextStage), which sets its
@@ -152,6 +153,7 @@ def test_each_stage_trains_with_its_own_size_dropout_magnitude_and_mixup(photo_f
     assert state.steps.traces["train"] == 3
 
 
+@pytest.mark.slow  # the default suite resumes a run after SIGKILL
 def test_a_run_killed_in_stage_three_resumes_in_stage_three(photo_folder, tmp_path, monkeypatch):
     workdir = str(tmp_path / "run")
     config = three_stage_config(photo_folder)
@@ -170,9 +172,8 @@ def test_a_run_killed_in_stage_three_resumes_in_stage_three(photo_folder, tmp_pa
     entered = []
     original_train_stage = trainer.train_stage
     monkeypatch.setattr(trainer, "train_stage",
-                        lambda run, state, stage, *rest: (entered.append((state.step, stage)),
-                                                          original_train_stage(run, state, stage,
-                                                                               *rest))[1])
+                        lambda state, stage, *rest: (entered.append((state.step, stage)),
+                                                     original_train_stage(state, stage, *rest))[1])
     results = trainer.train_and_evaluate(config, workdir)
     assert results["steps"] == 12 and results["steps_this_run"] == 2
     (step, stage), = entered
@@ -180,6 +181,7 @@ def test_a_run_killed_in_stage_three_resumes_in_stage_three(photo_folder, tmp_pa
     assert stage.dropout_rate == pytest.approx(0.7) and stage.mixup_alpha == pytest.approx(0.8)
 
 
+@pytest.mark.slow  # 45 s; the default suite trains the stages inline
 def test_preparing_the_next_stage_in_the_background_changes_nothing(photo_folder, tmp_path,
                                                                     monkeypatch):
     """The same losses, step for step, whether each stage's dataset and step function are made

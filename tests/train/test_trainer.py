@@ -383,6 +383,7 @@ def test_no_tpu_is_a_one_line_error(tmp_path):
                            "(tried TPUClusterResolver"), result.stderr[-1500:]
 
 
+@pytest.mark.slow  # 40 s; the default suite builds scaled rows
 def test_a_scaled_row_trains_by_name_and_is_rebuilt_from_the_record(photo_folder, tmp_path):
     name = "efficientnetv2-test:w=1.5,d=2,r=32"
     workdir = str(tmp_path / "run")
