@@ -25,8 +25,6 @@ def export(task, model, export_path, export_format="saved_model", quantize="none
     module = task.serving_module(model, top_k, nms)
     if export_format == "saved_model":
         return serving.save_module(module, export_path)
-    if quantize not in serving.QUANTIZATIONS:
-        raise ValueError(f"quantize must be one of {serving.QUANTIZATIONS}, got {quantize!r}")
     flatbuffer = module.tflite_bytes(quantize, lambda: task.eval_dataset(batch_size=1),
                                      calibration_count)
     return serving.write_bytes(export_path, flatbuffer)

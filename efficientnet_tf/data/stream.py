@@ -156,10 +156,14 @@ def decode_skipping_bad(dataset, decode_fn, counter, deterministic,
     return dataset.map(lambda item, is_image: item)
 
 
+def pipeline_seed(seed):
+    """A pipeline's seed: `seed`, or one drawn now when it is None (each run its own)."""
+    return secrets.randbits(31) if seed is None else seed
+
+
 def example_seeds(seed, input_context=None, offset=0):
-    """An endless dataset of per-example seeds [2] int64 for stateless random ops: (the run's
-    `seed` + `offset`, shifted per host pipeline; the example's index). `seed` None: drawn."""
-    seed = secrets.randbits(31) if seed is None else seed
+    """An endless dataset of per-example seeds [2] int64 for stateless random ops: (the
+    pipeline's `seed` + `offset`, shifted per host pipeline; the example's index)."""
     pipeline_id = input_context.input_pipeline_id if input_context else 0
     base = tf.constant(seed + offset + pipeline_id * HOST_SEED_STRIDE, tf.int64)
     return tf.data.Dataset.counter().map(lambda index: tf.stack([base, index]))

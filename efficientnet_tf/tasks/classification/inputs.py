@@ -14,7 +14,6 @@ pad to whole batches (label -1 marks padding) -> batch -> prefetch.
 """
 
 import dataclasses
-import secrets
 from typing import Optional, Union
 
 import tensorflow as tf
@@ -81,7 +80,7 @@ def train_dataset(source, settings, input_context=None, counter=None, decoded=No
     mixing = settings.mixing if settings.mixing is not None and settings.mixing.active else None
     if mixing is not None and settings.dtype == tf.uint8:
         raise ValueError("mixup/cutmix blend images: use a float dtype, not uint8")
-    seed = settings.seed if settings.seed is not None else secrets.randbits(31)
+    seed = stream.pipeline_seed(settings.seed)
     from_pixels = settings.cache is True  # the decoded-image cache
     if from_pixels:
         dataset = decoded if decoded is not None else decoded_images(

@@ -19,7 +19,6 @@ ymin, xmin, ymax, xmax), "classes" (0-based), "is_crowd"}.
 """
 
 import dataclasses
-import secrets
 import threading
 from typing import Optional
 
@@ -151,7 +150,7 @@ def train_dataset(source, settings, input_context=None, counter=None, truncation
     """Batches of (images [B, S, S, 3] in settings.dtype, targets {classes_L [B, H, W, A] int32,
     boxes_L [B, H, W, A * 4] float32, num_positives [B]}) for one replica."""
     size = settings.image_size
-    seed = settings.seed if settings.seed is not None else secrets.randbits(31)
+    seed = stream.pipeline_seed(settings.seed)
     anchors = anchors_lib.generate((size, size), settings.anchors)
     dataset = source.dataset(TRAIN, input_context=input_context, shuffle_files=True, seed=seed,
                              deterministic=settings.deterministic)
