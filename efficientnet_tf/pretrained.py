@@ -124,5 +124,5 @@ def describe_conversion(weights, path, attributes):
 
 def _classes(model, spec):
     if isinstance(spec, registry.DetectionSpec):
-        return efficientdet.num_classes_of(model, spec)
+        return efficientdet.num_classes_of(model, spec.min_level, spec.anchors_per_location)
     return int(model.output_shape[-1])

@@ -15,6 +15,9 @@ import tensorflow as tf
 from efficientnet_tf.data import labels
 from efficientnet_tf.data.sources import EVAL, TRAIN, ImageFolderSource
 
+IMAGES_PER_SHARD = 1000  # the default shard count aims at about this many images per shard
+
+
 @dataclasses.dataclass
 class WriteSummary:
     """What a conversion wrote and what it skipped (path, reason)."""
@@ -61,14 +64,23 @@ def _example(data, height, width, label, class_name, file_name):
         "image/class/label": _feature(label), "image/class/text": _feature(class_name.encode())}))
 
 
-def _checked_image(path):
-    """(bytes, height, width) of a decodable image, or a reason why it is skipped."""
+def read_file(path):
+    """(the file's bytes, None), or (None, why it is skipped: unreadable or empty)."""
     try:
-        data = tf.io.gfile.GFile(path, "rb").read()
+        with tf.io.gfile.GFile(path, "rb") as stream:
+            data = stream.read()
     except tf.errors.OpError as error:
         return None, f"unreadable ({error.message.splitlines()[0]})"
     if not data:
         return None, "empty file"
+    return data, None
+
+
+def _checked_image(path):
+    """(bytes, height, width) of a decodable image, or a reason why it is skipped."""
+    data, reason = read_file(path)
+    if data is None:
+        return None, reason
     try:
         shape = tf.io.decode_image(data, channels=3, expand_animations=False).shape
     except tf.errors.InvalidArgumentError:
@@ -85,32 +97,50 @@ def write_image_folder(source, output_dir, shards=None, label_offset=1, progress
     tf.io.gfile.makedirs(output_dir)
     labels.write_labels(f"{output_dir}/{labels.LABELS_FILE}", source.class_names)
     prefix = len(source.root.rstrip("/")) + 1
+
+    def read(item):
+        path, label = item
+        checked, reason = _checked_image(path)
+        if checked is None:
+            return None, (path, reason)
+        data, height, width = checked
+        return _example(data, height, width, label + label_offset, source.class_names[label],
+                        path[prefix:]), None
+
     written, skipped, files = {}, [], {}
     for split in (TRAIN, EVAL):
-        examples = source.examples(split)
-        count = (shards or {}).get(split) or max(1, -(-len(examples) // 1000))
-        names = [f"{output_dir}/{split}-{i:05d}-of-{count:05d}.tfrecord" for i in range(count)]
-        writers = [tf.io.TFRecordWriter(name) for name in names]
-        bar = progress(len(examples)) if progress else None
-        written[split] = 0
-        for path, label in examples:
-            checked, reason = _checked_image(path)
-            if checked is None:
-                skipped.append((path, reason))
-            else:
-                data, height, width = checked
-                example = _example(data, height, width, label + label_offset,
-                                   source.class_names[label], path[prefix:])
-                writers[written[split] % count].write(example.SerializeToString())
-                written[split] += 1
-            if bar:
-                bar.update(1)
-        if bar:
-            bar.close()
-        for writer in writers:
-            writer.close()
-        files[split] = names
+        written[split], skipped_here, files[split] = write_shards(
+            output_dir, split, source.examples(split), read, (shards or {}).get(split),
+            progress)
+        skipped.extend(skipped_here)
     return WriteSummary(written=written, skipped=skipped, files=files)
+
+
+def write_shards(output_dir, split, items, read, shards=None, progress=None):
+    """Writes `read(item)` of each item into `{split}-{i:05d}-of-{n:05d}.tfrecord` files of
+    output_dir, round robin. `read` returns (tf.train.Example, None) or (None, (path, reason))
+    for an item that is skipped. `shards`: None or 0 means about IMAGES_PER_SHARD items per
+    shard. `progress(total)` returns an object with update(n) and close(), e.g. tqdm.
+    Returns (examples written, [(path, reason) skipped], [file names])."""
+    count = shards or max(1, -(-len(items) // IMAGES_PER_SHARD))
+    names = [f"{output_dir}/{split}-{i:05d}-of-{count:05d}.tfrecord" for i in range(count)]
+    writers = [tf.io.TFRecordWriter(name) for name in names]
+    bar = progress(len(items)) if progress else None
+    written, skipped = 0, []
+    for item in items:
+        example, why = read(item)
+        if example is None:
+            skipped.append(why)
+        else:
+            writers[written % count].write(example.SerializeToString())
+            written += 1
+        if bar:
+            bar.update(1)
+    if bar:
+        bar.close()
+    for writer in writers:
+        writer.close()
+    return written, skipped, names
 
 
 def folder_to_tfrecords(root, output_dir, eval_percent=10, shards=None, label_offset=1,

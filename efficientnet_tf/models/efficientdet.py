@@ -133,7 +133,7 @@ def trainable_parameters(model):
     return sum(math.prod(variable.shape) for variable in model.trainable_variables)
 
 
-def num_classes_of(model, spec):
-    """The number of classes of a detector `model` of the row `spec` (its class outputs hold
-    anchors x classes channels)."""
-    return int(model.output[f"classes_{spec.min_level}"].shape[-1]) // spec.anchors_per_location
+def num_classes_of(model, min_level, anchors_per_location):
+    """The number of classes of a detector `model` (its class outputs hold anchors x classes
+    channels at each level; `min_level` and `anchors_per_location` are its row's)."""
+    return int(model.output[f"classes_{min_level}"].shape[-1]) // anchors_per_location

@@ -12,12 +12,9 @@ from typing import Callable, Optional
 
 import tensorflow as tf
 
-from efficientnet_tf.data import image_header, labels
+from efficientnet_tf.data import image_header, labels, tfrecords
 from efficientnet_tf.tasks.detection import records
 from efficientnet_tf.tasks.detection.sources import CocoJsonSource
-from efficientnet_tf.data.tfrecords import WriteSummary
-
-IMAGES_PER_SHARD = 1000  # the default shard count aims at about this many images per shard
 
 
 @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
@@ -27,13 +24,9 @@ def _header_size(data):
 
 def read_image(entry):
     """(encoded bytes, None) of an ImageEntry's file, or (None, why it is skipped)."""
-    try:
-        with tf.io.gfile.GFile(entry.path, "rb") as stream:
-            data = stream.read()
-    except tf.errors.OpError as error:
-        return None, f"unreadable ({error.message.splitlines()[0]})"
-    if not data:
-        return None, "empty file"
+    data, reason = tfrecords.read_file(entry.path)
+    if data is None:
+        return None, reason
     try:
         is_image, (height, width) = _header_size(tf.constant(data))
     except tf.errors.InvalidArgumentError as error:  # a JPEG whose header is cut or corrupt
@@ -50,34 +43,23 @@ def write_split(source, split, output_dir, shards=0, label_offset=1,
                 progress: Optional[Callable] = None):
     """Writes a CocoJsonSource's split as `{split}-{i:05d}-of-{n:05d}.tfrecord` in output_dir.
 
-    `shards` 0 means about IMAGES_PER_SHARD images per shard. `progress(total)` returns an
-    object with update(n) and close(), e.g. tqdm. Returns a tfrecords.WriteSummary."""
-    entries = source.entries(split)
-    count = shards or max(1, -(-len(entries) // IMAGES_PER_SHARD))
+    `shards` 0 means about tfrecords.IMAGES_PER_SHARD images per shard. `progress(total)`
+    returns an object with update(n) and close(), e.g. tqdm. Returns a tfrecords.WriteSummary."""
     tf.io.gfile.makedirs(output_dir)
-    names = [f"{output_dir}/{split}-{i:05d}-of-{count:05d}.tfrecord" for i in range(count)]
-    writers = [tf.io.TFRecordWriter(name) for name in names]
-    bar = progress(len(entries)) if progress else None
-    written, skipped = 0, []
-    for entry in entries:
+
+    def read(entry):
         data, reason = read_image(entry)
         if data is None:
-            skipped.append((entry.path, reason))
-        else:
-            example = records.example(
-                data, entry.height, entry.width, entry.pixel_boxes(), entry.classes,
-                source_id=entry.image_id, filename=entry.file_name,
-                class_names=source.class_names, is_crowd=entry.is_crowd, areas=entry.areas,
-                label_offset=label_offset)
-            writers[written % count].write(example.SerializeToString())
-            written += 1
-        if bar:
-            bar.update(1)
-    if bar:
-        bar.close()
-    for writer in writers:
-        writer.close()
-    return WriteSummary(written={split: written}, skipped=skipped, files={split: names})
+            return None, (entry.path, reason)
+        return records.example(
+            data, entry.height, entry.width, entry.pixel_boxes(), entry.classes,
+            source_id=entry.image_id, filename=entry.file_name, class_names=source.class_names,
+            is_crowd=entry.is_crowd, areas=entry.areas, label_offset=label_offset), None
+
+    written, skipped, names = tfrecords.write_shards(output_dir, split, source.entries(split),
+                                                     read, shards, progress)
+    return tfrecords.WriteSummary(written={split: written}, skipped=skipped,
+                                  files={split: names})
 
 
 def coco_json_to_tfrecords(annotations, images, output_dir, split_name, shards=0,

@@ -52,7 +52,8 @@ class DetectionServingModule(tf.Module):
         self.image_size = image_size
         self.nms = nms
         self.max_pixels = max_pixels
-        self.num_classes = _detector_classes(model, anchor_settings)
+        self.num_classes = efficientdet.num_classes_of(model, anchor_settings.min_level,
+                                                       anchor_settings.per_location)
         self.anchors = tf.constant(anchors_lib.generate((image_size, image_size),
                                                         anchor_settings))
         if class_names is not None and len(class_names) != self.num_classes:
@@ -132,12 +133,6 @@ class DetectionServingModule(tf.Module):
         return tflite.detection_tflite_bytes(self, quantize)
 
 
-def _detector_classes(model, anchor_settings):
-    """The number of classes of a detector's outputs (classes_L has anchors x classes)."""
-    level = anchor_settings.min_level
-    return int(model.output[f"classes_{level}"].shape[-1]) // anchor_settings.per_location
-
-
 def serving_module(model, spec, image_size, anchors, class_names=None, nms=None,
                    max_pixels=serving.MAX_PIXELS, pad_colour=None):
     """The detector's SavedModel module (DetectionServingModule) of `model` (built from
@@ -147,8 +142,9 @@ def serving_module(model, spec, image_size, anchors, class_names=None, nms=None,
     detections. `pad_colour`: default the colour the model's input scaling maps to 0."""
     nms_settings = (postprocess.SERVING_NMS if nms in (None, "hard")
                     else postprocess.NmsSettings(method=nms))
-    folded = fold.folded_detector(model, spec, efficientdet.num_classes_of(model, spec),
-                                  (image_size, image_size), activation="inference_swish")
+    num_classes = efficientdet.num_classes_of(model, spec.min_level, spec.anchors_per_location)
+    folded = fold.folded_detector(model, spec, num_classes, (image_size, image_size),
+                                  activation="inference_swish")
     return DetectionServingModule(
         folded, image_size, anchors, nms_settings, class_names,
         metadata={"task": "detection", "model": spec.name}, max_pixels=max_pixels,
