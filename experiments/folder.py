@@ -16,7 +16,8 @@ variant's train size), progressive learning from 2/3 of it, the batch (32, or 16
 folders), the warmup and the EMA window (from the run's length), and, with init_from, the
 fine-tuning path (whole images, a tenth of the learning rate, one size).
 Decided too: random crops of at least half the image from 96 px up, the whole image below
-(train/adapt.py MIN_CROP_SIZE). Fixed here, from the ablation in the README ("Your own images"):
+(tasks/classification/adapt.py MIN_CROP_SIZE). Fixed here, from the ablation in the README
+("Your own images"):
 AdamW at 1e-3 (per 32 images) on an exponential schedule (x0.97 every 2.4 epochs: nearly flat
 over a short run), no RandAugment (--config.augment.kind=randaugment turns on the size-relative
 version; it cost 5-35 points in 15-epoch runs), EMA of the weights, whole-image evaluation,

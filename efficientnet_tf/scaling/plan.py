@@ -27,10 +27,9 @@ import tensorflow as tf
 from absl import logging
 
 from efficientnet_tf import tasks
-from efficientnet_tf.data import profile as profile_lib
 from efficientnet_tf.models import efficientnet, stats
 from efficientnet_tf.specs import registry
-from efficientnet_tf.train import adapt
+from efficientnet_tf.tasks import base as tasks_base
 from efficientnet_tf.train import config as config_lib
 from efficientnet_tf.train import files
 
@@ -196,10 +195,12 @@ def settle_recipe(config, base):
     size would cap)."""
     if config.task != "classification":
         raise ValueError(f"scale-search trains classifiers; the config's task is {config.task!r}")
-    if not (config.adapt_to_data and adapt.open_keys(config)):
+    task_class = tasks.get(config.task)
+    if not (config.adapt_to_data and tasks_base.open_keys(config, task_class.ADAPTED_KEYS)):
         return config
-    source = tasks.get(config.task).make_source(config.data)
-    config, decisions = adapt.adapt(config, base, profile_lib.profile(source))
+    config, decisions = task_class.adapt_to_data(config, base,
+                                                 task_class.make_source(config.data),
+                                                 config_lib.total_steps)
     for decision in decisions:
         logging.info("scale-search: for the base %s, %s", base.name, decision.line())
     config.adapt_to_data = False

@@ -24,6 +24,39 @@ resolved Run and its data source. It owns:
 """
 
 import abc
+import dataclasses
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """A setting a run decided from its data (adapt_to_data), and why."""
+
+    key: str
+    value: Any
+    reason: str
+
+    def line(self):
+        return f"{self.key} = {self.value}: {self.reason}"
+
+
+class Decisions(list):
+    """The Decisions of one adapt_to_data call on a copy of `config`: decide() fills a key the
+    config leaves open (None) and records why; a key the user set is never changed."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config.copy_and_resolve_references()
+
+    def decide(self, section, name, value, reason):
+        if self.config[section][name] is None:
+            self.config[section][name] = value
+            self.append(Decision(f"{section}.{name}", value, reason))
+
+
+def open_keys(config, keys):
+    """The keys ("section.name") of `keys` that `config` leaves to the data (None)."""
+    return [key for key in keys if config[key.split(".")[0]][key.split(".")[1]] is None]
 
 
 class Task(abc.ABC):
@@ -37,6 +70,8 @@ class Task(abc.ABC):
     # The key of summarize() that the progress line and results.json call the train accuracy.
     HEADLINE = ""
     HEADLINE_TITLE = "top-1 accuracy"  # the headline's plot title
+    # Keys that adapt_to_data decides from the data when a recipe leaves them None.
+    ADAPTED_KEYS = ()
 
     def __init__(self, run, source):
         self.run = run
@@ -105,6 +140,13 @@ class Task(abc.ABC):
     def serving_module(self, model, top_k=5, nms=None):
         raise ValueError(f"task {self.NAME!r} has no export yet; its checkpoints are in the "
                          "workdir")
+
+    @classmethod
+    def adapt_to_data(cls, config, spec, source, total_steps):
+        """(config with the open ADAPTED_KEYS decided from `source`, [Decision]) for a recipe
+        with adapt_to_data; `total_steps(config, steps_per_epoch)`: train/config.py's."""
+        raise ValueError(f"task {cls.NAME!r} does not adapt its settings to the data; set "
+                         "config.adapt_to_data=False")
 
     def describe(self, metrics):
         """One line for the log and results.json: the evaluation's metrics."""

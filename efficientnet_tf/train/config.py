@@ -139,7 +139,9 @@ def base_config():
     # Detection (task "detection"): google/automl efficientdet hparams_config.py's defaults.
     config.detection = ml_collections.ConfigDict(dict(
         max_instances=100,  # boxes per image kept (the rest dropped, counted and logged)
-        scale_min=0.1, scale_max=2.0,  # scale jitter of the training images, then a crop
+        # scale jitter of the training images, then a crop; None: automl's 0.1 and 2.0
+        scale_min=placeholder(float), scale_max=placeholder(float),
+        anchor_scale=placeholder(float),  # the smallest anchor's side / stride; None: the row's
         focal_alpha=0.25, focal_gamma=1.5,  # label smoothing: train.label_smoothing
         box_loss_weight=50.0, huber_delta=0.1,
         # evaluation: per-class Gaussian soft-NMS over the top 5000 candidates, 100 detections
@@ -150,7 +152,8 @@ def base_config():
     # --weights`), 'imagenet' (keras.applications'), a URL, or the path of a checkpoint, its
     # folder or .tar.gz, or an .h5 / .weights.h5 file (models/weights)
     config.init_from = ""
-    # True: keys left None in train/adapt.py's list are decided from the data (folder recipe)
+    # True: keys left None in the task's ADAPTED_KEYS are decided from the data
+    # (the folder recipes: tasks/<task>/adapt.py)
     config.adapt_to_data = False
     config.lock()
     return config

@@ -21,12 +21,12 @@ from typing import Any, Optional, Tuple
 import tensorflow as tf
 
 from efficientnet_tf import tasks
-from efficientnet_tf.data import profile as profile_lib
 from efficientnet_tf.data import sources  # the split names
 from efficientnet_tf.models import weights
 from efficientnet_tf.models.efficientnet import BatchNormSettings, ModelOptions
 from efficientnet_tf.specs import registry
-from efficientnet_tf.train import adapt, distribute, progressive
+from efficientnet_tf.tasks import base as tasks_base
+from efficientnet_tf.train import distribute, progressive
 from efficientnet_tf.train import config as config_lib
 
 
@@ -93,7 +93,7 @@ class Run:
     bn_description: str
     task_settings: Any
     placement: Placement = Placement()
-    decisions: Tuple[adapt.Decision, ...] = ()
+    decisions: Tuple[tasks_base.Decision, ...] = ()
     prepare_next_stage: bool = True  # trainer.NextStage, where it applies
     # Not recorded: the live objects a run works with.
     source: Any = dataclasses.field(default=None, compare=False, repr=False)
@@ -137,7 +137,7 @@ class Run:
                 **value, "weight_decay_exclude": tuple(value["weight_decay_exclude"])}),
             "task_settings": task_class.settings_from_dict,
             "placement": lambda value: Placement(**value),
-            "decisions": lambda value: tuple(adapt.Decision(**d) for d in value)}
+            "decisions": lambda value: tuple(tasks_base.Decision(**d) for d in value)}
         # A field an older version did not record takes its default (prepare_next_stage).
         recorded_fields = {field.name: readers.get(field.name, lambda value: value)(
             values[field.name]) for field in dataclasses.fields(cls)
@@ -196,16 +196,17 @@ def plan_run(config, strategy, recorded_seed=None, init_scaling=None):
     """The Run of `config` on `strategy` (an unset seed: `recorded_seed`, else a new one;
     `init_scaling`: the input scaling config.init_from's weights were trained with, where
     known, workdir.init_input_scaling). With config.adapt_to_data, the keys the config leaves
-    open are decided from the data first (train/adapt.py); Run.config is then the config the
-    run really uses."""
+    open are decided from the data first (the task's adapt_to_data); Run.config is then the
+    config the run really uses."""
     config = config_lib.with_auto_as_none(config)
     spec = registry.get(config.model.name)
     task_class = tasks.get(config.task)
     config_lib.check_read(config, task_class.UNREAD_KEYS, config.task)
     source = task_class.make_source(config.data)
     decisions = []
-    if config.adapt_to_data and adapt.open_keys(config):
-        config, decisions = adapt.adapt(config, spec, profile_lib.profile(source))
+    if config.adapt_to_data and tasks_base.open_keys(config, task_class.ADAPTED_KEYS):
+        config, decisions = task_class.adapt_to_data(config, spec, source,
+                                                     config_lib.total_steps)
     config_lib.validate(config)
     global_batch = config.train.batch_size
     per_replica = distribute.check_batch(global_batch, strategy)

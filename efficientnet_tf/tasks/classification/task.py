@@ -12,9 +12,11 @@ from typing import Optional, Tuple
 import tensorflow as tf
 
 from efficientnet_tf.data import augment, image_header, mixing, preprocess, sources
+from efficientnet_tf.data import profile as profile_lib
 from efficientnet_tf.models import efficientnet
 from efficientnet_tf.models import weights as weights_lib
 from efficientnet_tf.tasks import base
+from efficientnet_tf.tasks.classification import adapt
 from efficientnet_tf.tasks.classification import inputs as inputs_lib
 from efficientnet_tf.tasks.classification import serving
 
@@ -130,6 +132,7 @@ class ClassificationTask(base.Task):
     TRAIN_METRICS = ("correct",)
     EVAL_REDUCTIONS = {"loss": "sum", "top1": "sum", "top5": "sum", "examples": "sum"}
     HEADLINE = "top1"
+    ADAPTED_KEYS = adapt.ADAPTED_KEYS
 
     def __init__(self, run, source):
         super().__init__(run, source)
@@ -138,6 +141,10 @@ class ClassificationTask(base.Task):
     @classmethod
     def make_source(cls, data_config):
         return sources.from_config(data_config)
+
+    @classmethod
+    def adapt_to_data(cls, config, spec, source, total_steps):
+        return adapt.adapt(config, spec, profile_lib.profile(source), total_steps)
 
     @classmethod
     def resolve(cls, config, spec, source, strategy):

@@ -26,6 +26,7 @@ from efficientnet_tf.data.sources import EVAL
 from efficientnet_tf.models import efficientdet
 from efficientnet_tf.specs import registry
 from efficientnet_tf.tasks import base
+from efficientnet_tf.tasks.detection import adapt
 from efficientnet_tf.tasks.detection import anchors as anchors_lib
 from efficientnet_tf.tasks.detection import inputs as inputs_lib
 from efficientnet_tf.tasks.detection import loss as loss_lib
@@ -34,7 +35,9 @@ from efficientnet_tf.tasks.detection import sources as detection_sources
 from efficientnet_tf.tasks.detection.metric import Evaluator
 
 
-# predict --draw's box colours by class (class c: BOX_COLOURS[c % 10]), strong on photos.
+AUTOML_SCALE_RANGE = (0.1, 2.0)  # detection.scale_min/max left None (hparams_config.py)
+
+
 @dataclasses.dataclass(frozen=True)
 class DetectionTaskSettings:
     """What detection resolves of a run."""
@@ -79,6 +82,7 @@ class DetectionTask(base.Task):
                        "scores": "gather", "classes": "gather"}
     HEADLINE = "AP"
     HEADLINE_TITLE = "COCO AP"
+    ADAPTED_KEYS = adapt.ADAPTED_KEYS
     # A detector fine-tuned from another detector: its class predictor re-initialised.
     REINITIALIZED_LAYERS = ("class_net_predict",)
     # Keys of the config a detector's run does not read (train/config.py check_read).
@@ -104,6 +108,10 @@ class DetectionTask(base.Task):
         return detection_sources.from_config(data_config)
 
     @classmethod
+    def adapt_to_data(cls, config, spec, source, total_steps):
+        return adapt.adapt(config, spec, adapt.profile(source), total_steps)
+
+    @classmethod
     def resolve(cls, config, spec, source, strategy):
         if not hasattr(spec, "fpn_width"):
             raise ValueError(f"task 'detection' trains EfficientDet rows, not {spec.name!r}; "
@@ -115,17 +123,26 @@ class DetectionTask(base.Task):
             raise ValueError(f"config.data.cache={config.data.cache!r}: a detector caches its "
                              "examples in memory (data.cache=True), not in files")
         detection = config.detection
-        if not 0.0 < detection.scale_min <= detection.scale_max:
-            raise ValueError(f"detection.scale_min {detection.scale_min} and scale_max "
-                             f"{detection.scale_max}: need 0 < scale_min <= scale_max")
+        scale_range = (AUTOML_SCALE_RANGE[0] if detection.scale_min is None
+                       else detection.scale_min,
+                       AUTOML_SCALE_RANGE[1] if detection.scale_max is None
+                       else detection.scale_max)
+        if not 0.0 < scale_range[0] <= scale_range[1]:
+            raise ValueError(f"detection.scale_min {scale_range[0]} and scale_max "
+                             f"{scale_range[1]}: need 0 < scale_min <= scale_max")
+        anchors = anchors_lib.settings_of(spec)
+        if detection.anchor_scale is not None:
+            if detection.anchor_scale <= 0:
+                raise ValueError(f"detection.anchor_scale must be > 0, got "
+                                 f"{detection.anchor_scale}")
+            anchors = dataclasses.replace(anchors, anchor_scale=detection.anchor_scale)
         if detection.max_instances < 1:
             raise ValueError(f"detection.max_instances must be >= 1, got "
                              f"{detection.max_instances}")
         postprocess.NmsSettings(method=detection.eval_nms)  # checks the name
         return DetectionTaskSettings(
             image_size=config.train.image_size or spec.image_size,
-            anchors=anchors_lib.settings_of(spec), max_instances=detection.max_instances,
-            scale_range=(detection.scale_min, detection.scale_max),
+            anchors=anchors, max_instances=detection.max_instances, scale_range=scale_range,
             random_flip=config.data.random_flip, cache=bool(config.data.cache),
             shuffle_buffer=config.data.shuffle_buffer, deterministic=config.data.deterministic,
             focal_alpha=detection.focal_alpha, focal_gamma=detection.focal_gamma,

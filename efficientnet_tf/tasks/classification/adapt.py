@@ -1,4 +1,4 @@
-"""Settings a run decides from its data, when its recipe leaves them open (config.adapt_to_data).
+"""What a classifier's run decides from its data, when its recipe leaves it open (adapt_to_data).
 
 The folder recipe (experiments/folder.py) is for a user's own images: a few hundred to a few
 thousand pictures of any size. The numbers that suit ImageNet (224-px crops, batch 4096, a
@@ -9,12 +9,10 @@ never changed. Measurements behind the rules: scripts/ablate_small_data.py (READ
 images").
 """
 
-import dataclasses
 import math
-from typing import Any, List
 
 from efficientnet_tf.specs import blocks as blocks_lib
-from efficientnet_tf.train import config as config_lib
+from efficientnet_tf.tasks.base import Decisions
 
 # The sizes a run adapts to are multiples of 16 (the network's stride-32 stages then see whole
 # 2 x 2 maps at least), between these bounds.
@@ -33,16 +31,6 @@ MAX_BATCH, MIN_BATCH = 32, 16
 # lost 3-6 points on 64-px textures (whose scale is the class) and 32-px digits (a few pixels
 # per stroke).
 MIN_CROP_SIZE = 96
-
-
-@dataclasses.dataclass(frozen=True)
-class Decision:
-    key: str
-    value: Any
-    reason: str
-
-    def line(self):
-        return f"{self.key} = {self.value}: {self.reason}"
 
 
 def _round_size(size):
@@ -77,21 +65,11 @@ ADAPTED_KEYS = ("progressive.image_size_max", "progressive.image_size_min", "eva
                 "optimizer.lr_per_256")
 
 
-def open_keys(config):
-    """The keys of ADAPTED_KEYS that `config` leaves to the data (None)."""
-    return [key for key in ADAPTED_KEYS if config[key.split(".")[0]][key.split(".")[1]] is None]
-
-
-def adapt(config, spec, profile):
-    """(config with the open keys decided, [Decision]) for `profile` (data.profile)."""
-    config = config.copy_and_resolve_references()
-    decisions: List[Decision] = []
-
-    def decide(section, name, value, reason):
-        if config[section][name] is None:
-            config[section][name] = value
-            decisions.append(Decision(f"{section}.{name}", value, reason))
-
+def adapt(config, spec, profile, total_steps):
+    """(config with the open keys decided, [Decision]) for `profile` (data.profile);
+    `total_steps(config, steps_per_epoch)` is the run's step count (train/config.py)."""
+    decisions = Decisions(config)
+    config, decide = decisions.config, decisions.decide
     fine_tuning = bool(config.init_from)
     size = image_size(spec, profile)
     size_reason = (f"the images' median short side is {profile.short_side} px"
@@ -113,13 +91,13 @@ def adapt(config, spec, profile):
            f"{profile.train_images} training images: at least {STEPS_PER_EPOCH} steps per "
            "epoch")
     steps_per_epoch = profile.train_images / config.train.batch_size
-    total_steps = config_lib.total_steps(config, steps_per_epoch)
-    epochs = total_steps / steps_per_epoch
+    steps = total_steps(config, steps_per_epoch)
+    epochs = steps / steps_per_epoch
     decide("optimizer", "warmup_epochs", round(min(1.0, 0.05 * epochs), 3),
-           f"{total_steps} steps: warm up over min(1 epoch, 5% of the run)")
-    window = max(10.0, 0.1 * total_steps)
+           f"{steps} steps: warm up over min(1 epoch, 5% of the run)")
+    window = max(10.0, 0.1 * steps)
     decide("train", "ema_decay", round(1.0 - 1.0 / window, 5),
-           f"{total_steps} steps: average over about the last 10% ({int(window)} steps)")
+           f"{steps} steps: average over about the last 10% ({int(window)} steps)")
     if fine_tuning:
         decide("data", "crop", "whole",
                "fine-tuning: the whole image, as the official fine-tuning path")
@@ -137,4 +115,4 @@ def adapt(config, spec, profile):
         decide("optimizer", "lr_per_256", lr_per_256(1e-3, config.train.batch_size),
                f"AdamW at 1e-3 for a batch of {MAX_BATCH}, scaled by the square root of the "
                f"batch ({config.train.batch_size})")
-    return config, decisions
+    return config, list(decisions)

@@ -1,0 +1,147 @@
+"""What a detector's run decides from its boxes, when its recipe leaves it open (adapt_to_data).
+
+The detect_folder recipe (experiments/detect_folder.py) is for a user's own boxes: tens to a few
+thousand images, objects of a few to a few hundred pixels. automl's COCO settings do not suit
+them: 512-px inputs for 128-px pictures, anchors whose smallest side (4 x 8 = 32 px on level 3)
+is larger than most small objects (few anchors reach IoU 0.5, and matching relies on forced
+matches), a 0.1-2.0 scale jitter that shrinks a 20-px object to 2 px, SGD at an ImageNet-scale
+rate for a few hundred steps, batch-norm and EMA averages longer than the run. Each rule below
+fills a key the config leaves None from the training annotations (BoxProfile) and says why; a
+key the user sets is never changed. Measurements behind the rules:
+scripts/ablate_small_detection.py (README, "Detect on your own boxes").
+"""
+
+import dataclasses
+import math
+import statistics
+
+from efficientnet_tf.data.sources import TRAIN
+from efficientnet_tf.specs import blocks as blocks_lib
+from efficientnet_tf.tasks.base import Decisions
+
+# Input sizes are multiples of 32 between these bounds (the row's own size is the upper one).
+SIZE_MULTIPLE, MIN_IMAGE_SIZE = 32, 64
+# The smallest anchor (anchor_scale x the stride of the first level) aims at the 10th percentile
+# of the objects' sides at the input size, within these bounds of anchor_scale (automl: 4).
+MIN_ANCHOR_SCALE, MAX_ANCHOR_SCALE = 1.0, 4.0
+# Scale jitter: small objects (median side < SMALL_OBJECT px at the input size) are shrunk at
+# most to 3/4 (automl's 0.1 makes a 20-px object 2 px); larger ones to a half.
+SMALL_OBJECT = 32
+# Batch: 16, or 8 when 16 gives fewer than this many steps per epoch.
+STEPS_PER_EPOCH = 10
+MAX_BATCH, MIN_BATCH = 16, 8
+# AdamW's rate for a batch of MAX_BATCH (from scratch; fine-tuning takes a tenth).
+RATE, FINE_TUNING_RATE = 1e-3, 1e-4
+# Batch-norm momentum: the moving statistics forget their start within the first 1/20 of the
+# run (momentum^(steps/20) = e^-1), within automl's 0.99 and the demo's 0.9.
+MIN_BN_MOMENTUM, MAX_BN_MOMENTUM = 0.9, 0.99
+
+ADAPTED_KEYS = ("train.image_size", "detection.anchor_scale", "detection.scale_min",
+                "detection.scale_max", "train.batch_size", "optimizer.lr_per_256",
+                "optimizer.warmup_epochs", "train.ema_decay", "model.bn_momentum")
+
+
+@dataclasses.dataclass(frozen=True)
+class BoxProfile:
+    """The training annotations at a glance."""
+
+    train_images: int
+    boxes: int
+    long_side: int  # median of the images' longer sides, px
+    object_sides: tuple  # (10th percentile, median, 90th percentile) of sqrt(w x h), px
+
+    def describe(self):
+        low, median, high = self.object_sides
+        return (f"{self.train_images} training images of median long side {self.long_side} "
+                f"px with {self.boxes} boxes, object sides {low:g} / {median:g} / {high:g} px "
+                "(10th percentile / median / 90th)")
+
+
+def _percentile(values, share):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def profile(source):
+    """The BoxProfile of a detection source's training split (its ground truth)."""
+    truth = source.ground_truth(TRAIN)
+    if not truth["images"]:
+        raise ValueError("the training split has no images to adapt the recipe to")
+    sides = [math.sqrt(max(a["bbox"][2], 0.0) * max(a["bbox"][3], 0.0))
+             for a in truth["annotations"] if not a["iscrowd"]]
+    sides = [side for side in sides if side > 0]
+    if not sides:
+        raise ValueError("the training split has no boxes to adapt the recipe to")
+    long_side = statistics.median(max(i["height"], i["width"]) for i in truth["images"])
+    return BoxProfile(train_images=len(truth["images"]), boxes=len(sides),
+                      long_side=int(long_side),
+                      object_sides=tuple(round(_percentile(sides, share), 1)
+                                         for share in (0.1, 0.5, 0.9)))
+
+
+def image_size(spec, box_profile):
+    """The images' median long side (to the nearest multiple of 32), at most the row's size:
+    a detector fits the whole picture, and upscaling it costs time."""
+    size = blocks_lib.round_to_multiple(box_profile.long_side, SIZE_MULTIPLE, MIN_IMAGE_SIZE)
+    return min(size, spec.image_size)
+
+
+def anchor_scale(spec, box_profile, size):
+    """anchor_scale whose smallest anchors (level min_level) are the 10th-percentile object."""
+    smallest = box_profile.object_sides[0] * size / box_profile.long_side
+    scale = smallest / 2 ** spec.min_level
+    return min(MAX_ANCHOR_SCALE, max(MIN_ANCHOR_SCALE, round(scale * 2) / 2))
+
+
+def batch_size(box_profile):
+    batch = MAX_BATCH
+    while batch > MIN_BATCH and box_profile.train_images / batch < STEPS_PER_EPOCH:
+        batch //= 2
+    return batch
+
+
+def adapt(config, spec, box_profile, total_steps):
+    """(config with the open keys decided, [Decision]) for `box_profile` (profile());
+    `total_steps(config, steps_per_epoch)` is the run's step count (train/config.py)."""
+    decisions = Decisions(config)
+    config, decide = decisions.config, decisions.decide
+    fine_tuning = bool(config.init_from)
+    decide("train", "image_size", image_size(spec, box_profile),
+           f"the images' median long side is {box_profile.long_side} px"
+           + (f"; {spec.name} is made for {spec.image_size}"
+              if spec.image_size < box_profile.long_side else ""))
+    size = config.train.image_size
+    low, median, _ = (side * size / box_profile.long_side for side in box_profile.object_sides)
+    scale = anchor_scale(spec, box_profile, size)
+    decide("detection", "anchor_scale", scale,
+           f"at {size} px the objects' 10th-percentile side is {low:.0f} px: the smallest "
+           f"anchors {scale * 2 ** spec.min_level:g} px ({spec.name}'s {spec.anchor_scale:g} "
+           f"would make them {spec.anchor_scale * 2 ** spec.min_level:g})")
+    shrink = 0.75 if median < SMALL_OBJECT else 0.5
+    decide("detection", "scale_min", shrink,
+           f"the median object is {median:.0f} px at {size} px: shrink images at most to "
+           f"{shrink:g} (automl's 0.1 would make it {0.1 * median:.0f} px)")
+    decide("detection", "scale_max", round(1 / config.detection.scale_min, 2),
+           "zoom in as far as the shrink goes out")
+    decide("train", "batch_size", batch_size(box_profile),
+           f"{box_profile.train_images} training images: at least {STEPS_PER_EPOCH} steps per "
+           "epoch")
+    batch = config.train.batch_size
+    rate = FINE_TUNING_RATE if fine_tuning else RATE
+    decide("optimizer", "lr_per_256", round(rate * math.sqrt(batch / MAX_BATCH) * 256 / batch, 6),
+           ("fine-tuning: a tenth of the from-scratch rate, so the loaded features survive; "
+            if fine_tuning else "")
+           + f"{config.optimizer.name} at {rate:g} for a batch of {MAX_BATCH}, scaled by the "
+           f"square root of the batch ({batch})")
+    steps_per_epoch = box_profile.train_images / batch
+    steps = total_steps(config, steps_per_epoch)
+    decide("optimizer", "warmup_epochs", round(min(1.0, 0.05 * steps / steps_per_epoch), 3),
+           f"{steps} steps: warm up over min(1 epoch, 5% of the run)")
+    window = max(10.0, 0.1 * steps)
+    decide("train", "ema_decay", round(1.0 - 1.0 / window, 5),
+           f"{steps} steps: average the weights over about the last 10% ({int(window)} steps)")
+    momentum = min(MAX_BN_MOMENTUM, max(MIN_BN_MOMENTUM, round(1.0 - 20.0 / steps, 3)))
+    decide("model", "bn_momentum", momentum,
+           f"{steps} steps: batch-norm statistics that forget their start within the first "
+           "5% of the run")
+    return config, list(decisions)

@@ -1,0 +1,100 @@
+"""The detect_folder recipe (experiments/detect_folder.py): what it decides from the boxes."""
+
+import importlib.util
+import os
+
+import pytest
+
+from efficientnet_tf.specs import registry
+from efficientnet_tf.tasks import base
+from efficientnet_tf.tasks.detection import adapt, photo_sets
+from efficientnet_tf.tasks.detection.sources import CocoJsonSource
+from efficientnet_tf.tasks.detection.task import DetectionTask
+from efficientnet_tf.train import config as config_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))))
+D0 = registry.get("efficientdet-d0")
+
+
+def recipe(arg="efficientdet-d0"):
+    spec = importlib.util.spec_from_file_location(
+        "detect_folder", os.path.join(ROOT, "experiments", "detect_folder.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
+
+
+def decided(config, box_profile):
+    config, decisions = adapt.adapt(config, D0, box_profile, config_lib.total_steps)
+    return config, {d.key: d.value for d in decisions}
+
+
+SMALL = adapt.BoxProfile(train_images=72, boxes=630, long_side=128, object_sides=(9.0, 16, 30))
+LARGE = adapt.BoxProfile(train_images=2000, boxes=9000, long_side=640,
+                         object_sides=(40.0, 120, 400))
+
+
+def test_the_profile_reads_the_training_boxes(tmp_path):
+    paths = photo_sets.make("coins", str(tmp_path), train_images=12, eval_images=4)
+    source = CocoJsonSource({s: p[0] for s, p in paths.items()},
+                            {s: p[1] for s, p in paths.items()})
+    found = adapt.profile(source)
+    boxes = sorted(((y1 - y0) * (x1 - x0)) ** 0.5 for _, found_boxes in
+                   photo_sets.coins(train_images=12, eval_images=4)["train"]
+                   for y0, x0, y1, x1, _ in found_boxes)
+    assert (found.train_images, found.boxes, found.long_side) == (12, len(boxes), 128)
+    assert found.object_sides[1] == pytest.approx(boxes[len(boxes) // 2], abs=0.05)
+    assert photo_sets.SIDE_RANGE[0] - 1 <= found.object_sides[0] <= found.object_sides[2] <= 48
+
+
+def test_small_objects_get_small_anchors_mild_jitter_and_a_short_run_s_averages():
+    config, values = decided(recipe(), SMALL)
+    assert values["train.image_size"] == 128  # the images' own size, not D0's 512
+    # The 10th-percentile object (9 px) sets the smallest anchor: 1 x 8 px (D0's: 4 x 8 = 32).
+    assert values["detection.anchor_scale"] == 1.0
+    assert (values["detection.scale_min"], values["detection.scale_max"]) == (0.75, 1.33)
+    assert values["train.batch_size"] == 8  # 72 / 16 = 4.5 steps per epoch: halved
+    # 50 epochs x 9 steps = 450 steps: EMA over ~45, BN forgets its start within ~20.
+    assert values["train.ema_decay"] == pytest.approx(1 - 1 / 45, abs=1e-5)
+    assert values["model.bn_momentum"] == 0.956
+    assert values["optimizer.warmup_epochs"] == 1.0
+    assert values["optimizer.lr_per_256"] == pytest.approx(1e-3 * 0.5 ** 0.5 * 256 / 8, rel=1e-4)
+    assert base.open_keys(config, DetectionTask.ADAPTED_KEYS) == []
+
+
+def test_large_pictures_and_objects_keep_the_row_s_size_and_anchors():
+    _, values = decided(recipe(), LARGE)
+    assert values["train.image_size"] == 512  # at most the row's
+    # 40 px at 640 is 32 px at 512: anchor scale 4, automl's.
+    assert values["detection.anchor_scale"] == 4.0
+    assert values["detection.scale_min"] == 0.5 and values["train.batch_size"] == 16
+    assert values["model.bn_momentum"] == 0.99  # 6,250 steps: automl's momentum
+
+
+def test_fine_tuning_takes_a_tenth_of_the_rate_and_user_keys_stay():
+    config = recipe()
+    config.init_from = "efficientdet-d0/coco"
+    config.train.image_size = 256
+    config.detection.scale_min = 0.5
+    config, values = decided(config, SMALL)
+    assert "train.image_size" not in values and config.train.image_size == 256
+    assert config.detection.scale_min == 0.5 and values["detection.scale_max"] == 2.0
+    # At 256 px the 9-px objects are 18 px: anchor scale 2 (rounded to a half).
+    assert values["detection.anchor_scale"] == 2.0
+    assert values["optimizer.lr_per_256"] == pytest.approx(1e-4 * 0.5 ** 0.5 * 256 / 8, rel=1e-3)
+
+
+def test_the_anchor_scale_reaches_the_run_s_anchors():
+    config = recipe()
+    config.detection.anchor_scale = 1.5
+    config.detection.scale_min, config.detection.scale_max = 0.8, 1.25
+    settings = DetectionTask.resolve(config, D0, None, None)
+    assert settings.anchors.anchor_scale == 1.5 and settings.scale_range == (0.8, 1.25)
+    config.detection.anchor_scale = config.detection.scale_min = None
+    config.detection.scale_max = None
+    settings = DetectionTask.resolve(config, D0, None, None)
+    assert settings.anchors.anchor_scale == 4.0 and settings.scale_range == (0.1, 2.0)
+    config.detection.anchor_scale = -1.0
+    with pytest.raises(ValueError, match="anchor_scale must be > 0, got -1.0"):
+        DetectionTask.resolve(config, D0, None, None)
