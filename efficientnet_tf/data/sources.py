@@ -241,6 +241,11 @@ class ImageFolderSource:
     def __post_init__(self):
         self.class_names, examples = list_image_folder(self.root, self.empty_classes)
         self.num_classes = len(self.class_names)
+        if self.num_classes < 2:
+            raise ValueError(
+                f"image folder {self.root!r} has one class, {self.class_names[0]!r}: a "
+                "classifier needs at least two (one subfolder of images per class, e.g. "
+                f"{self.root.rstrip('/')}/cats/*.jpg and {self.root.rstrip('/')}/dogs/*.jpg)")
         if self.eval_root:
             # An eval folder may miss images of a class; a class that training left out (no
             # images) may be missing from it, or be there without images.

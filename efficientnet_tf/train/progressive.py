@@ -103,7 +103,10 @@ def stages(spec, config, total_steps):
     if count < 1:
         raise ValueError(f"progressive.num_stages must be >= 1, got {count!r}")
     if total_steps < count:
-        raise ValueError(f"a run of {total_steps} steps cannot have {count} stages")
+        raise ValueError(f"a run of {total_steps} steps cannot have {count} stages: train "
+                         f"longer (train.steps >= {count}, or more train.epochs), or set "
+                         f"progressive.num_stages={max(1, total_steps)} (or "
+                         "progressive.schedule=none)")
     bounds = targets(spec, config)
     result = []
     for index in range(count):
@@ -121,7 +124,24 @@ def stages(spec, config, total_steps):
             randaug_magnitude=round(_lerp(bounds.randaug_magnitude, ramp), 6),
             mixup_alpha=round(_lerp(bounds.mixup_alpha, ramp), 6),
             cutmix_alpha=round(_lerp(bounds.cutmix_alpha, ramp), 6)))
-    return result
+    return merge_equal(result)
+
+
+def merge_equal(stage_list):
+    """Stages with the same settings as the one before joined to it (images too small to grow:
+    one stage instead of several identical ones, each of which pays a switch)."""
+    merged = []
+    for stage in stage_list:
+        if merged and _settings(merged[-1]) == _settings(stage):
+            merged[-1] = dataclasses.replace(merged[-1], end_step=stage.end_step)
+        else:
+            merged.append(dataclasses.replace(stage, index=len(merged)))
+    return merged
+
+
+def _settings(stage):
+    return (stage.image_size, stage.dropout_rate, stage.randaug_magnitude, stage.mixup_alpha,
+            stage.cutmix_alpha)
 
 
 def stage_at(stage_list, step):

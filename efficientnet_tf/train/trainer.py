@@ -327,6 +327,7 @@ def train_and_evaluate(config, workdir, strategy=None):
     run = resolve_run(config, strategy, workdir)
     log_plan(run, strategy)
     scratch = None
+    workdir_lib.check_continues(workdir, run)
     if run.placement.chief:
         tf.io.gfile.makedirs(workdir)
         checkpoints_lib.remove_leftovers(workdir)

@@ -56,6 +56,36 @@ def recorded_seed(workdir):
     return read_record(workdir).get("resolved", {}).get("seed")
 
 
+def _what_it_trains(resolved):
+    """What a run's checkpoints hold the variables of: (task, model, classes)."""
+    names = resolved.get("class_names")
+    return (resolved.get("task", "classification"), resolved["spec"]["name"],
+            resolved["model"]["num_classes"], tuple(names) if names else None)
+
+
+def check_continues(workdir, run):
+    """A ValueError unless `run` can continue what `workdir` holds: a workdir with a
+    checkpoint of another task, model or classes (another dataset) is a user's mistake, not a
+    damaged checkpoint to skip; retraining there would overwrite its config and classes."""
+    if not tf.train.get_checkpoint_state(workdir) or not tf.io.gfile.exists(
+            f"{workdir}/{CONFIG_FILE}"):
+        return
+    before = _what_it_trains(read_record(workdir)["resolved"])
+    now = _what_it_trains(run.to_dict())
+    if before == now:
+        return
+    differences = [f"{label} {old} there, {new} here" for label, old, new in
+                   zip(("task", "model", "classes"), before[:3], now[:3]) if old != new]
+    if not differences:
+        gone = [name for name in before[3] or () if name not in (now[3] or ())]
+        added = [name for name in now[3] or () if name not in (before[3] or ())]
+        differences.append(f"class names: {', '.join(gone[:3]) or 'the same'} there, "
+                           f"{', '.join(added[:3]) or 'in another order'} here")
+    raise ValueError(f"workdir {workdir!r} holds checkpoints of another run "
+                     f"({'; '.join(differences)}): they cannot continue with this config; "
+                     "train into another --workdir (or delete this one)")
+
+
 def config_from_dict(saved):
     """A ConfigDict from a run's config.json contents (what it resolved is left out)."""
     return config_lib.from_dict({key: value for key, value in saved.items()

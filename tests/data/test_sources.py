@@ -89,6 +89,18 @@ def test_an_empty_class_folder_is_an_error_or_dropped(tmp_path, image_folder, ca
         "astronaut", "astronaut", "coffee", "coffee"]
 
 
+def test_a_folder_of_one_class_is_an_error_naming_it(tmp_path):
+    """A classifier of one class reports 100% and learns nothing (issue: first day)."""
+    one = write_folder(tmp_path / "one", per_class=3, classes=("coffee",))
+    with pytest.raises(ValueError, match=r"has one class, 'coffee': a classifier needs at "
+                                         r"least two .*/cats/\*.jpg"):
+        sources.ImageFolderSource(str(one))
+    # Two classes, one of them dropped for having no images, leave one: the same error.
+    (one / "tea").mkdir()
+    with pytest.raises(ValueError, match="has one class, 'coffee'"):
+        sources.ImageFolderSource(str(one), empty_classes="drop")
+
+
 def test_a_ram_filesystem_dataset_works(image_folder):
     """ram:// is a TensorFlow filesystem that open() and os.path cannot see: gs:// stands in."""
     root = "ram://datasets/photos"

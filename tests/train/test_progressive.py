@@ -86,8 +86,21 @@ def test_v1_rows_need_custom_targets_and_none_is_one_stage():
         schedule("efficientnet-b0", "paper")
     (only,) = schedule("efficientnetv2-s", "none")
     assert (only.image_size, only.start_step, only.end_step) == (300, 0, 400)
-    with pytest.raises(ValueError, match="cannot have 4 stages"):
+    with pytest.raises(ValueError, match="cannot have 4 stages: train longer .*"
+                                         "progressive.num_stages=3"):
         schedule("efficientnetv2-s", "paper", total=3)
+
+
+def test_stages_with_equal_settings_are_one_stage():
+    """Images too small to grow: one stage, not three identical ones that each pay a switch."""
+    (only,) = schedule("efficientnetv2-b0", "custom", num_stages=3, image_size_min=48,
+                       image_size_max=48, randaug_min=6.0, randaug_max=6.0, dropout_min=0.2,
+                       dropout_max=0.2, mixup_min=0.0, mixup_max=0.0)
+    assert (only.index, only.image_size, only.start_step, only.end_step) == (0, 48, 0, 400)
+    # Equal sizes with a ramping dropout stay apart.
+    ramped = schedule("efficientnetv2-b0", "custom", num_stages=3, image_size_min=48,
+                      image_size_max=48, dropout_min=0.1, dropout_max=0.3)
+    assert [(s.index, s.start_step) for s in ramped] == [(0, 0), (1, 133), (2, 266)]
 
 
 def test_stage_at_and_table():

@@ -170,6 +170,17 @@ def test_a_restart_after_the_end_cleans_up_and_keeps_the_train_figures(photo_fol
     saved = json.load(open(os.path.join(workdir, "results.json")))
     assert saved["train_loss"] == first["train_loss"] is not None
     assert saved["train_top1"] == first["train_top1"] is not None
+    # Another dataset or model in the same workdir is refused, before anything is written.
+    recorded = open(os.path.join(workdir, "config.json")).read()
+    other = str(write_folder(tmp_path / "other", per_class=4, classes=("astronaut", "coffee")))
+    with pytest.raises(ValueError, match=r"holds checkpoints of another run \(classes 3 there, "
+                                         r"2 here\): .* another --workdir"):
+        trainer.train_and_evaluate(tiny_config(other), workdir)
+    with pytest.raises(ValueError, match="model efficientnetv2-test there, efficientnetv2-b0 "
+                                         "here"):
+        trainer.train_and_evaluate(tiny_config(photo_folder, **{
+            "model.name": "efficientnetv2-b0"}), workdir)
+    assert open(os.path.join(workdir, "config.json")).read() == recorded
 
 
 def test_resume_restores_optimizer_ema_and_schedule_state(photo_folder, tmp_path):

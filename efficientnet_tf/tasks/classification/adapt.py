@@ -78,6 +78,9 @@ def adapt(config, spec, profile, total_steps):
     decide("progressive", "image_size_max", size, size_reason)
     decide("eval", "image_size", config.progressive.image_size_max,
            "evaluate at the final training size")
+    if config.progressive.schedule == "none":
+        decide("train", "image_size", config.progressive.image_size_max,
+               "progressive.schedule=none: one size, the one decided for the images")
     low = _round_size(config.progressive.image_size_max * 2 / 3)
     if fine_tuning or low >= config.progressive.image_size_max or low < 48:
         decide("progressive", "image_size_min", config.progressive.image_size_max,

@@ -109,3 +109,13 @@ def test_the_folder_recipe_fits_100_real_photos(tmp_path):
     assert results["eval_examples"] == 100
     assert results["eval_top1"] > 0.9, (results["eval_top1"], results["train_top1"])
     assert tf.io.gfile.exists(str(tmp_path / "run" / "config.json"))
+
+
+def test_a_fixed_size_run_trains_at_the_size_decided_for_the_images():
+    """--config.progressive.schedule=none once trained at the row's 192 px on 48-px images."""
+    config = folder_recipe()
+    config.progressive.schedule = "none"
+    config, values = decided(config, a_profile(600, 48))
+    assert values["train.image_size"] == config.eval.image_size == 48
+    config, values = decided(folder_recipe(), a_profile(600, 48))
+    assert "train.image_size" not in values and config.train.image_size is None
