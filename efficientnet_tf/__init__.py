@@ -1,8 +1,10 @@
 """efficientnet_tf: train, fine-tune and serve EfficientNet V1/V2 with TensorFlow and Keras 3."""
 
+import sys
+
+from efficientnet_tf.specs import registry as _registry
 from efficientnet_tf.specs.registry import DetectionSpec, ModelSpec, compound_scale
 from efficientnet_tf.specs.registry import get as get_spec, scale
-from efficientnet_tf.specs.registry import names as list_models
 
 __version__ = "0.1.0"
 
@@ -69,6 +71,38 @@ def create_model(name_or_spec, weights=None, **options):
     return model
 
 
+def list_models(family=None):
+    """The registered models' names in table order: EfficientNet V1 ('efficientnet-b0' ..
+    'efficientnet-l2'), V2 ('efficientnetv2-b0' .. 'efficientnetv2-xl') and EfficientDet
+    ('efficientdet-d0' .. 'efficientdet-d7x'); `family` "efficientnet", "efficientnetv2" or
+    "efficientdet" for one of them."""
+    if family == "efficientdet":
+        return _registry.detection_names()
+    classifiers = _registry.names(family)
+    if family is None:
+        return classifiers + _registry.detection_names()
+    if not classifiers:
+        raise ValueError(f"unknown family {family!r}; use 'efficientnet', 'efficientnetv2' or "
+                         "'efficientdet'")
+    return classifiers
+
+
+def load_model(path, **kwargs):
+    """keras.models.load_model of a .keras file holding our layers (an export's, or
+    model.save's), whatever was imported before; kwargs go to Keras."""
+    _register_layers()
+    import keras
+
+    return keras.models.load_model(path, **kwargs)
+
+
+def _register_layers():
+    """Imports every module that registers Keras objects (layers, blocks, schedules), so that
+    Keras finds them by name when it loads a .keras file."""
+    from efficientnet_tf.models import bifpn, blocks, layers  # noqa: F401
+    from efficientnet_tf.train import optim  # noqa: F401
+
+
 def list_weights(model_name=None):
     """The official checkpoints' names ('efficientnetv2-s/imagenet21k-ft1k', ...), of one
     variant when `model_name` is given: what create_model(weights=...) takes by name."""
@@ -82,4 +116,11 @@ def list_weights(model_name=None):
 
 
 __all__ = ["DetectionSpec", "ModelSpec", "compound_scale", "create_model", "get_spec",
-           "list_models", "list_weights", "scale"]
+           "list_models", "list_weights", "load_model", "scale"]
+
+# Keras (or TensorFlow, which loads it) is already imported: registering our layers costs
+# nothing more, and `keras.models.load_model` then finds them. Otherwise importing the package
+# starts neither (the CLI sets the TPU runtime's environment first): efficientnet_tf.load_model
+# registers them when called.
+if "keras" in sys.modules:
+    _register_layers()

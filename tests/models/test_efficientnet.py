@@ -1,5 +1,8 @@
 """The built models: exact parameter counts, normalization, endpoints, precision, serialization."""
 
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -184,6 +187,32 @@ def test_config_and_keras_file_round_trip(tmp_path):
     np.testing.assert_array_equal(loaded(images), model(images))
     assert loaded.get_layer("top_dropout").rate == 0.1
     assert isinstance(loaded.get_layer("block2a"), blocks.FusedMBConv)
+
+
+@pytest.mark.parametrize("first", ["import keras", "import tensorflow", ""])
+def test_a_keras_file_loads_after_importing_the_package(tmp_path, first):
+    """`keras.models.load_model` finds our layers once the package is imported after Keras or
+    TensorFlow; `efficientnet_tf.load_model` whatever was imported before."""
+    path = str(tmp_path / "model.keras")
+    efficientnet_tf.create_model("efficientnetv2-test", num_classes=3).save(path)
+    loader = "keras.models.load_model" if first else "efficientnet_tf.load_model"
+    script = (f"{first}\nimport efficientnet_tf\nimport keras\n"
+              f"model = {loader}({path!r})\n"
+              "print(type(model.get_layer('block2a')).__name__)\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[-1] == "FusedMBConv"
+
+
+def test_list_models_names_classifiers_and_detectors():
+    names = efficientnet_tf.list_models()
+    assert names[0] == "efficientnet-b0" and names[-1] == "efficientdet-d7x"
+    assert "efficientnetv2-s" in names and "efficientdet-d0" in names
+    assert efficientnet_tf.list_models("efficientdet")[:2] == ["efficientdet-d0",
+                                                               "efficientdet-d1"]
+    assert efficientnet_tf.list_models("efficientnetv2")[-1] == "efficientnetv2-xl"
+    with pytest.raises(ValueError, match="unknown family 'v3'; use 'efficientnet', "):
+        efficientnet_tf.list_models("v3")
 
 
 def test_create_model_accepts_a_spec():
