@@ -87,6 +87,18 @@ def list_models(family=None):
     return classifiers
 
 
+def detect(detector, images, min_score=0.3, class_names=None, nms=None, spec=None,
+           anchor_scale=None):
+    """Boxes, scores and classes in each image's own pixels from a detector
+    (create_model('efficientdet-d0', ...)): a list of {"boxes" [N, 4] (ymin, xmin, ymax, xmax),
+    "scores" [N], "classes" [N] (0-based), "labels" [N] with class_names}, one per image, for
+    one image array, a list of them (any sizes) or encoded image bytes.
+    See efficientnet_tf/tasks/detection/serving.py detect for the options."""
+    from efficientnet_tf.tasks.detection import serving
+
+    return serving.detect(detector, images, min_score, class_names, nms, spec, anchor_scale)
+
+
 def load_model(path, **kwargs):
     """keras.models.load_model of a .keras file holding our layers (an export's, or
     model.save's), whatever was imported before; kwargs go to Keras."""
@@ -116,7 +128,7 @@ def list_weights(model_name=None):
 
 
 __all__ = ["DetectionSpec", "ModelSpec", "compound_scale", "create_model", "get_spec",
-           "list_models", "list_weights", "load_model", "scale"]
+           "detect", "list_models", "list_weights", "load_model", "scale"]
 
 # Keras (or TensorFlow, which loads it) is already imported: registering our layers costs
 # nothing more, and `keras.models.load_model` then finds them. Otherwise importing the package

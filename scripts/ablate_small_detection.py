@@ -48,6 +48,8 @@ VARIANTS = {
     "bn_momentum_0.99": ["model.bn_momentum=0.99"],
     "no_ema": ["train.ema_decay=0.0"],
     "row_efficientdet_demo": ["model.name=efficientdet-demo"],
+    "adamw_rate_x3": ["optimizer.lr_per_256=0.067882"],  # 3 x the decided rate at batch 8
+    "batch_16": ["train.batch_size=16"],
 }
 
 flags.DEFINE_string("out", "detection_ablation.jsonl", "JSON lines of finished runs (appended, "

@@ -151,6 +151,51 @@ def serving_module(model, spec, image_size, anchors, class_names=None, nms=None,
         pad_colour=pad_colour)
 
 
+def detect(model, images, min_score=0.3, class_names=None, nms=None, spec=None,
+           anchor_scale=None):
+    """Detections of `images` by a detector built here (efficientnet_tf.create_model or a
+    run's model): a list with one dict per image, {"boxes": [N, 4] float32 (ymin, xmin, ymax,
+    xmax) in the image's own pixels, "scores": [N], "classes": [N] int (0-based), and with
+    `class_names` "labels": [N] names}, best first, scored at least `min_score`.
+
+    images: one H x W x 3 array (uint8 or float in [0, 255]), a list of them (any sizes), or
+    encoded image bytes (JPEG, PNG, GIF, BMP). Each image is fitted to the model's input size
+    as in evaluation (aspect kept, padded). nms: "hard" (per class at IoU 0.5; default) or
+    "gaussian" (soft-NMS, as the evaluation). spec: the model's row, default the one its name
+    says ('efficientdet_d0'); anchor_scale: a run's detection.anchor_scale where it changed the
+    row's."""
+    spec = registry.get(spec or model.name)
+    anchors = anchors_lib.settings_of(spec)
+    if anchor_scale is not None:
+        anchors = dataclasses.replace(anchors, anchor_scale=anchor_scale)
+    nms_settings = (postprocess.SERVING_NMS if nms in (None, "hard")
+                    else postprocess.NmsSettings(method=nms))
+    size = int(model.input_shape[1])
+    module = DetectionServingModule(model, size, anchors, nms_settings, class_names)
+    if isinstance(images, (bytes, tf.Tensor)) or getattr(images, "ndim", 0) == 3:
+        images = [images]
+    results = []
+    for image in images:
+        if isinstance(image, bytes):
+            pixels = preprocess.decode(tf.constant(image))
+        else:
+            pixels = tf.convert_to_tensor(image)
+        pixels = tf.cast(pixels, tf.float32)
+        fitted, scale = inputs_lib.resize_to_fit(pixels, size, module.pad_colour)
+        original = tf.shape(pixels)[:2]
+        found = module._detect(fitted[None], tf.cast(original, tf.float32)[None] * scale)
+        count = int(found["num_detections"][0])
+        boxes = postprocess.to_original(found["boxes"], scale[None], original[None])
+        keep = found["scores"][0].numpy()[:count] >= min_score
+        result = {"boxes": boxes[0].numpy()[:count][keep],
+                  "scores": found["scores"][0].numpy()[:count][keep],
+                  "classes": found["classes"][0].numpy()[:count][keep]}
+        if class_names is not None:
+            result["labels"] = [class_names[c] for c in result["classes"]]
+        results.append(result)
+    return results
+
+
 # predict shows detections scored at least this (the export keeps those above 0.001,
 # what COCO AP scores; a person looking at the boxes wants the confident ones).
 MIN_SCORE = 0.3

@@ -94,6 +94,32 @@ def test_boxes_in_original_pixels_match_the_keras_model(detector):
         assert (served["classes"][index, count:].numpy() == -1).all()
 
 
+def test_detect_from_python_gives_the_boxes_in_each_image_s_pixels(detector):
+    """efficientnet_tf.detect: what a Keras user calls on a detector, bytes or arrays of any
+    size in, the served detections out (keras-hub's detectors' predict)."""
+    import efficientnet_tf
+
+    data = list(requests().values())
+    arrays = [tf.io.decode_image(item, channels=3, expand_animations=False).numpy()
+              for item in data]
+    assert detector["model"].name == "efficientdet_test"  # the row, from the model's name
+    for given in (data, arrays):
+        found = efficientnet_tf.detect(detector["model"], given, min_score=0.0,
+                                       class_names=NAMES)
+        assert len(found) == len(data)
+        for item, result in zip(data, found):
+            boxes, scores, classes, _ = expected_detections(detector, item)
+            np.testing.assert_allclose(result["scores"], scores, rtol=1e-4, atol=1e-6)
+            np.testing.assert_array_equal(result["classes"], classes)
+            np.testing.assert_allclose(result["boxes"], boxes, atol=0.2)
+            assert result["labels"] == [NAMES[c] for c in classes]
+    (every,) = efficientnet_tf.detect(detector["model"], arrays[0], min_score=0.0)
+    threshold = float(np.median(every["scores"]))
+    (one,) = efficientnet_tf.detect(detector["model"], arrays[0], min_score=threshold)
+    assert len(one["scores"]) == int((every["scores"] >= threshold).sum()) > 0
+    assert "labels" not in one
+
+
 def test_hard_nms_leaves_no_two_boxes_of_a_class_above_the_iou_threshold(detector):
     """On a 200 x 90 photo (fitted: 128 x 58, padding below)."""
     served = detector["serve"](image_bytes=tf.constant([requests()["wide.jpg"]]))
