@@ -245,6 +245,36 @@ def test_a_tf_serving_rest_body_goes_through_the_signature(run):
     assert serving.read_labels(run["export"]) == ["astronaut", "chelsea", "coffee"]
 
 
+def test_the_readme_s_tf_serving_block_works_as_written(run, tmp_path):
+    """The README's block from photos to TF Serving: the export into a numbered version folder
+    (what tensorflow_model_server loads from --model_base_path), and the curl command's JSON
+    body, with a photo's base64 where the shell puts it, through TF Serving's conversion."""
+    servingutil = pytest.importorskip("servingutil", reason="needs tensorflow-serving-api")
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    block = readme[readme.index("From photos to a served model"):]
+    block = block[block.index("```bash"):block.index("```", block.index("```bash") + 3)]
+    export_line = next(line for line in block.splitlines() if "efficientnet-tf export" in line)
+    version_dir = export_line.split("--export_dir=")[1].split()[0]
+    assert version_dir.split("/")[-1].isdigit()  # runs/mine/serving/1
+    assert f"$PWD/{version_dir.rsplit('/', 1)[0]}:/models/mine" in block
+    base = tmp_path / "serving"
+    export.export_workdir(run["workdir"], str(base / version_dir.split("/")[-1]))
+    assert (base / "1" / "saved_model.pb").exists()
+    # The body as the shell hands it to curl: \" is ", $(base64 -w0 photo.jpg) the photo's.
+    quoted = block.split(' -d "', 1)[1].rsplit('"', 1)[0]
+    photo_bytes = request_images()["photo.jpg"]
+    body = json.loads(quoted.replace('\\"', '"').replace(
+        "$(base64 -w0 photo.jpg)", base64.b64encode(photo_bytes).decode()))
+    loaded = tf.saved_model.load(str(base / "1"))
+    request = servingutil.rest_to_request(body, "serving_default", ["image_bytes"],
+                                          model_name="mine")
+    reply = servingutil.response_to_rest(servingutil.serve(loaded, request))
+    _, expected = keras_probabilities(run, [photo_bytes])
+    (prediction,) = reply["predictions"]
+    assert set(prediction) == {"classes", "probabilities", "class_names"}
+    assert prediction["classes"][0] == int(np.argmax(expected[0]))
+
+
 def test_export_to_a_ram_path(run):
     """ram:// is a TensorFlow filesystem that open() and os.path cannot see: gs:// stands in."""
     path = export.export_workdir(run["workdir"], "ram://exports/tiny")
