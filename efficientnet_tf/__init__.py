@@ -31,7 +31,9 @@ def create_model(name_or_spec, weights=None, **options):
     options: the fields of efficientnet_tf.models.efficientnet.ModelOptions (num_classes=1000,
     include_top=True, input_shape, input_scaling ('mean_std', 'sym128', 'sym255'; default the
     row's), dropout_rate, survival_prob, pooling, features_only, classifier_activation,
-    batch_norm, input_dtype, name, ...), or a ModelOptions as `options=`.
+    batch_norm, input_dtype, name, ...), or a ModelOptions as `options=`. keras.applications'
+    names work too: classes= for num_classes, include_preprocessing=True (what our models
+    always do: they take [0, 255] RGB and scale it inside, as input_scaling says).
     """
     # Imported here: `import efficientnet_tf` must not start TensorFlow (the CLI sets the TPU
     # runtime's environment first) nor Keras.
@@ -40,6 +42,7 @@ def create_model(name_or_spec, weights=None, **options):
     from efficientnet_tf.models import efficientdet, efficientnet, weights as weights_lib
 
     spec = get_spec(name_or_spec)
+    options = _from_keras_applications_names(options)
     built = options.pop("options", None)
     classes_given = built is not None or "num_classes" in options
     if isinstance(spec, DetectionSpec):
@@ -69,6 +72,21 @@ def create_model(name_or_spec, weights=None, **options):
     if resolved is not None:
         weights_lib.load(model, spec, resolved)
     return model
+
+
+def _from_keras_applications_names(options):
+    """create_model's options with keras.applications' names (classes, include_preprocessing)
+    put as ours."""
+    options = dict(options)
+    if "classes" in options:
+        if "num_classes" in options:
+            raise TypeError("give num_classes or classes (keras.applications' name), not both")
+        options["num_classes"] = options.pop("classes")
+    if "include_preprocessing" in options and not options.pop("include_preprocessing"):
+        raise ValueError("include_preprocessing=False: these models always take RGB images in "
+                         "[0, 255] and scale them inside (input_scaling='mean_std', 'sym128' "
+                         "or 'sym255' says how); feed the images unscaled")
+    return options
 
 
 def list_models(family=None):

@@ -204,6 +204,18 @@ def test_a_keras_file_loads_after_importing_the_package(tmp_path, first):
     assert result.stdout.split()[-1] == "FusedMBConv"
 
 
+def test_keras_applications_names_work():
+    model = efficientnet_tf.create_model("efficientnetv2-test", classes=7,
+                                         include_preprocessing=True)
+    assert model.output_shape == (None, 7)
+    detector = efficientnet_tf.create_model("efficientdet-test", classes=2)
+    assert detector.output["classes_3"].shape[-1] == 2 * 9
+    with pytest.raises(TypeError, match="num_classes or classes"):
+        efficientnet_tf.create_model("efficientnetv2-test", classes=7, num_classes=7)
+    with pytest.raises(ValueError, match=r"include_preprocessing=False: .* \[0, 255\]"):
+        efficientnet_tf.create_model("efficientnetv2-test", include_preprocessing=False)
+
+
 def test_list_models_names_classifiers_and_detectors():
     names = efficientnet_tf.list_models()
     assert names[0] == "efficientnet-b0" and names[-1] == "efficientdet-d7x"
