@@ -1,5 +1,6 @@
 """The detect_folder recipe (experiments/detect_folder.py): what it decides from the boxes."""
 
+import dataclasses
 import importlib.util
 import os
 
@@ -53,7 +54,8 @@ def test_small_objects_get_small_anchors_mild_jitter_and_a_short_run_s_averages(
     assert values["train.image_size"] == 128  # the images' own size, not D0's 512
     # The 10th-percentile object (9 px) sets the smallest anchor: 1 x 8 px (D0's: 4 x 8 = 32).
     assert values["detection.anchor_scale"] == 1.0
-    assert (values["detection.scale_min"], values["detection.scale_max"]) == (0.75, 1.33)
+    # At their own size the images are not rescaled (the evaluation's are not either).
+    assert (values["detection.scale_min"], values["detection.scale_max"]) == (1.0, 1.0)
     assert values["train.batch_size"] == 8  # 72 / 16 = 4.5 steps per epoch: halved
     # 50 epochs x 9 steps = 450 steps: EMA over ~45, BN forgets its start within ~20.
     assert values["train.ema_decay"] == pytest.approx(1 - 1 / 45, abs=1e-5)
@@ -68,7 +70,15 @@ def test_large_pictures_and_objects_keep_the_row_s_size_and_anchors():
     assert values["train.image_size"] == 512  # at most the row's
     # 40 px at 640 is 32 px at 512: anchor scale 4, automl's.
     assert values["detection.anchor_scale"] == 4.0
-    assert values["detection.scale_min"] == 0.5 and values["train.batch_size"] == 16
+    assert values["detection.scale_min"] == 0.5 and values["detection.scale_max"] == 2.0
+    assert values["train.batch_size"] == 16
+    # 128-px pictures at 256 px: rescaled in evaluation too, so jittered; small objects mildly.
+    config = recipe()
+    config.train.image_size = 256
+    _, upscaled = decided(config, SMALL)  # median 16 px at 128: 32 px at 256
+    assert (upscaled["detection.scale_min"], upscaled["detection.scale_max"]) == (0.5, 2.0)
+    _, upscaled = decided(config, dataclasses.replace(SMALL, object_sides=(6.0, 12, 20)))
+    assert (upscaled["detection.scale_min"], upscaled["detection.scale_max"]) == (0.75, 1.33)
     assert values["model.bn_momentum"] == 0.99  # 6,250 steps: automl's momentum
 
 
@@ -98,3 +108,24 @@ def test_the_anchor_scale_reaches_the_run_s_anchors():
     config.detection.anchor_scale = -1.0
     with pytest.raises(ValueError, match="anchor_scale must be > 0, got -1.0"):
         DetectionTask.resolve(config, D0, None, None)
+
+
+@pytest.mark.slow  # about 4 minutes on 2 cores
+def test_the_recipe_fits_20_real_pictures(tmp_path):
+    """The learnability guard: the recipe, as a user runs it (the folders and the epochs),
+    trained and scored on the same 20 pictures of the coins set (real coins on real photos,
+    16-48 px) reaches AP50 > 0.9. A recipe that cannot fit 20 pictures is broken: the automl
+    settings this recipe had before measured AP50 FITTED_BEFORE here."""
+    from efficientnet_tf.train import trainer
+
+    pictures = photo_sets.coins(train_images=20, eval_images=1, seed=3)["train"]
+    paths = photo_sets.write_set({"train": pictures, "eval": pictures},
+                                 photo_sets.COIN_CATEGORIES, str(tmp_path / "data"))
+    config = recipe()
+    for split in ("train", "eval"):
+        config.data[f"{split}_annotations"], config.data[f"{split}_images"] = paths[split]
+    config.train.epochs = 60
+    config.train.seed = 0
+    config.data.deterministic = True
+    results = trainer.train_and_evaluate(config, str(tmp_path / "run"))
+    assert results["eval_AP50"] > 0.9, results
