@@ -43,6 +43,10 @@ SMOKE = {
                             ["min_top1_gain", "time_ratio"]),
     "ablate_small_data.py": (["--datasets=digits", "--epochs=1", "--variants=recipe",
                               "--data_dir={samples}", "--out={tmp}/ablation.jsonl"], []),
+    "ablate_small_detection.py": (["--sets=coins", "--variants=recipe", "--epochs=1",
+                                   "--train_images=8", "--eval_images=2",
+                                   "--extra=model.name=efficientdet-test",
+                                   "--out={tmp}/detection.jsonl"], ["recipe/coins/0"]),
 }
 
 
