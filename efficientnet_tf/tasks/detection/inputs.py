@@ -50,7 +50,6 @@ class DetectionSettings:
     anchors: anchors_lib.AnchorSettings
     max_instances: int
     scale_range: tuple
-    unscaled_share: float  # of the training images kept at scale 1 (no resampling)
     random_flip: bool
     shuffle_buffer: int
     cache: bool  # the encoded examples kept in memory after the first pass
@@ -174,10 +173,6 @@ def train_dataset(source, settings, input_context=None, counter=None, truncation
             image = tf.cond(flip, lambda: tf.image.flip_left_right(image), lambda: image)
             boxes = tf.cond(flip, lambda: flip_boxes(boxes), lambda: boxes)
         scale = tf.random.stateless_uniform([], scale_seed, low, high)
-        if settings.unscaled_share > 0:  # a seed of its own: the jitter's draws stay automl's
-            keep = tf.random.stateless_uniform(
-                [], tf.random.experimental.stateless_fold_in(scale_seed, 1))
-            scale = tf.where(keep < settings.unscaled_share, 1.0, scale)
         offset = tf.random.stateless_uniform([2], offset_seed)
         image, boxes, keep = _scale_and_crop(image, boxes, size, scale, offset,
                                              settings.pad_colour)

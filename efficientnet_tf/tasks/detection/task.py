@@ -46,7 +46,6 @@ class DetectionTaskSettings:
     anchors: anchors_lib.AnchorSettings
     max_instances: int
     scale_range: Tuple[float, float]
-    unscaled_share: float
     random_flip: bool
     cache: bool
     shuffle_buffer: int
@@ -67,8 +66,7 @@ class DetectionTaskSettings:
         return dataclasses.asdict(self)
 
     def describe(self):
-        return (f"scale jitter {self.scale_range[0]:g}-{self.scale_range[1]:g} (kept at 1 "
-                f"for {100 * self.unscaled_share:g}% of the images) to "
+        return (f"scale jitter {self.scale_range[0]:g}-{self.scale_range[1]:g} to "
                 f"{self.image_size} px, flip {'on' if self.random_flip else 'off'}, at most "
                 f"{self.max_instances} boxes per image; focal loss (alpha {self.focal_alpha:g}, "
                 f"gamma {self.focal_gamma:g}, label smoothing {self.label_smoothing:g}) + "
@@ -129,9 +127,6 @@ class DetectionTask(base.Task):
                        else detection.scale_min,
                        AUTOML_SCALE_RANGE[1] if detection.scale_max is None
                        else detection.scale_max)
-        if not 0.0 <= (detection.unscaled_share or 0.0) <= 1.0:
-            raise ValueError(f"detection.unscaled_share must be in [0, 1], got "
-                             f"{detection.unscaled_share}")
         if not 0.0 < scale_range[0] <= scale_range[1]:
             raise ValueError(f"detection.scale_min {scale_range[0]} and scale_max "
                              f"{scale_range[1]}: need 0 < scale_min <= scale_max")
@@ -148,7 +143,6 @@ class DetectionTask(base.Task):
         return DetectionTaskSettings(
             image_size=config.train.image_size or spec.image_size,
             anchors=anchors, max_instances=detection.max_instances, scale_range=scale_range,
-            unscaled_share=detection.unscaled_share or 0.0,
             random_flip=config.data.random_flip, cache=bool(config.data.cache),
             shuffle_buffer=config.data.shuffle_buffer, deterministic=config.data.deterministic,
             focal_alpha=detection.focal_alpha, focal_gamma=detection.focal_gamma,
@@ -163,7 +157,6 @@ class DetectionTask(base.Task):
         anchors["aspect_ratios"] = tuple(anchors["aspect_ratios"])
         values["anchors"] = anchors_lib.AnchorSettings(**anchors)
         values["scale_range"] = tuple(values["scale_range"])
-        values.setdefault("unscaled_share", 0.0)  # runs recorded before it existed
         return DetectionTaskSettings(**values)
 
     @property
@@ -196,8 +189,7 @@ class DetectionTask(base.Task):
         return inputs_lib.DetectionSettings(
             image_size=image_size, batch_size=batch_size, num_classes=self.run.num_classes,
             anchors=settings.anchors, max_instances=settings.max_instances,
-            scale_range=settings.scale_range, unscaled_share=settings.unscaled_share,
-            random_flip=settings.random_flip,
+            scale_range=settings.scale_range, random_flip=settings.random_flip,
             dtype=tf.as_dtype(self.run.image_dtype), shuffle_buffer=settings.shuffle_buffer,
             cache=settings.cache, max_pixels=settings.max_pixels, seed=seed,
             deterministic=settings.deterministic,

@@ -54,10 +54,8 @@ def test_small_objects_get_small_anchors_mild_jitter_and_a_short_run_s_averages(
     assert values["train.image_size"] == 128  # the images' own size, not D0's 512
     # The 10th-percentile object (9 px) sets the smallest anchor: 1 x 8 px (D0's: 4 x 8 = 32).
     assert values["detection.anchor_scale"] == 1.0
-    # Mild jitter; at their own size half the images keep it (the evaluation's are not
-    # resampled either).
-    assert (values["detection.scale_min"], values["detection.scale_max"]) == (0.75, 1.33)
-    assert values["detection.unscaled_share"] == 0.5
+    # At their own size the images are not rescaled (the evaluation's are not either).
+    assert (values["detection.scale_min"], values["detection.scale_max"]) == (1.0, 1.0)
     assert values["train.batch_size"] == 8  # 72 / 16 = 4.5 steps per epoch: halved
     # 50 epochs x 9 steps = 450 steps: EMA over ~45, BN forgets its start within ~20.
     assert values["train.ema_decay"] == pytest.approx(1 - 1 / 45, abs=1e-5)
@@ -79,7 +77,6 @@ def test_large_pictures_and_objects_keep_the_row_s_size_and_anchors():
     config.train.image_size = 256
     _, upscaled = decided(config, SMALL)  # median 16 px at 128: 32 px at 256
     assert (upscaled["detection.scale_min"], upscaled["detection.scale_max"]) == (0.5, 2.0)
-    assert upscaled["detection.unscaled_share"] == 0.0
     _, upscaled = decided(config, dataclasses.replace(SMALL, object_sides=(6.0, 12, 20)))
     assert (upscaled["detection.scale_min"], upscaled["detection.scale_max"]) == (0.75, 1.33)
     assert values["model.bn_momentum"] == 0.99  # 6,250 steps: automl's momentum

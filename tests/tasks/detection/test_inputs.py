@@ -24,8 +24,8 @@ RED = (230, 20, 20)
 
 def settings(**overrides):
     values = dict(image_size=64, batch_size=2, num_classes=2, anchors=ANCHORS, max_instances=100,
-                  scale_range=(0.1, 2.0), unscaled_share=0.0, random_flip=True,
-                  shuffle_buffer=4, cache=False, max_pixels=MAX_PIXELS, deterministic=True,
+                  scale_range=(0.1, 2.0), random_flip=True, shuffle_buffer=4, cache=False,
+                  max_pixels=MAX_PIXELS, deterministic=True,
                   pad_colour=detection_inputs.MEAN_COLOUR, seed=3)
     return detection_inputs.DetectionSettings(**{**values, **overrides})
 
@@ -133,24 +133,6 @@ def test_train_batches_are_static_and_extra_boxes_are_dropped_and_counted(tmp_pa
     assert "has 2 boxes more than detection.max_instances=5" in caplog.text
     assert counter.files == {str(tmp_path / "images" / "3.png"):
                              "no such file, or it cannot be read"}
-
-
-def test_a_share_of_the_training_images_keeps_its_scale(tmp_path):
-    """unscaled_share: that share of the images is not resampled (the evaluation's images at
-    the input's own size are not either); the rest are jittered as before, draw for draw."""
-    source = write_scenes(tmp_path, [1, 2, 3, 4])
-
-    def images(share):
-        dataset = detection_inputs.train_dataset(source, settings(
-            image_size=100, scale_range=(0.5, 0.5), unscaled_share=share, random_flip=False))
-        return np.concatenate([batch.numpy() for batch, _ in dataset.take(20)])
-
-    # At scale 0.5 the 100-px picture fills the top-left 50 x 40 and the rest is padding.
-    padding = np.asarray(detection_inputs.MEAN_COLOUR, np.float32)
-    padded = [bool(np.allclose(image[60:, 60:], padding)) for image in images(0.5)]
-    assert 10 <= sum(padded) <= 30  # of 40: about half kept their scale
-    assert all(np.allclose(image[60:, 60:], padding) for image in images(0.0))
-    assert not any(np.allclose(image[60:, 60:], padding) for image in images(1.0))
 
 
 def test_train_batches_reproduce_with_a_seed(tmp_path):

@@ -84,10 +84,9 @@ def test_huber_loss_is_quadratic_within_delta_and_linear_beyond():
 def _task(global_batch=BATCH):
     spec = anchors_lib.settings_of("efficientdet-test")
     settings = detection.DetectionTaskSettings(
-        image_size=SIZE, anchors=spec, max_instances=8, scale_range=(0.1, 2.0),
-        unscaled_share=0.0, random_flip=True, cache=False, shuffle_buffer=10, deterministic=True,
-        focal_alpha=0.25, focal_gamma=1.5, label_smoothing=0.0, box_loss_weight=50.0,
-        huber_delta=0.1, eval_nms="gaussian")
+        image_size=SIZE, anchors=spec, max_instances=8, scale_range=(0.1, 2.0), random_flip=True,
+        cache=False, shuffle_buffer=10, deterministic=True, focal_alpha=0.25, focal_gamma=1.5,
+        label_smoothing=0.0, box_loss_weight=50.0, huber_delta=0.1, eval_nms="gaussian")
     run = types.SimpleNamespace(task_settings=settings, num_classes=NUM_CLASSES,
                                 global_batch=global_batch)
     return detection.DetectionTask(run, source=None)
