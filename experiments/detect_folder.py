@@ -8,8 +8,8 @@
 The argument picks the detector (":efficientdet-d0", the default; a larger row for more data
 and time). The recipe adapts to the data (tasks/detection/adapt.py): from the training
 annotations it decides the input size (the images' own, at most the row's), the anchor scale
-(the smallest anchors fit the small objects), the scale jitter (mild for small objects), the
-batch, AdamW's rate, the warmup, the EMA and the batch-norm momentum (both averaging over the
+(the smallest anchors fit the small objects), the scale jitter (none at the images' own size,
+mild for small objects), the batch, AdamW's rate, the warmup, the EMA and the batch-norm momentum (both averaging over the
 run's last tenth / forgetting the start), and logs each decision with its reason. A key you set
 is never changed. `init_from` takes the official COCO detector of the row ('efficientdet-d0/coco',
 downloaded on first use: everything but the class predictor, which starts fresh for your
