@@ -9,13 +9,14 @@ The argument picks the detector (":efficientdet-d0", the default; a larger row f
 and time). The recipe adapts to the data (tasks/detection/adapt.py): from the training
 annotations it decides the input size (the images' own, at most the row's), the anchor scale
 (the smallest anchors fit the small objects), the scale jitter (none at the images' own size,
-mild for small objects), the batch, AdamW's rate, the warmup, the EMA and the batch-norm momentum (both averaging over the
-run's last tenth / forgetting the start), and logs each decision with its reason. A key you set
-is never changed. `init_from` takes the official COCO detector of the row ('efficientdet-d0/coco',
-downloaded on first use: everything but the class predictor, which starts fresh for your
-classes; the rate is then a tenth), an official classifier checkpoint of its backbone
-('efficientnet-b0/noisy-student'), 'imagenet' (the backbone's keras.applications weights), a
-path, or a workdir of ours. Classes come from the file's categories in id order, 0-based.
+mild for small objects), the batch, AdamW's rate, the warmup, the EMA and the batch-norm
+momentum (averaging over the run's last tenth / forgetting the start), and logs each decision
+with its reason. A key you set is never changed. `init_from` takes the official COCO detector
+of the row ('efficientdet-d0/coco', downloaded on first use: everything but the class
+predictor, which starts fresh for your classes; the rate is then a tenth), an official
+classifier checkpoint of its backbone ('efficientnet-b0/noisy-student'), 'imagenet' (the
+backbone's keras.applications weights), a path, or a workdir of ours. Classes come from the
+file's categories in id order, 0-based.
 
 Fixed here: 50 epochs on a cosine schedule, AdamW (decoupled weight decay 0.05, not on biases,
 batch norms and fusion weights), gradients clipped at 10, flips on (set
