@@ -22,7 +22,7 @@ PRIOR_AP_AT_MOST = 0.001
 
 @pytest.mark.slow
 @pytest.mark.release  # 9 minutes; CI trains detectors end to end in tasks/detection/test_task.py
-def test_the_detection_demo_finds_digits_far_above_a_location_prior(tmp_path):  # and test_coins.py
+def test_the_detection_demo_finds_digits_far_above_a_location_prior(tmp_path):  # and test_adapt.py
     workdir = str(tmp_path / "detect")
     results = demo.run_detection(workdir)
     assert results["steps"] == 750 and results["eval_examples"] == 150

@@ -52,6 +52,7 @@ def test_the_copies_move_the_boxes_with_the_pixels():
 
 
 @pytest.mark.slow
+@pytest.mark.release  # 3 minutes; the slow tier's learnability guard (test_adapt.py) fits coins
 def test_a_detector_trained_on_copies_of_the_coins_photo_finds_its_coins(tmp_path):
     photo = np.stack([skimage.data.coins()] * 3, axis=-1)
     root = f"{tmp_path}/data"
