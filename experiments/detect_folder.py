@@ -39,6 +39,7 @@ def get_config(arg="efficientdet-d0"):
     config.data.cache = True
     config.data.shuffle_buffer = 1000
     config.progressive.schedule = "none"
+    config.detection.scale_min = config.detection.scale_max = None
     config.train.batch_size = None
     config.train.epochs = 50.0
     config.train.log_every_steps = 50

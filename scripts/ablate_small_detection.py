@@ -44,6 +44,7 @@ VARIANTS = {
     "jitter_0.1_2.0": ["detection.scale_min=0.1", "detection.scale_max=2.0"],
     "jitter_0.75_1.33": ["detection.scale_min=0.75", "detection.scale_max=1.33"],
     "size_256": ["train.image_size=256"],
+    "size_160_jitter": ["train.image_size=160"],  # 1.25 x the pictures: rescaled in eval too
     "anchor_scale_4": ["detection.anchor_scale=4.0"],
     "bn_momentum_0.99": ["model.bn_momentum=0.99"],
     "no_ema": ["train.ema_decay=0.0"],

@@ -139,8 +139,8 @@ def base_config():
     # Detection (task "detection"): google/automl efficientdet hparams_config.py's defaults.
     config.detection = ml_collections.ConfigDict(dict(
         max_instances=100,  # boxes per image kept (the rest dropped, counted and logged)
-        # scale jitter of the training images, then a crop; None: automl's 0.1 and 2.0
-        scale_min=placeholder(float), scale_max=placeholder(float),
+        # scale jitter of the training images, then a crop (None: automl's, 0.1 and 2.0)
+        scale_min=0.1, scale_max=2.0,
         anchor_scale=placeholder(float),  # the smallest anchor's side / stride; None: the row's
         focal_alpha=0.25, focal_gamma=1.5,  # label smoothing: train.label_smoothing
         box_loss_weight=50.0, huber_delta=0.1,
