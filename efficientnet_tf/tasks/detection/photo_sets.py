@@ -52,16 +52,26 @@ COINS_PER_PICTURE = (3, 9)
 MIN_VISIBLE = 0.6  # a tile keeps a box of which at least this share of the area is inside
 
 
+def _upside_down(pixels, boxes):
+    """The picture flipped top to bottom, with its boxes ((ymin, xmin, ymax, xmax, ...))."""
+    height = pixels.shape[0]
+    return pixels[::-1], [(height - y1, x0, height - y0, x1, *rest)
+                          for y0, x0, y1, x1, *rest in boxes]
+
+
+def _quarter_turn(pixels, boxes):
+    """The picture turned counter-clockwise (column x becomes row width - x), with its boxes."""
+    width = pixels.shape[1]
+    return np.rot90(pixels), [(width - x1, y0, width - x0, y1, *rest)
+                              for y0, x0, y1, x1, *rest in boxes]
+
+
 def _turns(pixels, boxes, rng):
     """A random one of the picture's 8 flips and quarter turns, with its boxes moved."""
     if rng.rand() < 0.5:
-        height = pixels.shape[0]
-        pixels = pixels[::-1]
-        boxes = [(height - y1, x0, height - y0, x1, c) for y0, x0, y1, x1, c in boxes]
+        pixels, boxes = _upside_down(pixels, boxes)
     for _ in range(rng.randint(4)):
-        width = pixels.shape[1]
-        pixels = np.rot90(pixels)  # counter-clockwise: column x becomes row width - x
-        boxes = [(width - x1, y0, width - x0, y1, c) for y0, x0, y1, x1, c in boxes]
+        pixels, boxes = _quarter_turn(pixels, boxes)
     return np.ascontiguousarray(pixels), boxes
 
 
@@ -206,13 +216,11 @@ def turned_copies(pixels, boxes):
         image = (255.0 * (pixels / 255.0) ** gamma).round().astype(np.uint8)
         turned = list(boxes)
         for _ in range(4):
-            height, width = image.shape[:2]
             copies.append((image, turned))
-            copies.append((image[::-1].copy(), [(height - y1, x0, height - y0, x1, *rest)
-                                                for y0, x0, y1, x1, *rest in turned]))
-            image = np.rot90(image).copy()  # counter-clockwise: column x becomes row width - x
-            turned = [(width - x1, y0, width - x0, y1, *rest)
-                      for y0, x0, y1, x1, *rest in turned]
+            flipped, moved = _upside_down(image, turned)
+            copies.append((flipped.copy(), moved))
+            image, turned = _quarter_turn(image, turned)
+            image = image.copy()
     return copies
 
 
