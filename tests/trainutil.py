@@ -1,9 +1,23 @@
 """A tiny, fast trainer config over a folder of photos; a bare task for step-level tests."""
 
+import importlib.util
+import os
+
 import tensorflow as tf
 
 from efficientnet_tf.tasks import base
 from efficientnet_tf.train import config as config_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def recipe(name, argument):
+    """experiments/NAME.py's get_config(argument), loaded as the CLI's --config does."""
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "experiments",
+                                                                      f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(argument)
 
 
 def tiny_config(root, **overrides):

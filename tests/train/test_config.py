@@ -2,7 +2,6 @@
 it; every recipe sets only keys its run reads; older records' keys are read where they moved."""
 
 import glob
-import importlib.util
 import os
 
 import pytest
@@ -11,6 +10,7 @@ import tensorflow as tf
 from efficientnet_tf import demo, tasks
 from efficientnet_tf.specs import registry
 from efficientnet_tf.train import config as config_lib, trainer
+from trainutil import recipe
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RECIPES = sorted(os.path.basename(path)[:-3]
@@ -70,19 +70,11 @@ def test_a_detector_refuses_a_file_cache():
         tasks.get("detection").resolve(config, registry.get("efficientdet-test"), None, None)
 
 
-def _recipe(name, argument):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "experiments",
-                                                                      f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(argument)
-
-
 @pytest.mark.parametrize("name", RECIPES)
 @pytest.mark.parametrize("argument", ["", "runlocal"])
 def test_every_recipe_sets_only_keys_its_run_reads(name, argument):
     try:
-        config = _recipe(name, argument)
+        config = recipe(name, argument)
     except ValueError:  # a recipe without a runlocal form
         pytest.skip(f"{name} takes no {argument!r}")
     assert config_lib.unread_settings(config, tasks.get(config.task).UNREAD_KEYS) == []

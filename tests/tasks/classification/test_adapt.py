@@ -3,8 +3,6 @@
 The learnability guard trains the recipe, as a user runs it, on 100 real photo patches; a
 recipe that cannot fit 100 images is broken (issue: the folder recipe stayed at chance)."""
 
-import importlib.util
-import os
 
 import pytest
 import tensorflow as tf
@@ -18,17 +16,12 @@ from efficientnet_tf.train import config as config_lib
 from efficientnet_tf.train import trainer
 
 from imagedata import write_folder
+from trainutil import recipe
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))))
 
 
 def folder_recipe(arg="efficientnetv2-b0"):
-    spec = importlib.util.spec_from_file_location(
-        "folder", os.path.join(ROOT, "experiments", "folder.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+    return recipe("folder", arg)
 
 
 def a_profile(train_images, short_side, classes=10):

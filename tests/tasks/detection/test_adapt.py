@@ -1,8 +1,6 @@
 """The detect_folder recipe (experiments/detect_folder.py): what it decides from the boxes."""
 
 import dataclasses
-import importlib.util
-import os
 
 import pytest
 
@@ -13,17 +11,13 @@ from efficientnet_tf.tasks.detection.sources import CocoJsonSource
 from efficientnet_tf.tasks.detection.task import DetectionTask
 from efficientnet_tf.train import config as config_lib
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))))
+import trainutil
+
 D0 = registry.get("efficientdet-d0")
 
 
 def recipe(arg="efficientdet-d0"):
-    spec = importlib.util.spec_from_file_location(
-        "detect_folder", os.path.join(ROOT, "experiments", "detect_folder.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+    return trainutil.recipe("detect_folder", arg)
 
 
 def decided(config, box_profile):
