@@ -42,7 +42,8 @@ VARIANTS = {
     "sgd_automl_rate": ["optimizer.name=sgd", "optimizer.lr_per_256=0.32",
                         "train.weight_decay=4e-5", "train.weight_decay_mode=l2"],
     "jitter_0.1_2.0": ["detection.scale_min=0.1", "detection.scale_max=2.0"],
-    "jitter_0.75_1.33": ["detection.scale_min=0.75", "detection.scale_max=1.33"],
+    "no_jitter": ["detection.scale_min=1.0", "detection.scale_max=1.0"],
+    "no_bn_recalibration": ["detection.bn_recalibration_images=0"],
     "size_256": ["train.image_size=256"],
     "size_160_jitter": ["train.image_size=160"],  # 1.25 x the pictures: rescaled in eval too
     "anchor_scale_4": ["detection.anchor_scale=4.0"],

@@ -117,6 +117,12 @@ class Task(abc.ABC):
     def eval_dataset(self, input_context=None, counter=None, batch_size=None):
         """Batches of (inputs, targets) covering the eval split once (padding marked)."""
 
+    def recalibration_dataset(self, input_context=None):
+        """(batches of (inputs, targets) for one replica, number of batches) on which batch
+        norm's moving statistics are recomputed at the end of training, or None (the default:
+        they stay the averages gathered while training)."""
+        return None
+
     @abc.abstractmethod
     def loss(self, targets, outputs):
         """Per-example loss [batch] in float32."""

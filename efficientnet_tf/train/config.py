@@ -142,6 +142,9 @@ def base_config():
         # scale jitter of the training images, then a crop (None: automl's, 0.1 and 2.0)
         scale_min=0.1, scale_max=2.0,
         anchor_scale=placeholder(float),  # the smallest anchor's side / stride; None: the row's
+        # training images (as evaluated: unjittered) whose batch statistics replace the batch
+        # norms' moving ones at the end of training (PreciseBN); None: 0, none (as automl)
+        bn_recalibration_images=placeholder(int),
         focal_alpha=0.25, focal_gamma=1.5,  # label smoothing: train.label_smoothing
         box_loss_weight=50.0, huber_delta=0.1,
         # evaluation: per-class Gaussian soft-NMS over the top 5000 candidates, 100 detections

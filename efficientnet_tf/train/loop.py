@@ -13,6 +13,7 @@ the task says, and feeds them to the task's evaluator.
 
 import dataclasses
 
+import keras
 import tensorflow as tf
 
 from efficientnet_tf.train import optim
@@ -114,6 +115,48 @@ class Steps:
             return totals
 
         return train_loop
+
+    def batch_norms(self):
+        """The model's trainable batch-norm layers (frozen ones keep their statistics)."""
+        return [layer for layer in self.model._flatten_layers()
+                if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
+
+    def recalibrate_batch_norm(self, distributed_dataset, num_batches):
+        """Replaces every batch norm's moving statistics with the average of its batch
+        statistics over `num_batches` batches of the dataset, the model in training mode and
+        its weights fixed (PreciseBN: Wu & Johnson, "Rethinking 'Batch' in BatchNorm", 2021).
+        The moving averages gathered while training follow weights that kept changing and
+        inputs as the training augmentation made them; these are of the final weights on
+        inputs as evaluation makes them. Returns the number of batches used."""
+        layers = self.batch_norms()
+        momenta = [layer.momentum for layer in layers]
+        sums = [[tf.zeros_like(layer.moving_mean), tf.zeros_like(layer.moving_variance)]
+                for layer in layers]
+        for layer in layers:  # each forward pass sets the moving statistics to its batch's
+            layer.momentum = 0.0
+
+        @tf.function
+        def forward(inputs):
+            self.strategy.run(lambda images: self.model(images, training=True), args=(inputs,))
+
+        used = 0
+        try:
+            for inputs, _ in distributed_dataset:
+                if used == num_batches:
+                    break
+                forward(inputs)
+                used += 1
+                for pair, layer in zip(sums, layers):
+                    pair[0] += tf.convert_to_tensor(layer.moving_mean)
+                    pair[1] += tf.convert_to_tensor(layer.moving_variance)
+        finally:
+            for layer, momentum in zip(layers, momenta):
+                layer.momentum = momentum
+        if used:
+            for (mean, variance), layer in zip(sums, layers):
+                layer.moving_mean.assign(mean / used)
+                layer.moving_variance.assign(variance / used)
+        return used
 
     def eval_step(self, inputs, targets):
         return self.task.eval_step(self.model, inputs, targets)

@@ -190,6 +190,13 @@ class ExponentialMovingAverage(tf.Module):
             value = variable.value if isinstance(variable, keras.Variable) else variable
             strategy.extended.update(shadow, average, args=(value,), group=False)
 
+    def take_from_model(self, variables):
+        """Sets the averages of `variables` (some of the model's) to their current values."""
+        wanted = {id(variable) for variable in variables}
+        for shadow, variable in zip(self.averages, self._model_variables):
+            if id(variable) in wanted:
+                shadow.assign(tf.cast(tf.convert_to_tensor(variable), shadow.dtype))
+
     def reset(self):
         """Restarts the averages from the model's current weights."""
         for shadow, variable in zip(self.averages, self._model_variables):

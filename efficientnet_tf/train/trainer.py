@@ -183,6 +183,30 @@ def evaluate(state):
     return state.steps.evaluate(dataset)
 
 
+def recalibrate_batch_norm(state):
+    """At the end of training, the batch norms' moving statistics recomputed on the task's
+    recalibration batches (Task.recalibration_dataset), for the model's weights and, when
+    there is an EMA, for the averaged weights evaluation and export use. Nothing when the
+    task does not ask for it."""
+    found = state.task.recalibration_dataset()
+    if found is None:
+        return
+    num_batches = found[1]
+    dataset = state.strategy.distribute_datasets_from_function(
+        lambda context: state.task.recalibration_dataset(context)[0])
+    timer = report.Timer()
+    if state.ema is not None:
+        with state.ema.swapped():
+            state.steps.recalibrate_batch_norm(dataset, num_batches)
+            state.ema.take_from_model([variable for layer in state.steps.batch_norms()
+                                       for variable in (layer.moving_mean,
+                                                        layer.moving_variance)])
+    used = state.steps.recalibrate_batch_norm(dataset, num_batches)
+    logging.info("batch norm statistics recomputed on %d batches of %d training images as "
+                 "evaluation sees them (%s)", used, state.run.global_batch,
+                 report.duration(timer.elapsed()))
+
+
 def _next_boundary(step, every):
     return (step // every + 1) * every if every else math.inf
 
@@ -358,6 +382,8 @@ def train_and_evaluate(config, workdir, strategy=None):
     preparer = NextStage(state) if NextStage.enabled(run) else None
     timings = [train_stage(state, stage, progress, workdir, following, preparer)
                for stage, following in zip(remaining, remaining[1:] + [None])]
+    if state.step > start_step and state.step == run.total_steps:
+        recalibrate_batch_norm(state)
     if state.step > start_step or not state.checkpoints.latest:
         state.checkpoints.save(state.step)
     eval_timer = report.Timer()

@@ -332,3 +332,39 @@ def test_a_run_too_short_for_its_batch_norm_momentum_is_warned(photo_folder):
     assert "set model.bn_momentum=0.56 or lower" in warning  # 0.001 ** (1 / 12) = 0.562
     assert trainer.short_for_batch_norm(plan(**{"model.bn_momentum": 0.5})) is None
     assert trainer.short_for_batch_norm(plan(init_from="runs/x")) is None
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_batch_norm_recalibration_averages_the_batch_statistics_of_fixed_weights(replicas):
+    """PreciseBN (Steps.recalibrate_batch_norm): each batch norm's moving statistics become the
+    mean of its batch statistics over the given batches (each replica's share, averaged over
+    the replicas: the moving statistics are mean-aggregated), of the weights as they are; the
+    momentum is as before, frozen layers keep theirs; the EMA takes the new statistics."""
+    strategy = (tf.distribute.get_strategy() if replicas == 1 else tf.distribute.MirroredStrategy(
+        ["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice()))
+    with strategy.scope():
+        model = keras.Sequential([keras.Input((3, 3, 2)), layers.BatchNorm(momentum=0.9),
+                                  keras.layers.Conv2D(2, 1, name="conv"),
+                                  layers.BatchNorm(momentum=0.9, name="frozen")])
+        model.get_layer("frozen").trainable = False
+        ema = optim.ExponentialMovingAverage(model)
+    rng = np.random.RandomState(0)
+    images = (rng.normal(2.0, 3.0, (12, 3, 3, 2))).astype(np.float32)
+    dataset = strategy.experimental_distribute_dataset(
+        tf.data.Dataset.from_tensor_slices((images, np.zeros(12, np.float32))).batch(4))
+    steps = loop.Steps(SoftmaxTask(), model, None, strategy, loop.LossSettings(global_batch=4),
+                       ema)
+    assert steps.recalibrate_batch_norm(dataset, num_batches=2) == 2  # of the 3 batches
+    shares = images[:8].reshape(2 * replicas, 4 // replicas * 9, 2)  # what each replica saw
+    first = model.layers[0]
+    np.testing.assert_allclose(first.moving_mean.numpy(), shares.mean(1).mean(0), rtol=1e-5)
+    np.testing.assert_allclose(first.moving_variance.numpy(),  # unbiased, as the fused kernel
+                               shares.var(1, ddof=1).mean(0), rtol=1e-5)
+    assert first.momentum == 0.9
+    frozen = model.get_layer("frozen")
+    np.testing.assert_array_equal(frozen.moving_mean.numpy(), [0.0, 0.0])
+    np.testing.assert_array_equal(frozen.moving_variance.numpy(), [1.0, 1.0])
+    ema.take_from_model([first.moving_mean])
+    index = [id(v) for v in model.weights].index(id(first.moving_mean))
+    np.testing.assert_allclose(ema.averages[index].numpy(), first.moving_mean.numpy())
+    assert not np.allclose(ema.averages[index + 1].numpy(), first.moving_variance.numpy())

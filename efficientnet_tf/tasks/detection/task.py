@@ -22,7 +22,7 @@ from typing import Tuple
 import tensorflow as tf
 
 from efficientnet_tf.data import image_header
-from efficientnet_tf.data.sources import EVAL
+from efficientnet_tf.data.sources import EVAL, TRAIN
 from efficientnet_tf.models import efficientdet
 from efficientnet_tf.specs import registry
 from efficientnet_tf.tasks import base
@@ -57,6 +57,7 @@ class DetectionTaskSettings:
     huber_delta: float
     eval_nms: str  # postprocess.NmsSettings.method of the evaluation
     max_pixels: int = image_header.MAX_PIXELS
+    bn_recalibration_images: int = 0  # 0 in runs recorded before it existed
 
     @property
     def eval_size(self):
@@ -71,7 +72,8 @@ class DetectionTaskSettings:
                 f"{self.max_instances} boxes per image; focal loss (alpha {self.focal_alpha:g}, "
                 f"gamma {self.focal_gamma:g}, label smoothing {self.label_smoothing:g}) + "
                 f"{self.box_loss_weight:g} x Huber ({self.huber_delta:g}); eval: {self.eval_nms} "
-                "NMS")
+                "NMS" + (f"; batch norm recalibrated on {self.bn_recalibration_images} training "
+                         "images at the end" if self.bn_recalibration_images else ""))
 
 
 class DetectionTask(base.Task):
@@ -140,6 +142,10 @@ class DetectionTask(base.Task):
             raise ValueError(f"detection.max_instances must be >= 1, got "
                              f"{detection.max_instances}")
         postprocess.NmsSettings(method=detection.eval_nms)  # checks the name
+        recalibration = detection.bn_recalibration_images or 0
+        if recalibration < 0:
+            raise ValueError(f"detection.bn_recalibration_images must be >= 0 (0: off), got "
+                             f"{recalibration}")
         return DetectionTaskSettings(
             image_size=config.train.image_size or spec.image_size,
             anchors=anchors, max_instances=detection.max_instances, scale_range=scale_range,
@@ -148,7 +154,8 @@ class DetectionTask(base.Task):
             focal_alpha=detection.focal_alpha, focal_gamma=detection.focal_gamma,
             label_smoothing=config.train.label_smoothing or 0.0,
             box_loss_weight=detection.box_loss_weight, huber_delta=detection.huber_delta,
-            eval_nms=detection.eval_nms, max_pixels=config.data.max_pixels)
+            eval_nms=detection.eval_nms, max_pixels=config.data.max_pixels,
+            bn_recalibration_images=recalibration)
 
     @classmethod
     def settings_from_dict(cls, values):
@@ -204,6 +211,20 @@ class DetectionTask(base.Task):
         batch_size = batch_size or self.run.eval_batch // self.run.placement.replicas
         settings = self.data_settings(self.settings.image_size, batch_size)
         return inputs_lib.eval_dataset(self.source, settings, batch_size, input_context, counter)
+
+    def recalibration_dataset(self, input_context=None):
+        """(dataset of (images, targets) batches for one replica, number of batches) on which
+        batch norm's statistics are recomputed at the end of training: training images as
+        evaluation transforms them (no jitter, no flip), whole batches only; None when the run
+        does not recalibrate."""
+        images = min(self.settings.bn_recalibration_images, self.source.num_examples(TRAIN))
+        if not images:
+            return None
+        batch = self.run.per_replica_batch
+        settings = self.data_settings(self.settings.image_size, batch)
+        dataset = inputs_lib.eval_dataset(self.source, settings, batch, input_context,
+                                          split=TRAIN)
+        return dataset, max(1, images // self.run.global_batch)
 
     def _loss_sums(self, targets, outputs):
         """Per-example (focal loss sum, box loss sum / 4), not yet normalized."""
