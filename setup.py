@@ -22,7 +22,9 @@ setup(
         # TFDS datasets as a data source (the fine-tuning recipes); heavy, so optional.
         "tfds": ["tensorflow-datasets"],
         "dev": ["pytest", "pytest-xdist", "scikit-image", "tensorflow-serving-api", "ruff",
-                "tensorflow-datasets"],
+                "tensorflow-datasets",
+                # the peer of scripts/bench_small_detection.py (keras-hub's RetinaNet)
+                "keras-hub"],
     },
     entry_points={"console_scripts": ["efficientnet-tf=efficientnet_tf.main:run"]},
     classifiers=["Programming Language :: Python :: 3",

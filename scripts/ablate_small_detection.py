@@ -13,23 +13,19 @@ killed ablation resumes where it stopped. The markdown table (variant x set) com
 one JSON line of all the figures.
 """
 
-import importlib.util
 import json
 import os
+import sys
 import tempfile
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import keras  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
-from efficientnet_tf.tasks.detection import digit_scenes, photo_sets  # noqa: E402
-from efficientnet_tf.train import config as config_lib  # noqa: E402
-from efficientnet_tf.train import trainer  # noqa: E402
+import smalldetection  # noqa: E402
+from smalldetection import SETS  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SETS = ("sky", "coins", "digits")
 # name: overrides of the recipe. "automl" is the recipe before it adapted to the data (automl's
 # COCO settings, shortened); the others change one thing the adaptive recipe decides.
 AUTOML = ["detection.anchor_scale=4.0", "detection.scale_min=0.1", "detection.scale_max=2.0",
@@ -66,53 +62,6 @@ flags.DEFINE_multi_string("extra", [], "KEY=VALUE overrides added to every varia
 FLAGS = flags.FLAGS
 
 
-def detect_folder_recipe():
-    spec = importlib.util.spec_from_file_location(
-        "detect_folder", os.path.join(ROOT, "experiments", "detect_folder.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config
-
-
-def write_set(name, root, train_images, eval_images):
-    """{split: (annotations, images)} of set `name`, written under root."""
-    if name == "digits":
-        digit_scenes.write_digit_scenes(root, image_size=128, train_images=train_images,
-                                        eval_images=eval_images)
-        return {split: (f"{root}/{split}/annotations.json", f"{root}/{split}/images")
-                for split in ("train", "eval")}
-    return photo_sets.make(name, root, train_images=train_images, eval_images=eval_images)
-
-
-def ours(paths, epochs, seed, overrides=(), random_flip=True):
-    """COCO AP, AP50 and wall seconds of the recipe, configured as a user would."""
-    config = detect_folder_recipe()()
-    for split in ("train", "eval"):
-        config.data[f"{split}_annotations"], config.data[f"{split}_images"] = paths[split]
-    config.data.random_flip = random_flip
-    config.train.epochs = epochs
-    config.train.seed = seed
-    config.data.deterministic = True
-    for item in overrides:
-        config_lib.override(config, item)
-    keras.utils.set_random_seed(seed)
-    with tempfile.TemporaryDirectory() as workdir:
-        start = time.perf_counter()
-        results = trainer.train_and_evaluate(config, workdir)
-        return {"AP": results["eval_AP"], "AP50": results["eval_AP50"],
-                "seconds": time.perf_counter() - start}
-
-
-def finished(path):
-    done = {}
-    if os.path.exists(path):
-        with open(path) as stream:
-            for line in stream:
-                row = json.loads(line)
-                done[(row["variant"], row["set"], row["seed"])] = row
-    return done
-
-
 def markdown(done, variants, sets):
     lines = ["| variant | " + " | ".join(f"{name} AP (AP50)" for name in sets) + " |",
              "|---|" + "---|" * len(sets)]
@@ -132,22 +81,22 @@ def main(argv):
     unknown = sorted(set(FLAGS.variants) - set(VARIANTS))
     if unknown:
         raise app.UsageError(f"unknown variants {unknown}; choose from {sorted(VARIANTS)}")
-    done = finished(FLAGS.out)
+    done = smalldetection.finished(FLAGS.out, lambda row: (row["variant"], row["set"],
+                                                          row["seed"]))
     with tempfile.TemporaryDirectory() as data_root:
         for name in FLAGS.sets:
-            paths = write_set(name, f"{data_root}/{name}", FLAGS.train_images,
-                              FLAGS.eval_images)
+            paths = smalldetection.write_set(name, f"{data_root}/{name}",
+                                             FLAGS.train_images, FLAGS.eval_images)
             for variant in FLAGS.variants:
                 for seed in (int(s) for s in FLAGS.seeds):
                     if (variant, name, seed) in done:
                         continue
-                    result = ours(paths, FLAGS.epochs, seed,
-                                  VARIANTS[variant] + FLAGS.extra,
-                                  random_flip=name != "digits")
+                    result = smalldetection.ours(paths, FLAGS.epochs, seed,
+                                                 VARIANTS[variant] + FLAGS.extra,
+                                                 random_flip=smalldetection.flips(name))
                     row = {"variant": variant, "set": name, "seed": seed, **result}
                     done[(variant, name, seed)] = row
-                    with open(FLAGS.out, "a") as stream:
-                        stream.write(json.dumps(row) + "\n")
+                    smalldetection.append(FLAGS.out, row)
                     print(f"{variant} on {name} (seed {seed}): AP {100 * result['AP']:.1f} "
                           f"AP50 {100 * result['AP50']:.1f} in {result['seconds']:.0f} s",
                           flush=True)

@@ -17,7 +17,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 TESTED_ELSEWHERE = {"chaos.py", "make_tfrecords.py", "make_detection_tfrecords.py",
-                    "benchtiming.py"}
+                    "benchtiming.py", "smalldetection.py"}
 # script -> (its smoke arguments, keys its last line's JSON must hold)
 SMOKE = {
     "bench_detect.py": (["--model=efficientdet-test", "--rounds=1", "--calls=1"],
@@ -43,6 +43,10 @@ SMOKE = {
                             ["min_top1_gain", "time_ratio"]),
     "ablate_small_data.py": (["--datasets=digits", "--epochs=1", "--variants=recipe",
                               "--data_dir={samples}", "--out={tmp}/ablation.jsonl"], []),
+    "bench_small_detection.py": (["--sets=coins", "--seeds=0", "--epochs=1", "--train_images=8",
+                                  "--eval_images=2", "--extra=model.name=efficientdet-test",
+                                  "--peer_depth=18", "--out={tmp}/bench.jsonl"],
+                                 ["min_ap_gain", "mean_ap_gain", "time_ratio"]),
     "ablate_small_detection.py": (["--sets=coins", "--variants=recipe", "--epochs=1",
                                    "--train_images=8", "--eval_images=2",
                                    "--extra=model.name=efficientdet-test",

@@ -304,8 +304,8 @@ def short_for_batch_norm(run):
     is left. A detector of 300 steps at automl's 0.99 evaluated with moving variances 30 to 120
     times the real ones (COCO AP 1%, its training loss half its eval loss on the same
     images)."""
-    if run.init_from:
-        return None
+    if run.init_from or getattr(run.task_settings, "bn_recalibration_images", 0):
+        return None  # trained statistics, or recomputed at the end
     momentum = run.model.batch_norm.resolved(run.spec).momentum
     if momentum ** run.total_steps <= BN_LEFTOVER:
         return None
