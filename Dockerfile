@@ -3,10 +3,17 @@
 #   docker run --rm efficientnet-tf info --model=efficientnetv2-s
 #   mkdir -p runs && docker run --rm --user "$(id -u)" -v "$PWD/runs:/runs" efficientnet-tf \
 #       demo --workdir=/runs/digits
-# For CPUs and GPUs: TensorFlow here is the PyPI wheel, which cannot drive TPUs. On a Cloud TPU
-# VM, install the package on the host instead (scripts/tpu/install.sh), under the image's TPU
-# build of TensorFlow.
+# CPUs by default. For NVIDIA GPUs, build with TensorFlow's CUDA libraries from PyPI and run with
+# the GPUs passed in (the host needs only the NVIDIA driver and the container toolkit):
+#   docker build --build-arg TENSORFLOW='tensorflow[and-cuda]' -t efficientnet-tf:gpu .
+#   docker run --rm --gpus all efficientnet-tf:gpu info --model=efficientnetv2-s
+# TensorFlow here is the PyPI wheel, which cannot drive TPUs. On a Cloud TPU VM, install the
+# package on the host instead (scripts/tpu/install.sh), under the image's TPU build of
+# TensorFlow.
 FROM python:3.11-slim
+
+# "tensorflow" (CPUs) or "tensorflow[and-cuda]" (NVIDIA GPUs, Linux)
+ARG TENSORFLOW=tensorflow
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -23,7 +30,7 @@ COPY experiments ./experiments
 COPY scripts ./scripts
 # The package installed is this checkout itself; its dependencies are the ranges setup.py declares.
 # hadolint ignore=DL3013
-RUN pip install .
+RUN pip install "$TENSORFLOW" .
 
 USER 1000:1000
 WORKDIR /home/efficientnet

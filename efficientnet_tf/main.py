@@ -10,8 +10,8 @@
            weights, ready to serve (a detector's: boxes after NMS); --weights=NAME_OR_PATH
            [--model=NAME] instead of --workdir: pretrained weights as they are
   predict  --export_dir=EXPORT_DIR_OR_WORKDIR (or --weights=NAME_OR_PATH [--model=NAME])
-           [--json] [--min_score=S] [--draw=OUT_DIR] IMAGE...: results per image (a
-           detector's boxes, drawn into OUT_DIR as PNGs)
+           [--json] [--min_score=S] [--draw=OUT_DIR] IMAGE_OR_FOLDER...: results per image
+           (a detector's boxes, drawn into OUT_DIR as PNGs); a folder: each image in it
   convert  --weights=NAME_OR_PATH --output=FILE.weights.h5 [--model=NAME]
            [--input_scaling=...]: pretrained weights (downloaded on first use) as one file that
            create_model(weights=FILE) and --config.init_from=FILE load offline
@@ -25,11 +25,15 @@
   tpu      --tpu=local|NAME: the TPU software, topology and devices reached (fails without one)
 
 TensorFlow's start-up messages (CUDA probing, oneDNN notices) are hidden unless --verbose.
+`efficientnet-tf COMMAND --help`: that command's flags (train: the experiments and config keys).
 """
 
+import ast
 import contextlib
+import glob
 import os
 import sys
+import textwrap
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -113,9 +117,16 @@ def _fail(prefix, message, code):
     sys.exit(code)
 
 
+HELP_FLAGS = ("--help", "-h", "--helpshort", "-help")
+
+
 def parse_flags(argv):
     """absl's flag parsing, with every error one line and exit code 2: an unknown flag or
-    config key, a value of the wrong type, a config file that does not load."""
+    config key, a value of the wrong type, a config file that does not load. `COMMAND --help`
+    prints that command's help (command_help) instead."""
+    if len(argv) > 2 and argv[1] in COMMANDS and any(arg in HELP_FLAGS for arg in argv[2:]):
+        print(command_help(argv[1]))
+        sys.exit(0)
     if len(argv) > 1 and argv[1] == "info":  # `info --weights` lists the checkpoints
         argv = [arg if arg != "--weights" else "--weights=all" for arg in argv]
     try:
@@ -225,12 +236,20 @@ def info_command(rest):
         info.show_models(FLAGS.model or (FLAGS.config.model.name if FLAGS.config else None))
 
 
+flags.DEFINE_bool("dry_run", False, "train: print the run's resolved config (with what the "
+                  "recipe decides from the data), steps and stages, and stop before training.")
+
+
 def train_command(rest):
     from efficientnet_tf.train import trainer
 
     _no_arguments("train", rest)
-    _require("workdir", "train", "DIR")
     _require("config", "train", "experiments/FILE.py[:ARG]")
+    if FLAGS.dry_run:
+        run = trainer.resolve_run(FLAGS.config, _strategy(), FLAGS.workdir)
+        print(trainer.describe_plan(run))
+        return
+    _require("workdir", "train", "DIR")
     results = trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir, _strategy())
     print(trainer.describe_results(results, FLAGS.workdir))
 
@@ -383,6 +402,75 @@ def tpu_command(rest):
 COMMANDS = {"info": info_command, "train": train_command, "eval": eval_command,
             "export": export_command, "predict": predict_command, "convert": convert_command,
             "scale-search": scale_search_command, "demo": demo_command, "tpu": tpu_command}
+
+
+# The flags each command reads, in the order its help lists them.
+COMMAND_FLAGS = {
+    "info": ["model", "weights", "config"],
+    "train": ["config", "workdir", "dry_run", "tpu", "verbose"],
+    "eval": ["workdir", "config", "continuous", "eval_timeout", "tpu", "verbose"],
+    "export": ["workdir", "export_dir", "format", "quantize", "top_k", "nms", "weights", "model",
+               "input_scaling", "verbose"],
+    "predict": ["export_dir", "weights", "model", "input_scaling", "top_k", "min_score", "json",
+                "draw", "verbose"],
+    "convert": ["weights", "output", "model", "input_scaling", "verbose"],
+    "scale-search": ["config", "workdir", "base", "factor", "grid_step", "tolerance",
+                     "search_epochs", "seeds", "shard", "tpu", "verbose"],
+    "demo": ["workdir", "tpu", "verbose"],
+    "tpu": ["tpu", "verbose"],
+}
+
+
+def _usage_of(command):
+    """The command's lines of the module docstring's table."""
+    lines, inside = [], False
+    for line in __doc__.splitlines():
+        starts = line.startswith("  ") and not line.startswith("   ")
+        if starts:
+            inside = line.split()[0] == command
+        elif not line.strip():
+            inside = False
+        if inside:
+            lines.append(line)
+    return "\n".join(lines)
+
+
+def _experiments(folder="experiments"):
+    """(file, first docstring line) of the experiment files under `folder` (the checkout's)."""
+    found = []
+    for path in sorted(glob.glob(os.path.join(folder, "*.py"))):
+        if os.path.basename(path).startswith("_"):
+            continue
+        with open(path) as stream:
+            doc = ast.get_docstring(ast.parse(stream.read())) or ""
+        found.append((path, doc.strip().splitlines()[0] if doc.strip() else ""))
+    return found
+
+
+def command_help(command):
+    """What `efficientnet-tf COMMAND --help` prints: its usage, its flags with their help and
+    defaults, and for the commands that take --config, the experiment files and where the
+    config keys are."""
+    parts = [f"efficientnet-tf {command}:", _usage_of(command), "", "flags:"]
+    for name in COMMAND_FLAGS[command]:
+        flag = FLAGS[name]
+        default = ("" if flag.default in (None, "", False)
+                   else f" (default: {flag.default_as_str.strip(chr(39))})")
+        parts.append(f"  --{name}{default}")
+        parts.extend(textwrap.wrap(flag.help, 92, initial_indent="      ",
+                                   subsequent_indent="      "))
+    if "config" in COMMAND_FLAGS[command] and command != "info":
+        experiments = _experiments()
+        parts += ["", "experiments (--config=FILE[:ARG]; ARG is a model name, ',runlocal' for a "
+                  "smoke run):"]
+        parts += [f"  {path:<32} {line}" for path, line in experiments] or [
+            "  (no experiments/ folder here: run from the repository's root)"]
+        parts += [""] + textwrap.wrap(
+            "config keys: every key, its default and meaning, is in "
+            "efficientnet_tf/train/config.py (get_config); set one with --config.KEY=VALUE, e.g. "
+            "--config.train.epochs=20" + ("; --dry_run prints the config a run would use"
+                                          if command == "train" else ""), 96)
+    return "\n".join(parts)
 
 
 def _seeds(values):

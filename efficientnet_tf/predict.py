@@ -3,7 +3,8 @@
 Both go through the same serving function (serving_default): an export's, or the one the task
 builds from a restored run in this process. The task's serving module (tasks/<task>/serving.py)
 reads its outputs (for classification: the top-k labels), formats and draws them. A bad file
-(unreadable, not an image, too large) is reported with its reason and the others go on.
+(unreadable, not an image, too large) is reported with its reason and the others go on; a
+folder stands for the images in it.
 """
 
 import dataclasses
@@ -25,6 +26,34 @@ class Prediction:
 
     def as_dict(self):
         return {"file": self.file, "error": self.error, **self.result}
+
+
+# What the serving function decodes (image_header), by file name, for the images of a folder.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
+# Model files predict does not run, and what to give it instead.
+MODEL_FILES = {
+    ".keras": "a .keras file is the bare network (float images in, outputs out): load it with "
+              "keras.models.load_model, or give predict the run's workdir or a SavedModel export",
+    ".tflite": "a .tflite file runs in the TFLite interpreter (tf.lite.Interpreter); give "
+               "predict the run's workdir or a SavedModel export",
+    ".h5": "an .h5 file holds weights: give predict --weights=FILE --model=VARIANT, the run's "
+           "workdir or a SavedModel export",
+}
+
+
+def image_files(paths):
+    """`paths` with each folder replaced by its image files (sorted; not its subfolders')."""
+    files = []
+    for path in paths:
+        if not tf.io.gfile.isdir(path):
+            files.append(path)
+            continue
+        found = sorted(f"{path.rstrip('/')}/{name}" for name in tf.io.gfile.listdir(path)
+                       if name.lower().endswith(IMAGE_SUFFIXES))
+        if not found:
+            raise ValueError(f"folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        files.extend(found)
+    return files
 
 
 def _first_line(error):
@@ -67,6 +96,13 @@ def predictor(model_path, top_k=5, min_score=None, weights=None):
     return shown, lambda data: shown.read_outputs(call(data), top_k, min_score)
 
 
+def check_model_path(model_path):
+    """A model file predict does not take is a one-line error saying what it takes."""
+    suffix = "." + model_path.rsplit(".", 1)[-1].lower() if "." in model_path else ""
+    if suffix in MODEL_FILES and not tf.io.gfile.isdir(model_path):
+        raise ValueError(f"predict --export_dir={model_path}: {MODEL_FILES[suffix]}")
+
+
 def drawing_paths(files, draw_dir):
     """Where `--draw` writes each file's picture: DIR/<file name>.png, numbered when two files
     share a name."""
@@ -80,9 +116,13 @@ def drawing_paths(files, draw_dir):
 
 
 def predict_files(model_path, files, top_k=5, min_score=None, draw_dir=None, weights=None):
-    """(the task's serving module, one Prediction per file, in order); failures carry their
+    """(the task's serving module, one Prediction per file, in order, a folder's images in its
+    place); failures carry their
     error. With `draw_dir`, each image is also written there as a PNG with its results drawn
     (the serving module's draw: boxes and labels of a detector). `weights`: see predictor."""
+    if model_path:
+        check_model_path(model_path)
+    files = image_files(files)
     shown, run = predictor(model_path, top_k, min_score, weights)
     drawings = drawing_paths(files, draw_dir) if draw_dir else [None] * len(files)
     if draw_dir:

@@ -353,3 +353,21 @@ def test_predict_command_reports_bad_files_and_goes_on(run, tmp_path):
     text = predict.format_text(*predict.predict_files(run["export"], [good, files[1]]))
     assert text.splitlines()[0] == good and text.splitlines()[1].strip().startswith("1. ")
     assert text.splitlines()[-1].startswith(f"{files[1]}: error: ")
+
+
+def test_predict_takes_a_folder_and_says_what_a_model_file_needs(run, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "b.jpg").write_bytes(request_images()["photo.jpg"])
+    (folder / "a.PNG").write_bytes(request_images()["gray.png"])
+    (folder / "notes.txt").write_text("not an image")
+    _, results = predict.predict_files(run["export"], [str(folder)])
+    assert [r.file for r in results] == [f"{folder}/a.PNG", f"{folder}/b.jpg"]
+    assert all(r.error is None and r.result["top"] for r in results)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="folder .*empty holds no images"):
+        predict.predict_files(run["export"], [str(tmp_path / "empty")])
+    for name, hint in (("model.keras", "keras.models.load_model"),
+                       ("model.tflite", "tf.lite.Interpreter")):
+        with pytest.raises(ValueError, match=f"predict --export_dir=.*{name}: .*{hint}"):
+            predict.predict_files(str(tmp_path / name), [str(folder)])

@@ -151,3 +151,34 @@ def test_a_download_without_network_is_one_line_and_exit_1(tmp_path):
     assert lines[-1].startswith("efficientnet-tf convert: error: cannot download http://127.0.0.1")
     assert f"put it at {tmp_path}/cache/storage.googleapis.com/cloud-tpu-checkpoints/" \
            "efficientnet/ckpts/efficientnet-b0.tar.gz" in lines[-1]
+
+
+def test_each_command_s_help_shows_its_own_flags_and_train_s_its_experiments():
+    result = subprocess.run(COMMAND + ["train", "--help"], cwd=ROOT, env=ENV,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert text.startswith("efficientnet-tf train:")
+    assert "--dry_run" in text and "--workdir" in text and "--quantize" not in text
+    assert "experiments/detect_folder.py" in text and "experiments/folder.py" in text
+    assert "efficientnet_tf/train/config.py" in text
+    result = subprocess.run(COMMAND + ["export", "-h"], cwd=ROOT, env=ENV, capture_output=True,
+                            text=True, timeout=300)
+    assert "--quantize (default: none)" in result.stdout and "--dry_run" not in result.stdout
+    assert "experiments/" not in result.stdout
+
+
+def test_train_dry_run_prints_the_decided_config_and_trains_nothing(tmp_path):
+    from imagedata import write_folder
+    root = str(write_folder(tmp_path / "images", per_class=4, size=(48, 48)))
+    held_out = str(write_folder(tmp_path / "held_out", per_class=2, size=(48, 48)))
+    workdir = tmp_path / "run"
+    result = subprocess.run(
+        COMMAND + ["train", FOLDER, f"--config.data.root={root}", f"--workdir={workdir}",
+                   f"--config.data.eval_root={held_out}",
+                   "--config.train.epochs=8", "--dry_run"],
+        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "# decided from the data: progressive.image_size_max = 48" in result.stdout
+    assert "epochs: 8" in result.stdout and "# stage  steps" in result.stdout
+    assert not workdir.exists()

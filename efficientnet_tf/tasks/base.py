@@ -117,6 +117,12 @@ class Task(abc.ABC):
     def eval_dataset(self, input_context=None, counter=None, batch_size=None):
         """Batches of (inputs, targets) covering the eval split once (padding marked)."""
 
+    @classmethod
+    def plan_stages(cls, stages, config):
+        """The run's stages (train/progressive.py), as the task trains them: by default as
+        they are."""
+        return stages
+
     def recalibration_dataset(self, input_context=None):
         """(batches of (inputs, targets) for one replica, number of batches) on which batch
         norm's moving statistics are recomputed at the end of training, or None (the default:

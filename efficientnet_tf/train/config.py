@@ -145,6 +145,9 @@ def base_config():
         # training images (as evaluated: unjittered) whose batch statistics replace the batch
         # norms' moving ones at the end of training (PreciseBN); None: 0, none (as automl)
         bn_recalibration_images=placeholder(int),
+        # the share of the steps, at the end, trained without scale jitter (flips only), as
+        # YOLOX ends without its strong augmentation; None: 0 (as automl)
+        final_unjittered_share=placeholder(float),
         focal_alpha=0.25, focal_gamma=1.5,  # label smoothing: train.label_smoothing
         box_loss_weight=50.0, huber_delta=0.1,
         # evaluation: per-class Gaussian soft-NMS over the top 5000 candidates, 100 detections

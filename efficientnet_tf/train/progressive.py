@@ -36,6 +36,9 @@ class Stage:
     randaug_magnitude: float
     mixup_alpha: float
     cutmix_alpha: float
+    # False: the stage trains without scale jitter (a detector's last stage, as the task plans
+    # it: Task.plan_stages)
+    scale_jitter: bool = True
 
 
 def round_size(size, multiple, ceiling=None):
@@ -141,7 +144,7 @@ def merge_equal(stage_list):
 
 def _settings(stage):
     return (stage.image_size, stage.dropout_rate, stage.randaug_magnitude, stage.mixup_alpha,
-            stage.cutmix_alpha)
+            stage.cutmix_alpha, stage.scale_jitter)
 
 
 def stage_at(stage_list, step):
@@ -158,5 +161,5 @@ def table(stage_list):
     for s in stage_list:
         lines.append(f"{s.index + 1:>5}  {s.start_step:>7}-{s.end_step:<9} {s.image_size:>5} "
                      f"{s.dropout_rate:>8.3f} {s.randaug_magnitude:>8.2f} {s.mixup_alpha:>6.3f} "
-                     f"{s.cutmix_alpha:>7.3f}")
+                     f"{s.cutmix_alpha:>7.3f}" + ("" if s.scale_jitter else "  no scale jitter"))
     return lines

@@ -217,7 +217,8 @@ def plan_run(config, strategy, recorded_seed=None, init_scaling=None):
             raise ValueError(f"the {split} split of the data is empty{hint}")
     steps_per_epoch = source.num_examples(sources.TRAIN) / global_batch
     total_steps = config_lib.total_steps(config, steps_per_epoch)
-    stages = tuple(progressive.stages(spec, config, total_steps))
+    stages = tuple(task_class.plan_stages(progressive.stages(spec, config, total_steps),
+                                          config))
     image_dtype = config.data.image_dtype
     if image_dtype is None:
         image_dtype = "bfloat16" if distribute.is_tpu(strategy) else "float32"

@@ -340,6 +340,20 @@ def class_counts(run):
     return counts() if counts else None
 
 
+def describe_plan(run):
+    """What `train --dry_run` prints: the config the run would use (after what the recipe
+    decides from the data), each decision and its reason, the steps and the stages."""
+    lines = ["# the config this run would use (efficientnet_tf/train/config.py explains each key)",
+             str(run.config).rstrip()]
+    lines += [""] + [f"# decided from the data: {decision.line()}" for decision in run.decisions]
+    lines += ["", f"# {run.spec.name} ({run.task}): {run.num_classes} classes, "
+              f"{run.train_examples} training and {run.eval_examples} evaluation examples, "
+              f"global batch {run.global_batch}, {run.total_steps} steps "
+              f"({run.total_steps / run.steps_per_epoch:.1f} epochs)"]
+    lines += [f"# {line}" for line in progressive.table(run.stages)]
+    return "\n".join(lines)
+
+
 def describe_results(results, workdir):
     """What `train` prints at the end: the final evaluation and where the run is."""
     return f"eval {results['eval_summary']}; workdir {workdir}"

@@ -47,11 +47,12 @@ RATE, FINE_TUNING_RATE = 1e-3, 1e-4
 # run (momentum^(steps/20) = e^-1), within automl's 0.99 and the demo's 0.9.
 MIN_BN_MOMENTUM, MAX_BN_MOMENTUM = 0.9, 0.99
 RECALIBRATION = 512
+FINAL_UNJITTERED = 0.25
 
 ADAPTED_KEYS = ("train.image_size", "detection.anchor_scale", "detection.scale_min",
                 "detection.scale_max", "train.batch_size", "optimizer.lr_per_256",
                 "optimizer.warmup_epochs", "train.ema_decay", "model.bn_momentum",
-                "detection.bn_recalibration_images")
+                "detection.bn_recalibration_images", "detection.final_unjittered_share")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,15 +131,10 @@ def adapt(config, spec, box_profile, total_steps):
            f"at {size} px the objects' 10th-percentile side is {low:.0f} px: the smallest "
            f"anchors {scale * 2 ** spec.min_level:g} px ({spec.name}'s {spec.anchor_scale:g} "
            f"would make them {spec.anchor_scale * 2 ** spec.min_level:g})")
-    if size == box_profile.long_side:
-        decide("detection", "scale_min", 1.0,
-               f"the images are used at their own size ({size} px): no rescaling, whose "
-               "resampling the evaluation's images would not have (flips only)")
-    else:
-        shrink = 0.75 if median < SMALL_OBJECT else 0.5
-        decide("detection", "scale_min", shrink,
-               f"the median object is {median:.0f} px at {size} px: shrink images at most to "
-               f"{shrink:g} (automl's 0.1 would make it {0.1 * median:.0f} px)")
+    shrink = 0.75 if median < SMALL_OBJECT else 0.5
+    decide("detection", "scale_min", shrink,
+           f"the median object is {median:.0f} px at {size} px: shrink images at most to "
+           f"{shrink:g} (automl's 0.1 would make it {0.1 * median:.0f} px)")
     decide("detection", "scale_max", round(1 / config.detection.scale_min, 2),
            "zoom in as far as the shrink goes out")
     decide("train", "batch_size", batch_size(box_profile),
@@ -162,6 +158,11 @@ def adapt(config, spec, box_profile, total_steps):
     decide("model", "bn_momentum", momentum,
            f"{steps} steps: batch-norm statistics that forget their start within the first "
            "5% of the run")
+    jitter = (config.detection.scale_min, config.detection.scale_max) != (1.0, 1.0)
+    decide("detection", "final_unjittered_share", FINAL_UNJITTERED if jitter else 0.0,
+           (f"the last {FINAL_UNJITTERED:.0%} of the steps on the images as evaluation sees "
+            "them (flips only), after training on rescaled ones" if jitter
+            else "no scale jitter to end"))
     decide("detection", "bn_recalibration_images",
            min(RECALIBRATION, box_profile.train_images),
            "batch-norm statistics recomputed at the end on training images as evaluation sees "

@@ -58,6 +58,7 @@ class DetectionTaskSettings:
     eval_nms: str  # postprocess.NmsSettings.method of the evaluation
     max_pixels: int = image_header.MAX_PIXELS
     bn_recalibration_images: int = 0  # 0 in runs recorded before it existed
+    final_unjittered_share: float = 0.0
 
     @property
     def eval_size(self):
@@ -73,7 +74,9 @@ class DetectionTaskSettings:
                 f"gamma {self.focal_gamma:g}, label smoothing {self.label_smoothing:g}) + "
                 f"{self.box_loss_weight:g} x Huber ({self.huber_delta:g}); eval: {self.eval_nms} "
                 "NMS" + (f"; batch norm recalibrated on {self.bn_recalibration_images} training "
-                         "images at the end" if self.bn_recalibration_images else ""))
+                         "images at the end" if self.bn_recalibration_images else "")
+                + (f"; the last {self.final_unjittered_share:.0%} of the steps without scale "
+                   "jitter" if self.final_unjittered_share else ""))
 
 
 class DetectionTask(base.Task):
@@ -143,6 +146,10 @@ class DetectionTask(base.Task):
                              f"{detection.max_instances}")
         postprocess.NmsSettings(method=detection.eval_nms)  # checks the name
         recalibration = detection.bn_recalibration_images or 0
+        unjittered = detection.final_unjittered_share or 0.0
+        if not 0.0 <= unjittered < 1.0:
+            raise ValueError(f"detection.final_unjittered_share must be in [0, 1), got "
+                             f"{unjittered}")
         if recalibration < 0:
             raise ValueError(f"detection.bn_recalibration_images must be >= 0 (0: off), got "
                              f"{recalibration}")
@@ -155,7 +162,23 @@ class DetectionTask(base.Task):
             label_smoothing=config.train.label_smoothing or 0.0,
             box_loss_weight=detection.box_loss_weight, huber_delta=detection.huber_delta,
             eval_nms=detection.eval_nms, max_pixels=config.data.max_pixels,
-            bn_recalibration_images=recalibration)
+            bn_recalibration_images=recalibration, final_unjittered_share=unjittered)
+
+    @classmethod
+    def plan_stages(cls, stages, config):
+        """The stage (one: a detector trains at one size) split in two when
+        detection.final_unjittered_share is set: its last share of the steps without scale
+        jitter."""
+        share = config.detection.final_unjittered_share or 0.0
+        last = stages[-1]
+        plain = int(round(share * last.end_step))
+        if not plain or plain >= last.end_step - last.start_step:
+            return stages
+        split = last.end_step - plain
+        return list(stages[:-1]) + [
+            dataclasses.replace(last, end_step=split),
+            dataclasses.replace(last, index=last.index + 1, start_step=split,
+                                scale_jitter=False)]
 
     @classmethod
     def settings_from_dict(cls, values):
@@ -204,6 +227,8 @@ class DetectionTask(base.Task):
 
     def train_dataset(self, stage, input_context=None, seed=None, counter=None):
         settings = self.data_settings(stage.image_size, self.run.per_replica_batch, seed)
+        if not stage.scale_jitter:
+            settings = dataclasses.replace(settings, scale_range=(1.0, 1.0))
         return inputs_lib.train_dataset(self.source, settings, input_context, counter,
                                       self.truncations if counter is not None else None)
 

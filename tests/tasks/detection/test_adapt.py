@@ -9,6 +9,7 @@ from efficientnet_tf.tasks import base
 from efficientnet_tf.tasks.detection import adapt, photo_sets
 from efficientnet_tf.tasks.detection.sources import CocoJsonSource
 from efficientnet_tf.tasks.detection.task import DetectionTask
+from efficientnet_tf.train import progressive
 from efficientnet_tf.train import config as config_lib
 
 import trainutil
@@ -48,9 +49,10 @@ def test_small_objects_get_small_anchors_mild_jitter_and_a_short_run_s_averages(
     assert values["train.image_size"] == 128  # the images' own size, not D0's 512
     # The 10th-percentile object (9 px) sets the smallest anchor: 1 x 8 px (D0's: 4 x 8 = 32).
     assert values["detection.anchor_scale"] == 1.0
-    # At their own size the images are not rescaled (the evaluation's are not either); batch
-    # norm is recalibrated at the end on the 72 images.
-    assert (values["detection.scale_min"], values["detection.scale_max"]) == (1.0, 1.0)
+    # Small objects (median 16 px): mild jitter, the last quarter of the run without it, and
+    # batch norm recalibrated at the end on the 72 images.
+    assert (values["detection.scale_min"], values["detection.scale_max"]) == (0.75, 1.33)
+    assert values["detection.final_unjittered_share"] == 0.25
     assert values["detection.bn_recalibration_images"] == 72
     assert values["train.batch_size"] == 8  # 72 / 16 = 4.5 steps per epoch: halved
     # 50 epochs x 9 steps = 450 steps: EMA over ~45, BN forgets its start within ~20.
@@ -104,6 +106,23 @@ def test_the_anchor_scale_reaches_the_run_s_anchors():
     assert settings.anchors.anchor_scale == 4.0 and settings.scale_range == (0.1, 2.0)
     config.detection.anchor_scale = -1.0
     with pytest.raises(ValueError, match="anchor_scale must be > 0, got -1.0"):
+        DetectionTask.resolve(config, D0, None, None)
+
+
+def test_the_last_share_of_the_steps_is_a_stage_without_scale_jitter():
+    config = recipe()
+    stage = progressive.Stage(0, 0, 450, 128, 0.0, 0.0, 0.0, 0.0)
+    config.detection.final_unjittered_share = 0.25
+    jittered, plain = DetectionTask.plan_stages([stage], config)
+    assert (jittered.start_step, jittered.end_step, jittered.scale_jitter) == (0, 338, True)
+    assert (plain.index, plain.start_step, plain.end_step, plain.scale_jitter) == (1, 338, 450,
+                                                                                   False)
+    assert progressive.merge_equal([jittered, plain]) == [jittered, plain]  # they differ
+    assert "no scale jitter" in progressive.table([jittered, plain])[-1]
+    config.detection.final_unjittered_share = None
+    assert DetectionTask.plan_stages([stage], config) == [stage]
+    config.detection.final_unjittered_share = 1.0
+    with pytest.raises(ValueError, match=r"final_unjittered_share must be in \[0, 1\), got 1.0"):
         DetectionTask.resolve(config, D0, None, None)
 
 

@@ -181,3 +181,16 @@ def test_the_train_window_is_padded_with_the_colour_its_scaling_maps_to_zero():
     assert window.shape == (64, 64, 3) and float(window[:16, :32].max()) == 0.0
     np.testing.assert_allclose(window[16:], 127.5)
     np.testing.assert_allclose(window[:, 32:], 127.5)
+
+
+def test_without_scale_jitter_a_training_image_is_the_evaluation_image(tmp_path):
+    """Scale range (1, 1), no flip (a detector's last stage without jitter, flips aside): the
+    training pipeline gives each image exactly as evaluation (and the recalibration of batch
+    norm) sees it, fitted and padded, not resampled otherwise."""
+    source = write_scenes(tmp_path, [1, 2, 3])
+    plain = settings(scale_range=(1.0, 1.0), random_flip=False, batch_size=3)
+    train_images, _ = next(iter(detection_inputs.train_dataset(source, plain)))
+    eval_images, _ = next(iter(detection_inputs.eval_dataset(source, plain, batch_size=3)))
+    train_rows, eval_rows = (sorted(np.asarray(images).reshape(3, -1).tolist())
+                             for images in (train_images, eval_images))
+    np.testing.assert_array_equal(train_rows, eval_rows)
