@@ -40,6 +40,8 @@ VARIANTS = {
     "jitter_0.1_2.0": ["detection.scale_min=0.1", "detection.scale_max=2.0"],
     "no_jitter": ["detection.scale_min=1.0", "detection.scale_max=1.0"],
     "no_bn_recalibration": ["detection.bn_recalibration_images=0"],
+    "no_unjittered_end": ["detection.final_unjittered_share=0.0"],
+    "unjittered_last_40pct": ["detection.final_unjittered_share=0.4"],
     "size_256": ["train.image_size=256"],
     "size_160_jitter": ["train.image_size=160"],  # 1.25 x the pictures: rescaled in eval too
     "anchor_scale_4": ["detection.anchor_scale=4.0"],
