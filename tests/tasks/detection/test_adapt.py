@@ -63,6 +63,20 @@ def test_small_objects_get_small_anchors_mild_jitter_and_a_short_run_s_averages(
     assert base.open_keys(config, DetectionTask.ADAPTED_KEYS) == []
 
 
+def test_objects_below_the_smallest_anchor_enlarge_the_images():
+    """4-px objects (the sky set's 10th percentile) in 128-px pictures: twice the size, so
+    that they are 8 px, the smallest anchor; at most 4x, and at most the row's size."""
+    tiny = dataclasses.replace(SMALL, object_sides=(4.0, 6.5, 16.0))
+    config, values = decided(recipe(), tiny)
+    assert values["train.image_size"] == 256
+    assert values["detection.anchor_scale"] == 1.0  # 8 px at 256
+    assert (values["detection.scale_min"], values["detection.scale_max"]) == (0.75, 1.33)
+    _, values = decided(recipe(), dataclasses.replace(SMALL, object_sides=(1.0, 2.0, 3.0)))
+    assert values["train.image_size"] == 512  # 4x
+    _, values = decided(recipe(), dataclasses.replace(tiny, long_side=400))
+    assert values["train.image_size"] == 512  # D0's, not 800
+
+
 def test_large_pictures_and_objects_keep_the_row_s_size_and_anchors():
     _, values = decided(recipe(), LARGE)
     assert values["train.image_size"] == 512  # at most the row's
