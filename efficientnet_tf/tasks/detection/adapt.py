@@ -53,7 +53,7 @@ RATE, FINE_TUNING_RATE = 1e-3, 1e-4
 # run (momentum^(steps/20) = e^-1), within automl's 0.99 and the demo's 0.9.
 MIN_BN_MOMENTUM, MAX_BN_MOMENTUM = 0.9, 0.99
 RECALIBRATION = 512
-FINAL_UNJITTERED = 0.25
+FINAL_UNJITTERED = 0.4
 
 ADAPTED_KEYS = ("train.image_size", "detection.anchor_scale", "detection.scale_min",
                 "detection.scale_max", "train.batch_size", "optimizer.lr_per_256",
