@@ -7,11 +7,12 @@
 
 The argument picks the detector (":efficientdet-d0", the default; a larger row for more data
 and time). The recipe adapts to the data (tasks/detection/adapt.py): from the training
-annotations it decides the input size (the images' own, at most the row's), the anchor scale
-(the smallest anchors fit the small objects), the scale jitter (none at the images' own size,
-mild for small objects), the batch, AdamW's rate, the warmup, the EMA and the batch-norm
-momentum (averaging over the run's last tenth / forgetting the start), and logs each decision
-with its reason. A key you set is never changed. `init_from` takes the official COCO detector
+annotations it decides the input size (the images' own, enlarged when the objects are
+smaller than the smallest anchor, at most the row's), the anchor scale (the smallest anchors
+fit the small objects), the scale jitter (mild for small objects) and the unjittered last 40%
+of the steps, the batch, AdamW's rate, the warmup, the EMA and the batch-norm momentum
+(averaging over the run's last tenth / forgetting the start) and the batch-norm statistics
+recomputed at the end, and logs each decision with its reason (`--dry_run` prints them). A key you set is never changed. `init_from` takes the official COCO detector
 of the row ('efficientdet-d0/coco', downloaded on first use: everything but the class
 predictor, which starts fresh for your classes; the rate is then a tenth), an official
 classifier checkpoint of its backbone ('efficientnet-b0/noisy-student'), 'imagenet' (the
