@@ -19,7 +19,7 @@ scale jitter 0.1-2.0 with flips; focal loss alpha 0.25 gamma 1.5, Huber delta 0.
 label smoothing. Differences: the warmup ramps from 0 (automl: from 0.008), the clip is one
 global norm (automl clips each gradient to norm 10 first), the losses are normalized by the
 positives of the global batch (automl: of each replica's); the evaluation's per-class soft-NMS
-runs on the host after the step, as automl's (TensorFlow has no XLA kernel for it).
+runs on the host after the step (TensorFlow has no XLA kernel for it).
 The ",runlocal" option shrinks it to a CPU smoke run.
 """
 
