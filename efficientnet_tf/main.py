@@ -438,10 +438,11 @@ def _usage_of(command):
 def _experiments(folder="experiments"):
     """(file, first docstring line) of the experiment files under `folder` (the checkout's)."""
     found = []
-    for path in sorted(glob.glob(os.path.join(folder, "*.py"))):
-        if os.path.basename(path).startswith("_"):
+    # local: the experiment files are the checkout's (ml_collections imports them from disk)
+    for path in sorted(glob.glob(os.path.join(folder, "*.py"))):  # local: as above
+        if os.path.basename(path).startswith("_"):  # local: as above
             continue
-        with open(path) as stream:
+        with open(path) as stream:  # local: as above
             doc = ast.get_docstring(ast.parse(stream.read())) or ""
         found.append((path, doc.strip().splitlines()[0] if doc.strip() else ""))
     return found
