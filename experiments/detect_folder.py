@@ -12,9 +12,10 @@ smaller than the smallest anchor, at most the row's), the anchor scale (the smal
 fit the small objects), the scale jitter (mild for small objects) and the unjittered last 40%
 of the steps, the batch, AdamW's rate, the warmup, the EMA and the batch-norm momentum
 (averaging over the run's last tenth / forgetting the start) and the batch-norm statistics
-recomputed at the end, and logs each decision with its reason (`--dry_run` prints them). A key you set is never changed. `init_from` takes the official COCO detector
-of the row ('efficientdet-d0/coco', downloaded on first use: everything but the class
-predictor, which starts fresh for your classes; the rate is then a tenth), an official
+recomputed at the end, and logs each decision with its reason (`--dry_run` prints them). A
+key you set is never changed. `init_from` takes the official COCO detector of the row
+('efficientdet-d0/coco', downloaded on first use: everything but the class predictor, which
+starts fresh for your classes; the rate is then a tenth), an official
 classifier checkpoint of its backbone ('efficientnet-b0/noisy-student'), 'imagenet' (the
 backbone's keras.applications weights), a path, or a workdir of ours. Classes come from the
 file's categories in id order, 0-based.
