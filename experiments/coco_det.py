@@ -7,8 +7,10 @@
 
 Hardware: the paper's recipe is a batch of 128 on 32 TPU v3 cores (a v3-32 slice); 300 epochs
 (D7/D7x: 600). Records: automl's create_coco_tfrecord.py format (scripts/make_detection_tfrecords.py
-writes it from a COCO JSON), COCO category ids 1..90 -> classes 0..89 (label_offset 1, 90 classes
-with the unused ids left as empty classes, as automl). Published COCO val AP (automl README):
+writes it from a COCO JSON) or the COCO JSON files themselves (data.source=coco_json): either way
+COCO category ids 1..90 -> classes 0..89 (label_offset 1, data.class_ids=category_id: 90 classes
+with the 10 unused ids as classes that never occur, as automl's records, its checkpoints and
+its 3,880,067 parameters of D0 have them). Published COCO val AP (automl README):
 D0 34.3, D1 40.2, D2 43.5, D3 46.8, D4 49.3, D5 51.2, D6 52.1, D7 53.4, D7x 54.4.
 
 The recipe (automl hparams_config.py, tf2/train_lib.py): SGD momentum 0.9, learning rate 0.08
@@ -36,6 +38,7 @@ def get_config(arg="efficientdet-d0"):
     config.model.bn_sync = "all"
     config.data.source = "detection_tfrecord"
     config.data.label_offset = 1
+    config.data.class_ids = "category_id"
     config.data.num_classes = 90
     config.data.num_train_examples = COCO_TRAIN_IMAGES
     config.data.num_eval_examples = COCO_VAL_IMAGES

@@ -39,6 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench_input import images_per_second, with_threads  # noqa: E402
 from benchtiming import medians_in_turn  # noqa: E402
 from efficientnet_tf import tasks  # noqa: E402
+from efficientnet_tf.data import labels  # noqa: E402
 from efficientnet_tf.tasks.detection import digit_scenes, targets as targets_lib  # noqa: E402
 from efficientnet_tf.train import optim, trainer  # noqa: E402
 from experiments import coco_det  # noqa: E402  (the recipe file, from the repository root)
@@ -72,7 +73,7 @@ def write_scenes(root):
                              tf.io.encode_jpeg(pixels, quality=90))
             tf.io.gfile.remove(png)
         known = {c["id"] for c in payload["categories"]}
-        payload["categories"] += [{"id": i, "name": f"unused_{i}"}
+        payload["categories"] += [{"id": i, "name": labels.UNUSED.format(i)}
                                   for i in range(1, COCO_CLASS_SLOTS + 1) if i not in known]
         payload["categories"].sort(key=lambda c: c["id"])
         with tf.io.gfile.GFile(path, "w") as stream:

@@ -7,11 +7,14 @@
         --eval_images=coco/val2017 --output_dir=gs://bucket/coco-tfrecords --shards=256
 
 Writes train-*.tfrecord, eval-*.tfrecord (the TF Object Detection API format that
-google/automl efficientdet reads) and labels.txt. Labels are the 0-based class index (the
-categories sorted by id) + --label_offset, so COCO's 80 classes become 1..80: train with
-data.source=detection_tfrecord, data.num_classes=80, data.train_pattern=OUTPUT/train-*,
-data.eval_pattern=OUTPUT/eval-*. Unreadable images are skipped and listed; the last line
-printed is a JSON object with the counts.
+google/automl efficientdet reads) and labels.txt. Labels are the COCO category ids, as in
+automl's records (--class_ids=category_id: class = id - 1, so COCO's ids 1..90 are 90 classes,
+10 of them unused, what experiments/coco_det.py and the official COCO checkpoints expect), or
+the categories' 0-based position in id order + --label_offset (--class_ids=index: contiguous
+1..K for your own K categories). Train with data.source=detection_tfrecord,
+data.train_pattern=OUTPUT/train-*, data.eval_pattern=OUTPUT/eval-* and the data.num_classes and
+data.label_offset that the last line printed gives, a JSON object with those and the counts.
+Unreadable images are skipped and listed.
 """
 
 import json
@@ -33,7 +36,11 @@ flags.DEFINE_string("eval_images", None, "Image folder of the eval split.")
 flags.DEFINE_string("output_dir", None, "Directory for the shards (local or gs://).",
                     required=True)
 flags.DEFINE_integer("shards", 0, "Shards per split (0: about 1,000 images per shard).")
-flags.DEFINE_integer("label_offset", 1, "Added to the 0-based class index.")
+flags.DEFINE_enum("class_ids", "category_id", ["category_id", "index"],
+                  "category_id: class = COCO category id - 1 (automl's records, 90 classes for "
+                  "COCO); index: the categories' position in id order (contiguous).")
+flags.DEFINE_integer("label_offset", 1, "Stored label = class + label_offset (1: a COCO id "
+                     "with --class_ids=category_id).")
 flags.DEFINE_enum("invalid_boxes", "error", ["error", "skip"],
                   "An invalid annotation: stop with an error, or leave it out and count it.")
 FLAGS = flags.FLAGS
@@ -53,8 +60,8 @@ def main(argv):
     # One source for both splits: it checks that their categories (so the labels) agree.
     source = CocoJsonSource({split: annotations[split] for split in splits},
                             {split: images[split] for split in splits},
-                            invalid_boxes=FLAGS.invalid_boxes)
-    counts = {"classes": source.num_classes}
+                            invalid_boxes=FLAGS.invalid_boxes, class_ids=FLAGS.class_ids)
+    counts = {"num_classes": source.num_classes, "label_offset": FLAGS.label_offset}
     for split in splits:
         summary = convert.write_split(
             source, split, FLAGS.output_dir, FLAGS.shards, FLAGS.label_offset,

@@ -165,30 +165,79 @@ def test_coco_detection_recipe_is_automls(variant):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("recipe", ["coco_det", "detect_folder"])
-def test_detection_runlocal_trains_on_records_and_on_coco_json(recipe, tmp_path):
-    """coco_det reads automl-format TFRecords (made by the converter from a COCO JSON folder;
-    its ground truth rebuilt from the records), detect_folder the COCO JSON itself."""
-    from efficientnet_tf.tasks.detection import convert
+def test_detect_folder_runlocal_trains_on_coco_json(tmp_path):
     from imagedata import write_coco_boxes
 
     for split, count in (("train", 12), ("eval", 4)):
         write_coco_boxes(f"{tmp_path}/{split}", count, seed=len(split))
-    config = load(recipe).get_config("efficientdet-test,runlocal")
-    if recipe == "coco_det":
-        for split in ("train", "eval"):
-            convert.coco_json_to_tfrecords(f"{tmp_path}/{split}/annotations.json",
-                                           f"{tmp_path}/{split}/images",
-                                           f"{tmp_path}/records", split, shards=2)
-        config.data.train_pattern = f"{tmp_path}/records/train-*"
-        config.data.eval_pattern = f"{tmp_path}/records/eval-*"
-        config.data.num_classes = 2
-        config.data.num_train_examples = config.data.num_eval_examples = 0  # counted
-    else:
-        for split in ("train", "eval"):
-            config.data[f"{split}_annotations"] = f"{tmp_path}/{split}/annotations.json"
-            config.data[f"{split}_images"] = f"{tmp_path}/{split}/images"
+    config = load("detect_folder").get_config("efficientdet-test,runlocal")
+    for split in ("train", "eval"):
+        config.data[f"{split}_annotations"] = f"{tmp_path}/{split}/annotations.json"
+        config.data[f"{split}_images"] = f"{tmp_path}/{split}/images"
     config.train.steps = 6
     results = trainer.train_and_evaluate(config, str(tmp_path / "run"))
     assert results["steps"] == 6 and results["eval_examples"] == 4
     assert set(results) >= {"eval_AP", "eval_AP/red", "eval_AP/blue"}
+
+
+def write_coco_sample(directory, count, seed):
+    """`count` 64 x 48 noise pictures with airplanes (COCO id 5) and toothbrushes (90) as solid
+    boxes, under COCO's own 80 categories."""
+    import numpy as np
+
+    from efficientnet_tf.models.weights import COCO_NAMES
+    from imagedata import write_coco_split
+
+    rng = np.random.RandomState(seed)
+    pictures = []
+    for _ in range(count):
+        pixels = rng.randint(0, 120, size=(48, 64, 3)).astype("uint8")
+        x, y = rng.randint(0, 40), rng.randint(0, 28)
+        category = (5, 90)[rng.randint(2)]
+        pixels[y:y + 16, x:x + 20] = (220, 30, 30) if category == 5 else (30, 60, 220)
+        pictures.append((pixels, [(y, x, y + 16, x + 20, category)]))
+    write_coco_split(directory, pictures, COCO_NAMES)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("route", ["records", "coco_json"])
+def test_coco_det_as_the_readme_runs_it_on_a_coco_sample(route, tmp_path):
+    """The README's two COCO routes on files in COCO's format (80 categories, ids 1..90): the
+    converter's records with only their patterns given, or the JSON files themselves. Both
+    train automl's 90 classes (class = category id - 1), the converter's labels.txt has the 90
+    names, and the evaluation scores the two categories present by their names."""
+    import json
+    import subprocess
+    import sys
+
+    for split, count in (("train", 64), ("eval", 16)):  # runlocal's example counts
+        write_coco_sample(f"{tmp_path}/{split}", count, seed=len(split))
+    data = {f"{split}_{kind}": f"{tmp_path}/{split}/{file}" for split in ("train", "eval")
+            for kind, file in (("annotations", "annotations.json"), ("images", "images"))}
+    if route == "records":
+        converted = subprocess.run(
+            [sys.executable, "scripts/make_detection_tfrecords.py", "--shards=2",
+             f"--output_dir={tmp_path}/records", *(f"--{k}={v}" for k, v in data.items())],
+            capture_output=True, text=True, timeout=300, cwd=ROOT)
+        assert converted.returncode == 0, converted.stderr[-3000:]
+        counts = json.loads(converted.stdout.strip().splitlines()[-1])
+        assert (counts["num_classes"], counts["label_offset"]) == (90, 1)
+        names = (tmp_path / "records/labels.txt").read_text().splitlines()
+        assert len(names) == 90 and (names[0], names[4], names[11], names[89]) == (
+            "person", "airplane", "unused-12", "toothbrush")
+        flags = [f"--config.data.train_pattern={tmp_path}/records/train-*",
+                 f"--config.data.eval_pattern={tmp_path}/records/eval-*"]
+    else:
+        flags = ["--config.data.source=coco_json",
+                 *(f"--config.data.{k}={v}" for k, v in data.items())]
+    workdir = tmp_path / "run"
+    trained = subprocess.run(
+        [sys.executable, "-m", "efficientnet_tf.main", "train",
+         "--config=experiments/coco_det.py:efficientdet-test,runlocal", f"--workdir={workdir}",
+         "--config.train.steps=4", *flags],
+        capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    results = json.loads((workdir / "results.json").read_text())
+    assert results["steps"] == 4 and results["eval_examples"] == 16
+    assert set(results) >= {"eval_AP/airplane", "eval_AP/toothbrush"}
+    assert not any(key.startswith("eval_AP/unused") for key in results)

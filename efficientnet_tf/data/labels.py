@@ -5,9 +5,18 @@ run's data (config data.labels_file) and an export (assets/labels.txt). Paths go
 tf.io.gfile, so gs:// works.
 """
 
+import re
+
 import tensorflow as tf
 
 LABELS_FILE = "labels.txt"
+# The name of a class that numbers an id no category has (COCO's ids 1..90 hold 80 categories;
+# automl's records and checkpoints keep 90 classes): never scored, never a ground-truth class.
+UNUSED = "unused-{}"
+
+
+def is_unused(name):
+    return re.fullmatch(UNUSED.format(r"\d+"), name) is not None
 
 
 def write_labels(path, class_names):

@@ -56,6 +56,9 @@ def base_config():
         # detection_tfrecord (automl / TF Object Detection API records: train_pattern,
         # eval_pattern, label_offset, num_classes) or tfds (coco/2017, voc/2007, ...)
         train_annotations="", train_images="", eval_annotations="", eval_images="",
+        # coco_json classes: the categories in id order, 0-based ("index"), or category id - 1
+        # ("category_id": COCO's ids 1..90 as automl's 90 classes, unused ids included)
+        class_ids="index",
         # a box with zero area, outside its image or of an unknown class: error, or skip it
         # (counted and logged)
         invalid_boxes="error",

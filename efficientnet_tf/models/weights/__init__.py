@@ -21,6 +21,7 @@ import h5py
 import tensorflow as tf
 from absl import logging
 
+from efficientnet_tf.data import labels
 from efficientnet_tf.models import efficientnet
 from efficientnet_tf.models.weights import catalog, download, official
 from efficientnet_tf.models.weights.keras_files import (  # noqa: F401 (the package's API)
@@ -52,7 +53,7 @@ COCO_NAMES = {
 
 def coco_class_names():
     """The 90 class names of a COCO detector, class c = category c + 1 (unused ids named so)."""
-    return tuple(COCO_NAMES.get(c + 1, f"unused-{c + 1}") for c in range(90))
+    return tuple(COCO_NAMES.get(c + 1, labels.UNUSED.format(c + 1)) for c in range(90))
 
 
 @dataclasses.dataclass(frozen=True)

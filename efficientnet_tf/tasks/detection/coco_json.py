@@ -2,9 +2,11 @@
 
 The format of the COCO dataset (cocodataset.org/#format-data, "Object Detection"): `images`
 [{id, file_name, height, width}], `annotations` [{id, image_id, category_id, bbox [x, y, width,
-height] in pixels, area, iscrowd}], `categories` [{id, name}]. Classes are the categories
-sorted by id, numbered 0..K-1, so COCO's sparse ids (1..90, 80 used) never shift a class.
-Read through tf.io.gfile, so the file and images may be on gs://.
+height] in pixels, area, iscrowd}], `categories` [{id, name}]. Classes (CLASS_IDS) are the
+categories sorted by id and numbered 0..K-1 ("index": COCO's 80 categories become 80 classes),
+or the category id - 1 ("category_id": COCO's ids 1..90 become 90 classes, the 10 unused ids
+included as classes named labels.UNUSED.format(id), as google/automl's COCO records and its
+checkpoints number them). Read through tf.io.gfile, so the file and images may be on gs://.
 """
 
 import dataclasses
@@ -15,9 +17,13 @@ from typing import List, Optional, Tuple
 import tensorflow as tf
 from absl import logging
 
+from efficientnet_tf.data import labels
+
 INVALID_BOXES = ("error", "skip")
 PIXEL_TOLERANCE = 1.0  # a box this far outside its image is clipped, not refused
 LOGGED = 10  # skipped annotations logged per split
+CLASS_IDS = ("index", "category_id")
+MAX_CATEGORY_ID = 10_000  # class_ids="category_id" makes a class of every id up to the largest
 
 
 @dataclasses.dataclass
@@ -74,6 +80,23 @@ def _categories(path, content):
     return categories
 
 
+def _classes(path, categories, class_ids):
+    """([(category id, name)] with class index = position, {listed id: class index})."""
+    if class_ids not in CLASS_IDS:
+        raise ValueError(f"class_ids is {class_ids!r}; use one of {CLASS_IDS}")
+    if class_ids == "index":
+        return categories, {category_id: index
+                            for index, (category_id, _) in enumerate(categories)}
+    ids = [category_id for category_id, _ in categories]
+    if not all(isinstance(i, int) and 1 <= i <= MAX_CATEGORY_ID for i in ids):
+        raise ValueError(f"{path!r} has category ids {ids}: class_ids='category_id' makes "
+                         f"class id - 1 of each, which needs integer ids 1..{MAX_CATEGORY_ID} "
+                         "(COCO's are 1..90); use class_ids='index' for other ids")
+    names = dict(categories)
+    return ([(i, names.get(i, labels.UNUSED.format(i))) for i in range(1, max(ids) + 1)],
+            {category_id: category_id - 1 for category_id in ids})
+
+
 def _images(path, content, images_dir):
     """{image id: ImageEntry} of the file's images, in file order."""
     entries = {}
@@ -126,8 +149,9 @@ def _problem(annotation, image, class_of):
     return check_box(annotation.get("bbox"), image.width, image.height)
 
 
-def read_coco_split(path, images_dir, invalid_boxes="error"):
-    """The checked CocoSplit of annotation file `path` with images in `images_dir`.
+def read_coco_split(path, images_dir, invalid_boxes="error", class_ids="index"):
+    """The checked CocoSplit of annotation file `path` with images in `images_dir`, classes
+    numbered as `class_ids` says (CLASS_IDS).
 
     A category not in `categories`, an empty box or one outside its image is an error naming
     the image and annotation (invalid_boxes="error"), or is left out, counted and the first
@@ -140,8 +164,7 @@ def read_coco_split(path, images_dir, invalid_boxes="error"):
         raise ValueError(f"image folder {images_dir!r} (for {path!r}) does not exist or is not "
                          "a directory")
     content = read_json(path)
-    categories = _categories(path, content)
-    class_of = {category_id: index for index, (category_id, _) in enumerate(categories)}
+    categories, class_of = _classes(path, _categories(path, content), class_ids)
     images = _images(path, content, images_dir)
     skipped = 0
     for annotation in content.get("annotations") or []:

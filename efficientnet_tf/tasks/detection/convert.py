@@ -1,8 +1,10 @@
 """Writes COCO JSON annotations and their images as sharded detection TFRecords (records.py).
 
-The output is what google/automl efficientdet's create_coco_tfrecord.py makes, except for the
-labels: records hold our 0-based class index + label_offset (contiguous 1..K for COCO's 80
-classes), not the COCO category id, so train on them with data.num_classes=K. Images are
+The output is what google/automl efficientdet's create_coco_tfrecord.py makes: records hold
+the class index + label_offset, where the class is the COCO category id - 1 (class_ids=
+"category_id", the default: COCO's records hold its ids 1..90, as automl's, for data.num_classes
+=90, label_offset=1) or the categories' 0-based position in id order ("index": contiguous
+1..K, for data.num_classes=K). Images are
 stored as their files' bytes; the size comes from the file's header (no decoding), and an image
 that cannot be read, is no JPEG/PNG/GIF/BMP, or whose size differs from the annotation file's
 is skipped with the reason. A labels.txt with the class names goes beside the shards.
@@ -63,11 +65,12 @@ def write_split(source, split, output_dir, shards=0, label_offset=1,
 
 
 def coco_json_to_tfrecords(annotations, images, output_dir, split_name, shards=0,
-                           label_offset=1, invalid_boxes="error", progress=None):
+                           label_offset=1, invalid_boxes="error", progress=None,
+                           class_ids="category_id"):
     """Reads one COCO annotation file (checked: CocoJsonSource) with its image folder and
     writes it as split `split_name` (see write_split), with labels.txt beside the shards."""
     source = CocoJsonSource({split_name: annotations}, {split_name: images},
-                            invalid_boxes=invalid_boxes)
+                            invalid_boxes=invalid_boxes, class_ids=class_ids)
     tf.io.gfile.makedirs(output_dir)
     labels.write_labels(f"{output_dir}/{labels.LABELS_FILE}", source.class_names)
     return write_split(source, split_name, output_dir, shards, label_offset, progress)

@@ -17,6 +17,7 @@ from absl import logging
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from efficientnet_tf.data import labels
 from efficientnet_tf.tasks.detection import postprocess
 
 # COCOeval.stats, in its order (COCOeval.summarize).
@@ -64,6 +65,10 @@ class CocoEvaluator:
             self._ground_truth = _index(dataset)
         self._image_ids = set(self._ground_truth.getImgIds())
         self._class_ids = sorted(self._ground_truth.getCatIds())
+        # Classes named as unused ids (labels.is_unused: COCO's 10 of 90) have no ground
+        # truth; their detections are dropped, as scoring against COCO's own file ignores them.
+        self._unused = {index for index, name in enumerate(class_names or ())
+                        if labels.is_unused(name)}
         if class_names is not None:
             names = {class_id: class_names[class_id] for class_id in self._class_ids}
         else:
@@ -86,6 +91,9 @@ class CocoEvaluator:
         if unknown_images:
             raise ValueError(f"detections for image id {unknown_images[0]}, which is not in "
                              f"the ground truth ({len(unknown_images)} unknown image ids)")
+        if self._unused:
+            detections = detections[~np.isin(detections[:, 6].astype(np.int64),
+                                             list(self._unused))]
         unknown_classes = sorted(set(detections[:, 6].astype(np.int64)) - set(self._class_ids))
         if unknown_classes:
             raise ValueError(f"detections of class {unknown_classes[0]}, which is not a "

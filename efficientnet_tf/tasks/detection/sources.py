@@ -37,9 +37,12 @@ def _check_invalid_boxes(invalid_boxes):
 
 def _ground_truth(class_names, images):
     """The COCO-format dict of `images`, each {image_id, file_name, height, width, bboxes
-    [[x, y, w, h]] in pixels, classes, is_crowd, areas}; annotations numbered 1.. in order."""
+    [[x, y, w, h]] in pixels, classes, is_crowd, areas}; annotations numbered 1.. in order.
+    Classes named as unused ids (labels.is_unused) are no categories: as against COCO's own
+    annotation file, detections of them are not scored."""
     result = {"images": [], "annotations": [],
-              "categories": [{"id": index, "name": name} for index, name in enumerate(class_names)]}
+              "categories": [{"id": index, "name": name} for index, name in enumerate(class_names)
+                             if not labels.is_unused(name)]}
     for image in sorted(images, key=lambda image: image["image_id"]):
         result["images"].append({"id": image["image_id"], "height": image["height"],
                                  "width": image["width"], "file_name": image["file_name"]})
@@ -83,14 +86,16 @@ class CocoJsonSource:
     """COCO annotation files (instances_*.json) and their image folders, one per split.
 
     Classes are the file's `categories` sorted by id, numbered 0..K-1, so sparse COCO ids
-    (1..90 with gaps) map to 80 contiguous classes; `category_ids[index]` is the original id.
+    (1..90 with gaps) map to 80 contiguous classes (class_ids="index"), or class = category
+    id - 1 (class_ids="category_id": COCO's 90, as automl's records and checkpoints);
+    `category_ids[index]` is the original id.
     Images without annotations are kept (negatives). The annotations are checked once, here
     (coco_json.read_coco_split); with invalid_boxes="skip" the bad ones are left out and
     counted in `skipped_annotations` {split: count}.
     """
 
     def __init__(self, annotations: Dict[str, str], images: Dict[str, str],
-                 invalid_boxes: str = "error"):
+                 invalid_boxes: str = "error", class_ids: str = "index"):
         _check_invalid_boxes(invalid_boxes)
         if set(annotations) != set(images):
             raise ValueError(f"annotations are given for splits {sorted(annotations)} but "
@@ -100,7 +105,8 @@ class CocoJsonSource:
         self.annotations, self.images, self.invalid_boxes = annotations, images, invalid_boxes
         self._splits, self.skipped_annotations, categories = {}, {}, None
         for split in sorted(annotations):
-            read = read_coco_split(annotations[split], images[split], invalid_boxes)
+            read = read_coco_split(annotations[split], images[split], invalid_boxes,
+                                   class_ids)
             if categories is not None and read.categories != categories:
                 raise ValueError(
                     f"the categories of {annotations[split]!r} ({read.categories}) differ from "
@@ -360,7 +366,8 @@ def from_config(data):
             _needs(data, [f"{split}_images"])
         return CocoJsonSource({split: data[f"{split}_annotations"] for split in splits},
                               {split: data[f"{split}_images"] for split in splits},
-                              invalid_boxes=invalid_boxes)
+                              invalid_boxes=invalid_boxes,
+                              class_ids=data.get("class_ids") or "index")
     if data.source == "detection_tfrecord":
         _needs(data, ["train_pattern", "eval_pattern", "num_classes"])
         class_names = labels.read_labels(

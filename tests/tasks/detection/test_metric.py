@@ -63,6 +63,23 @@ def test_hand_computed_average_precision():
     assert metrics["AP/dog"] == -1.0  # no dogs anywhere: undefined, as COCO's -1
 
 
+def test_detections_of_unused_ids_are_not_scored():
+    """Class 1 named as an unused id (a COCO id no category has, class_ids="category_id"): no
+    ground-truth category, and its detections are dropped, not an error or a false positive."""
+    truth = [annotation(1, 0, [10, 10, 40, 40])]
+    evaluator = metric_lib.CocoEvaluator(
+        {**ground_truth(truth, image_ids=(1,)), "categories": CATEGORIES[:1]},
+        class_names=["cat", "unused-2"])
+    evaluator.update(np.array([row(1, [10, 10, 40, 40], 0.9, 0),
+                               row(1, [200, 150, 30, 30], 0.95, 1)]))
+    metrics = evaluator.finish()
+    assert metrics["AP"] == pytest.approx(1.0) and metrics["detections"] == 1
+    assert [key for key in metrics if key.startswith("AP/")] == ["AP/cat"]
+    with pytest.raises(ValueError, match="detections of class 5, which is not a ground-truth"):
+        metric_lib.CocoEvaluator(ground_truth(truth, image_ids=(1,))).update(
+            np.array([row(1, [10, 10, 40, 40], 0.9, 5)]))
+
+
 def test_per_class_ap_with_a_missed_class():
     truth = [annotation(1, 0, [10, 10, 40, 40]), annotation(2, 1, [50, 60, 70, 80])]
     evaluator = metric_lib.CocoEvaluator(ground_truth(truth), class_names=["kitten", "puppy"])

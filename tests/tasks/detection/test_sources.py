@@ -168,7 +168,7 @@ def approx_truth(truth):
 
 def test_json_to_tfrecords_round_trip(tmp_path, coco):
     summary = convert.coco_json_to_tfrecords(coco[0], coco[1], str(tmp_path / "out"), EVAL,
-                                             shards=2)
+                                             shards=2, class_ids="index")
     assert summary.written == {EVAL: 3} and summary.skipped == []
     config = ml_collections.ConfigDict(dict(
         source="detection_tfrecord", train_pattern=str(tmp_path / "out/eval-*"),
@@ -213,8 +213,40 @@ def test_tfrecord_invalid_objects_error_or_drop(tmp_path, classes, boxes, expect
     assert element["image_id"] == list(skipping.dataset(EVAL))[0]["image_id"] > 0
 
 
-def test_tfrecord_shards_records_of_one_file_disjointly(tmp_path, coco):
+def test_category_id_classes_as_automl_numbers_them(tmp_path, coco):
+    """class_ids="category_id": class = COCO id - 1 (ids 3 and 7: 7 classes, 5 of them unused),
+    the same in the JSON source and in the records the converter writes by default."""
+    source = CocoJsonSource({EVAL: coco[0]}, {EVAL: coco[1]}, class_ids="category_id")
+    assert source.num_classes == 7 and source.category_ids == (1, 2, 3, 4, 5, 6, 7)
+    assert source.class_names == ("unused-1", "unused-2", "cat", "unused-4", "unused-5",
+                                  "unused-6", "dog")
+    elements = by_id(source.dataset(EVAL))
+    assert elements[11]["classes"].tolist() == [2, 6] and elements[12]["classes"].tolist() == [6, 2]
+    truth = source.ground_truth(EVAL)  # the unused ids are no categories: never scored
+    assert truth["categories"] == [{"id": 2, "name": "cat"}, {"id": 6, "name": "dog"}]
+    assert truth["annotations"][3]["category_id"] == 2
     convert.coco_json_to_tfrecords(coco[0], coco[1], str(tmp_path / "out"), EVAL, shards=1)
+    records = detection_sources.from_config(ml_collections.ConfigDict(dict(
+        source="detection_tfrecord", train_pattern=str(tmp_path / "out/eval-*"),
+        eval_pattern=str(tmp_path / "out/eval-*"), label_offset=1, num_classes=7,
+        labels_file="", num_train_examples=0, num_eval_examples=0, invalid_boxes="error")))
+    assert records.class_names == source.class_names and records.category_ids[2] == 3
+    for image_id, element in by_id(records.dataset(EVAL)).items():
+        assert element["classes"].tolist() == elements[image_id]["classes"].tolist()
+    # An annotation of an id the file does not list stays an error; so does an id below 1.
+    with pytest.raises(ValueError, match="category_id 4 is not in the file's categories"):
+        CocoJsonSource({EVAL: write_coco(tmp_path / "bad", with_annotation(0, category_id=4))[0]},
+                       {EVAL: coco[1]}, class_ids="category_id")
+    zero = write_coco(tmp_path / "zero", categories=[{"id": 0, "name": "cat"}],
+                      annotations=with_annotation(0, category_id=0)[:1])
+    with pytest.raises(ValueError, match=r"category ids \[0\]: class_ids='category_id'.*"
+                                         "use class_ids='index'"):
+        CocoJsonSource({EVAL: zero[0]}, {EVAL: zero[1]}, class_ids="category_id")
+
+
+def test_tfrecord_shards_records_of_one_file_disjointly(tmp_path, coco):
+    convert.coco_json_to_tfrecords(coco[0], coco[1], str(tmp_path / "out"), EVAL, shards=1,
+                                   class_ids="index")
     source = TFRecordSource({EVAL: str(tmp_path / "out/eval-*")}, num_classes=2)
     seen = [set(by_id(source.dataset(EVAL, input_context=tf.distribute.InputContext(2, i))))
             for i in range(2)]
@@ -241,9 +273,10 @@ def test_make_detection_tfrecords_script(tmp_path, coco):
         capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     counts = json.loads(result.stdout.strip().splitlines()[-1])
-    assert counts == {"classes": 2, "eval": {"written": 3, "skipped_images": 0,
-                                             "skipped_annotations": 0, "shards": 1}}
-    assert (tmp_path / "out/labels.txt").read_text() == "cat\ndog\n"
+    assert counts == {"num_classes": 7, "label_offset": 1,
+                      "eval": {"written": 3, "skipped_images": 0, "skipped_annotations": 0,
+                               "shards": 1}}
+    assert (tmp_path / "out/labels.txt").read_text().splitlines()[2::4] == ["cat", "dog"]
 
 
 def tfds_examples(builder, decoders, read_config):
