@@ -13,15 +13,17 @@ with the 10 unused ids as classes that never occur, as automl's records, its che
 its 3,880,067 parameters of D0 have them). Published COCO val AP (automl README):
 D0 34.3, D1 40.2, D2 43.5, D3 46.8, D4 49.3, D5 51.2, D6 52.1, D7 53.4, D7x 54.4.
 
-The recipe (automl hparams_config.py, tf2/train_lib.py): SGD momentum 0.9, learning rate 0.08
-per 64 images (scaled with the global batch), 1 epoch of linear warmup, cosine decay; L2 weight
-decay 4e-5 on kernels (not biases, BN or the BiFPN fusion weights); gradient clipping at global
-norm 10; EMA 0.9998; batch norm synchronized over all replicas (momentum 0.99, epsilon 1e-3);
-scale jitter 0.1-2.0 with flips; focal loss alpha 0.25 gamma 1.5, Huber delta 0.1 x 50, no
-label smoothing. Differences: the warmup ramps from 0 (automl: from 0.008), the clip is one
-global norm (automl clips each gradient to norm 10 first), the losses are normalized by the
-positives of the global batch (automl: of each replica's); the evaluation's per-class soft-NMS
-runs on the host after the step (TensorFlow has no XLA kernel for it).
+The recipe (automl hparams_config.py, tf2/train_lib.py): SGD momentum 0.9, learning rate 0.08 per 64
+images (scaled with the global batch), 1 epoch of linear warmup, cosine decay; L2 weight decay 4e-5
+on kernels (not biases, BN or the BiFPN fusion weights); gradient clipping at global norm 10 as
+automl's TF1 TPU path clips (each replica's share of the gradient, each tensor then all:
+train.grad_clip_mode=automl, so on N replicas the mean gradient is clipped at about 10 x N; the
+progress line shows how often it clips); EMA 0.9998; batch norm synchronized over all replicas
+(momentum 0.99, epsilon 1e-3); scale jitter 0.1-2.0 with flips; focal loss alpha 0.25 gamma 1.5,
+Huber delta 0.1 x 50, no label smoothing. Differences: the warmup ramps from 0 (automl: from 0.008),
+the losses are normalized by the positives of the global batch (automl: of each replica's); the
+evaluation's per-class soft-NMS runs on the host after the step (TensorFlow has no XLA kernel for
+it).
 The ",runlocal" option shrinks it to a CPU smoke run.
 """
 
@@ -50,6 +52,7 @@ def get_config(arg="efficientdet-d0"):
     config.train.weight_decay_mode = "l2"
     config.train.weight_decay_exclude = "bias,gamma,beta,fusion_weights"
     config.train.grad_clip_norm = 10.0
+    config.train.grad_clip_mode = "automl"
     config.train.ema_decay = 0.9998
     config.train.checkpoint_every_steps = 2000
     config.optimizer.name = "sgd"

@@ -152,6 +152,9 @@ def test_coco_detection_recipe_is_automls(variant):
     assert config.optimizer.lr_per_256 * 64 / 256 == pytest.approx(0.08)
     assert (config.optimizer.warmup_epochs, config.optimizer.schedule) == (1.0, "cosine")
     assert (config.train.weight_decay, config.train.grad_clip_norm) == (4e-5, 10.0)
+    assert config.train.grad_clip_mode == "automl"  # per replica, as automl's TF1 TPU path
+    assert (config.data.class_ids, config.data.label_offset, config.data.num_classes) == (
+        "category_id", 1, 90)
     assert (config.train.ema_decay, config.train.batch_size) == (0.9998, 128)
     assert config.train.epochs == (600.0 if variant in ("efficientdet-d7", "efficientdet-d7x")
                                    else 300.0)

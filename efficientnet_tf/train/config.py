@@ -22,6 +22,7 @@ from efficientnet_tf.specs import registry
 AUGMENTS = ("none", "randaugment", "autoaugment")
 PROGRESSIVE = ("none", "paper", "official", "custom")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+CLIP_MODES = ("global", "automl")  # what they mean: train/loop.py, Steps._clip
 # What a user may type for "decide it for me" where a key's value is otherwise a word.
 AUTO = "auto"
 
@@ -109,7 +110,10 @@ def base_config():
         # variables whose names hold one of these are not decayed (automl V2: biases and BN;
         # the V1 recipe: BN only, as tensorflow/tpu)
         weight_decay_exclude="bias,gamma,beta",
-        grad_clip_norm=0.0,
+        grad_clip_norm=0.0,  # 0: off; the norm and the share of steps clipped are logged
+        # on several replicas: global (the whole batch's gradient, as one device) or automl
+        # (each replica's share, as google/automl's TF1 TPU path: train/loop.py CLIP_MODES)
+        grad_clip_mode="global",
         # None: bfloat16 on TPU, float16 with loss scaling on GPU, else float32
         precision=placeholder(str),
         jit_compile=placeholder(str),  # true, false; None: XLA on TPU and GPU, never on CPU
@@ -271,6 +275,7 @@ def validate(config):
             later=True)
     _one_of(config.data.empty_classes, ("error", "drop"), "data.empty_classes")
     _one_of(config.train.weight_decay_mode, ("l2", "decoupled"), "train.weight_decay_mode")
+    _one_of(config.train.grad_clip_mode, CLIP_MODES, "train.grad_clip_mode")
     _one_of(config.train.jit_compile if decided_later(config.train.jit_compile)
             else str(config.train.jit_compile).lower(), ("true", "false"), "train.jit_compile",
             later=True)

@@ -3,8 +3,8 @@
 The loss is the task's per-example loss averaged over the GLOBAL batch (each replica divides its
 sum by the global batch size and the optimizer sums gradients over replicas), in float32
 whatever the compute precision; L2 weight decay and gradient clipping (by the norm of the
-global batch's gradient, over all replicas) are added here, for every task. The replica step
-also updates the EMA, so on TPU the whole step is one compiled program.
+global batch's gradient, over all replicas, or automl's per replica) are added here, for every
+task. The replica step also updates the EMA, so on TPU the whole step is one compiled program.
 `steps_per_loop` train steps run inside one tf.function (the TPU host loop); each stage of
 progressive learning gets its own function, so each image size is traced (and on TPU compiled)
 once. Evaluation runs the task's eval step on each batch, reduces its outputs across replicas as
@@ -25,6 +25,19 @@ class LossSettings:
     l2_weight_decay: float = 0.0  # as a loss term; decoupled decay lives in the optimizer
     weight_decay_exclude: tuple = optim.NO_DECAY  # name parts of the variables not decayed
     grad_clip_norm: float = 0.0
+    grad_clip_mode: str = "global"  # config.CLIP_MODES
+
+
+# How clipping at grad_clip_norm acts on several replicas (grad_clip_mode). "global": the norm of
+# the global batch's gradient, summed over the replicas (what one device with the whole batch would
+# clip; the same update on any replica count). "automl": each replica's own share of it (the
+# gradient of its examples' loss / the replica count), first each tensor, then their global norm,
+# before the replicas are summed: google/automl efficientdet's TF1 TPU path (det_model_fn.py: per-
+# tensor tf.clip_by_norm, then tf.clip_by_global_norm, inside tf.tpu.CrossShardOptimizer, which
+# divides the loss by the shard count and sums the clipped gradients), so on N replicas the
+# threshold on the mean gradient is about N times the norm. On one replica both see the same
+# gradient (automl's per-tensor clip can turn it where it clips).
+CLIP_METRICS = ("grad_norm", "clip_checks", "clipped")
 
 
 class Steps:
@@ -55,35 +68,46 @@ class Steps:
                                          self.loss.weight_decay_exclude) / replicas
             scaled = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled, variables)
+        clipping = {}
         if self.loss.grad_clip_norm:
-            gradients = self._clip(gradients)
+            gradients, clipping = self._clip(gradients)
         self.optimizer.apply(gradients, variables)
         if self.ema is not None:
             self.ema.update_in_replica(self.optimizer.iterations)
         examples = tf.cast(tf.shape(per_example)[0], tf.float32)
-        return {"loss": tf.reduce_sum(per_example), "examples": examples,
+        return {"loss": tf.reduce_sum(per_example), "examples": examples, **clipping,
                 **self.task.train_metrics(targets, outputs)}
 
     def _clip(self, gradients):
-        """The replica's share of the global batch's gradient, clipped by the global norm.
+        """(The replica's gradients clipped as grad_clip_mode says (above), CLIP_METRICS
+        as per-replica shares). Summed over the replicas and steps, grad_norm / clip_checks is
+        the mean norm that was compared with the threshold (before clipping, unscaled) and
+        clipped / clip_checks the share of the comparisons that clipped.
 
-        The norm is that of the gradient summed over ALL replicas (what one device with the whole
-        batch would clip), not of each replica's share: with several replicas the gradients are
-        summed here, clipped, and divided by the replica count, because the optimizer sums them
-        over the replicas again. That costs one more all-reduce of the gradients per step, only
-        when clipping is on. A loss-scaled gradient is clipped at the scaled norm, the same as
-        clipping the unscaled gradient (a non-finite one stays non-finite, so the loss scale
-        optimizer still skips that step).
+        "global": the gradients are summed over the replicas here, clipped, and divided by the
+        replica count, because the optimizer sums them over the replicas again (one more
+        all-reduce of the gradients per step, only when clipping is on). A loss-scaled gradient
+        is clipped at the scaled norm, the same as clipping the unscaled gradient (a non-finite
+        one stays non-finite, so the loss scale optimizer still skips that step).
         """
         context = tf.distribute.get_replica_context()
         replicas = context.num_replicas_in_sync
-        if replicas > 1:
-            gradients = context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
         scale = tf.cast(self.optimizer.scale_loss(tf.constant(1.0)), tf.float32)
-        gradients, _ = tf.clip_by_global_norm(gradients, self.loss.grad_clip_norm * scale)
-        if replicas > 1:
-            gradients = [gradient / replicas for gradient in gradients]
-        return gradients
+        limit = self.loss.grad_clip_norm * scale
+        if self.loss.grad_clip_mode == "automl":
+            norm = tf.linalg.global_norm(gradients)
+            gradients = [None if gradient is None else tf.clip_by_norm(gradient, limit)
+                         for gradient in gradients]
+            gradients, _ = tf.clip_by_global_norm(gradients, limit)
+        else:
+            if replicas > 1:
+                gradients = context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
+            gradients, norm = tf.clip_by_global_norm(gradients, limit)
+            if replicas > 1:
+                gradients = [gradient / replicas for gradient in gradients]
+        share = 1.0 / replicas
+        return gradients, {"grad_norm": norm / scale * share, "clip_checks": tf.constant(share),
+                           "clipped": tf.cast(norm > limit, tf.float32) * share}
 
     def _reduce(self, per_replica, reductions=None):
         reduced = {}
@@ -102,7 +126,8 @@ class Steps:
         replica_step = self.train_step
         if self.jit_compile:
             replica_step = tf.function(replica_step, jit_compile=True)
-        keys = ("loss", "examples") + tuple(self.task.TRAIN_METRICS)
+        keys = (("loss", "examples") + (CLIP_METRICS if self.loss.grad_clip_norm else ())
+                + tuple(self.task.TRAIN_METRICS))
 
         @tf.function
         def train_loop(iterator, num_steps):

@@ -69,11 +69,17 @@ class Progress:
                      **self.summarize({**window, "examples": examples}),
                      "learning_rate": float(learning_rate), "images_per_second": self._rate,
                      "epoch": step / self.steps_per_epoch}
+        if window.get("clip_checks"):  # clipping on: the norm it compared (train/loop.py)
+            self.last["grad_norm"] = window["grad_norm"] / window["clip_checks"]
+            self.last["clipped_share"] = window["clipped"] / window["clip_checks"]
         headline = (f" {self.headline} {100 * self.last[self.headline]:.1f}%"
                     if self.headline in self.last else "")
         line = (f"step {step}/{self.total_steps} epoch {self.last['epoch']:.2f} "
                 f"loss {self.last['loss']:.4f}{headline} "
                 f"lr {learning_rate:.3g} {self._rate:.1f} img/s ETA {duration(remaining)}")
+        if "grad_norm" in self.last:
+            line += (f" grad norm {self.last['grad_norm']:.3g} (clipped "
+                     f"{100 * self.last['clipped_share']:.0f}%)")
         if stage is not None:
             line += f" [stage {stage.index + 1} size {stage.image_size}]"
         if extra:

@@ -50,6 +50,7 @@ class Optimization:
     weight_decay_exclude: Tuple[str, ...]
     grad_clip_norm: float
     ema_decay: float  # 0: no EMA
+    grad_clip_mode: str = "global"  # (recorded runs from before it have "global")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,7 +181,8 @@ def optimization_settings(config, global_batch, steps_per_epoch):
         decoupled_weight_decay=config.train.weight_decay_mode == "decoupled",
         weight_decay_exclude=tuple(part.strip() for part in
                                    config.train.weight_decay_exclude.split(",") if part.strip()),
-        grad_clip_norm=config.train.grad_clip_norm, ema_decay=config.train.ema_decay)
+        grad_clip_norm=config.train.grad_clip_norm, grad_clip_mode=config.train.grad_clip_mode,
+        ema_decay=config.train.ema_decay)
 
 
 def _placement(strategy):

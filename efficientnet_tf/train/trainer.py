@@ -85,7 +85,7 @@ def build_state(run, strategy, checkpoint_dir, restore_from=None):
         global_batch=run.global_batch,
         l2_weight_decay=0.0 if settings.decoupled_weight_decay else settings.weight_decay,
         weight_decay_exclude=settings.weight_decay_exclude,
-        grad_clip_norm=settings.grad_clip_norm)
+        grad_clip_norm=settings.grad_clip_norm, grad_clip_mode=settings.grad_clip_mode)
     trackables = dict(model=model, optimizer=optimizer)
     if ema is not None:
         trackables["ema"] = ema

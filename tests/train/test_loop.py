@@ -16,7 +16,7 @@ from efficientnet_tf.models import layers
 from efficientnet_tf.tasks.classification import inputs as inputs_lib
 from efficientnet_tf.tasks.classification import task as classification
 from efficientnet_tf.train import config as config_lib
-from efficientnet_tf.train import distribute, loop, optim, trainer
+from efficientnet_tf.train import distribute, loop, optim, report, trainer
 
 from imagedata import train_settings
 from trainutil import SoftmaxTask, tiny_config
@@ -155,9 +155,13 @@ def test_gradient_clipping_bounds_the_global_norm():
     assert change == pytest.approx(0.01, rel=1e-4)  # lr 1 x the clipped global norm
 
 
-def _clipped_update(replicas, loss_scaled=False):
+CLIP_BATCH = (tf.constant([[10.0, -20.0, 30.0, 5.0], [-1.0, 2.0, 3.0, -40.0]]),
+              tf.one_hot([0, 2], 3))
+
+
+def _clipped_update(replicas, loss_scaled=False, mode="global", with_totals=False):
     """The update of one SGD(1.0) step clipped at norm 0.01, on one replica or two (each replica
-    sees one of the two examples, whose gradients differ)."""
+    sees one of the two examples, whose gradients differ); with the loop's totals if asked."""
     strategy = (tf.distribute.get_strategy() if replicas == 1 else tf.distribute.MirroredStrategy(
         ["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice()))
     keras.utils.set_random_seed(0)
@@ -168,14 +172,30 @@ def _clipped_update(replicas, loss_scaled=False):
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         optimizer.build(model.trainable_variables)
     steps = loop.Steps(SoftmaxTask(), model, optimizer, strategy,
-                       loop.LossSettings(global_batch=2, grad_clip_norm=0.01))
-    batch = (tf.constant([[10.0, -20.0, 30.0, 5.0], [-1.0, 2.0, 3.0, -40.0]]),
-             tf.one_hot([0, 2], 3))
+                       loop.LossSettings(global_batch=2, grad_clip_norm=0.01, grad_clip_mode=mode))
     iterator = iter(strategy.experimental_distribute_dataset(
-        tf.data.Dataset.from_tensors(batch).repeat()))
+        tf.data.Dataset.from_tensors(CLIP_BATCH).repeat()))
     before = [v.numpy().copy() for v in model.trainable_variables]
-    steps.make_train_loop()(iterator, tf.constant(1))
-    return [v.numpy() - b for v, b in zip(model.trainable_variables, before)]
+    totals = steps.make_train_loop()(iterator, tf.constant(1))
+    update = [v.numpy() - b for v, b in zip(model.trainable_variables, before)]
+    return (update, {k: float(v) for k, v in totals.items()}) if with_totals else update
+
+
+def _gradients(examples):
+    """The gradients of the examples' summed loss / 2 (the global batch) at the seed-0 weights
+    _clipped_update starts from, and their global norm."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="dense")])
+    images, labels = (tf.gather(tensor, examples) for tensor in CLIP_BATCH)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(SoftmaxTask().loss(labels, model(images))) / 2
+    gradients = tape.gradient(loss, model.trainable_variables)
+    return gradients, float(tf.linalg.global_norm(gradients))
+
+
+def _automl_clip(gradients):
+    """google/automl's TF1 clipping (det_model_fn.py): each tensor to norm 0.01, then all."""
+    return tf.clip_by_global_norm([tf.clip_by_norm(g, 0.01) for g in gradients], 0.01)[0]
 
 
 @pytest.mark.parametrize("replicas", [1, 2])
@@ -189,6 +209,39 @@ def test_clipping_bounds_the_norm_of_the_whole_batch_gradient_on_any_replica_cou
     if replicas == 2:
         for got, expected in zip(update, _clipped_update(1)):
             np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_automl_clipping_clips_each_replicas_share_and_logs_the_norms(replicas):
+    """grad_clip_mode="automl" is automl's TF1 TPU update: each replica clips the gradient of
+    its examples' loss / 2 (per tensor, then globally) and the optimizer sums the clipped
+    shares, so two replicas move the weights by more than the 0.01 that one device allows.
+    The loop logs the norm the threshold was compared with and how often it clipped."""
+    shares = [[0, 1]] if replicas == 1 else [[0], [1]]
+    expected = [-sum(pieces) for pieces in zip(*(_automl_clip(_gradients(examples)[0])
+                                                  for examples in shares))]
+    update, totals = _clipped_update(replicas, mode="automl", with_totals=True)
+    for got, want in zip(update, expected):  # (weights ~1: their float32 rounding ~1e-7)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-7)
+    norm = np.sqrt(sum(np.sum(u ** 2) for u in update))
+    assert norm == pytest.approx(0.01, rel=1e-4) if replicas == 1 else 0.012 < norm < 0.02
+    share_norms = [_gradients(examples)[1] for examples in shares]
+    assert totals["clip_checks"] == pytest.approx(1.0) and totals["clipped"] == 1.0
+    assert totals["grad_norm"] == pytest.approx(np.mean(share_norms), rel=1e-5)
+    # The global mode logs the norm of the whole batch's gradient, on any replica count.
+    _, global_totals = _clipped_update(replicas, with_totals=True)
+    assert global_totals["grad_norm"] == pytest.approx(_gradients([0, 1])[1], rel=1e-5)
+
+
+def test_the_progress_line_and_summaries_show_the_norm_clipping_compared(tmp_path):
+    progress = report.Progress(str(tmp_path), 10, 5, 2)
+    progress.add({"loss": 4.0, "examples": 4.0, "grad_norm": 30.0, "clip_checks": 2.0,
+                  "clipped": 1.0}, 2, 1.0)
+    line = progress.emit(2, 0.1)
+    assert line.endswith("grad norm 15 (clipped 50%)")
+    assert (progress.last["grad_norm"], progress.last["clipped_share"]) == (15.0, 0.5)
+    progress.add({"loss": 4.0, "examples": 4.0}, 2, 1.0)  # clipping off: nothing shown
+    assert "grad norm" not in progress.emit(4, 0.1) and "grad_norm" not in progress.last
 
 
 def test_clipping_acts_on_the_unscaled_gradient_under_loss_scaling():
