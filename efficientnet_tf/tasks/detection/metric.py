@@ -147,11 +147,17 @@ class CocoEvaluator:
 
 class Evaluator:
     """One pass of eval-step outputs -> COCO metrics (after NMS, here on the host) and the
-    eval loss (normalized by the positives of the whole split + 1)."""
+    eval loss (normalized by the positives of the whole split + 1).
 
-    def __init__(self, ground_truth, class_names, nms_settings):
+    Boxes are clipped to the `input_size` square the image was fitted into, mapped back to the
+    image's pixels (so a box may reach into the padding below or right of a non-square image),
+    as google/automl scores them (tf2/postprocess.py: clip_boxes to image_size before the
+    image scale); serving clips to the image itself."""
+
+    def __init__(self, ground_truth, class_names, nms_settings, input_size):
         self.coco = CocoEvaluator(ground_truth, class_names)
         self.nms_settings = nms_settings
+        self.input_size = input_size
         self.totals = {"loss_sum": 0.0, "positives": 0.0}
         self.image_ids = set()
         self.expected = len(ground_truth["images"])
@@ -166,8 +172,9 @@ class Evaluator:
         with tf.device("CPU:0"):
             found = postprocess.nms(results["boxes"][real], results["scores"][real],
                                     results["classes"][real], self.nms_settings)
-            boxes = postprocess.to_original(found["boxes"], results["scale"][real],
-                                            results["original_size"][real])
+            scale = results["scale"][real]
+            square = np.stack([self.input_size / scale] * 2, axis=-1)
+            boxes = postprocess.to_original(found["boxes"], scale, square)
         self.coco.update(postprocess.to_coco(
             results["image_id"][real], boxes.numpy(), found["scores"].numpy(),
             found["classes"].numpy(), found["num_detections"].numpy()))

@@ -7,8 +7,11 @@ sigmoid focal loss (alpha 0.25, gamma 1.5, optional label smoothing) over every 
 anchor that is not ignored, plus 50 x the Huber loss (delta 0.1) of the box codes of the
 positive anchors over 4, both divided by the number of positive anchors + 1 -- counted over the
 GLOBAL batch, summed across replicas: automl divides by each replica's own count, so a replica
-with few objects weighs more, and its Keras path also forgets the replica count (automl PR
-#833, #898); here 1 replica and N replicas with the same global batch make the same update.
+with few objects weighs more (det_model_fn.py `_detection_loss`, tf2/train_lib.py
+`_detection_loss`: num_positives_sum of the replica's labels + 1), and its Keras path also
+forgets the replica count (tf2/train_lib.py `train_step`: the replica's total_loss is not
+divided by num_replicas_in_sync before apply_gradients sums the replicas' gradients); here 1
+replica and N replicas with the same global batch make the same update.
 Evaluation finds the detections as automl's evaluation does: the top 5000 (anchor, class)
 candidates in the step, then on the host (soft-NMS has no XLA kernel for a TPU step) per-class
 Gaussian soft-NMS, 100 per image, boxes mapped back to the original pixels and scored with
@@ -83,8 +86,8 @@ class DetectionTask(base.Task):
     NAME = "detection"
     TRAIN_METRICS = ("class_loss", "box_loss", "positives")
     EVAL_REDUCTIONS = {"loss_sum": "sum", "positives": "sum", "image_id": "gather",
-                       "scale": "gather", "original_size": "gather", "boxes": "gather",
-                       "scores": "gather", "classes": "gather"}
+                       "scale": "gather", "boxes": "gather", "scores": "gather",
+                       "classes": "gather"}
     HEADLINE = "AP"
     HEADLINE_TITLE = "COCO AP"
     ADAPTED_KEYS = adapt.ADAPTED_KEYS
@@ -313,9 +316,8 @@ class DetectionTask(base.Task):
         return {"loss_sum": tf.reduce_sum((class_sum + self.settings.box_loss_weight * box_sum)
                                           * real),
                 "positives": tf.reduce_sum(tf.cast(targets["num_positives"], tf.float32) * real),
-                "image_id": targets["image_id"], "scale": targets["scale"],
-                "original_size": targets["original_size"], "boxes": boxes, "scores": scores,
-                "classes": classes}
+                "image_id": targets["image_id"], "scale": targets["scale"], "boxes": boxes,
+                "scores": scores, "classes": classes}
 
     @property
     def nms_settings(self):
@@ -327,7 +329,8 @@ class DetectionTask(base.Task):
         return self._ground_truth
 
     def evaluator(self):
-        return Evaluator(self.ground_truth(), self.run.class_names, self.nms_settings)
+        return Evaluator(self.ground_truth(), self.run.class_names, self.nms_settings,
+                         self.settings.image_size)
 
     def serving_module(self, model, top_k=5, nms=None):
         """The detector's SavedModel module: see serving_module (top_k is a classifier's)."""

@@ -109,3 +109,21 @@ def test_unknown_images_and_classes_are_errors():
         evaluator.update(np.zeros([3, 6]))
     with pytest.raises(ValueError, match="'categories'"):
         metric_lib.CocoEvaluator({"images": [], "annotations": []})
+
+
+def test_evaluation_clips_boxes_to_the_input_square_as_automl():
+    """A 100 x 200 (h x w) image fitted into 64 px (scale 0.32; the square is 200 x 200 of its
+    pixels). The detection reaches 25 px below the image, into the padding: automl clips it to
+    the square, not the image, so its IoU with the object at the image's bottom is 2/3 (matched
+    at IoU 0.5-0.65: AP 4/10), where clipping to the image would make it exact (AP 1)."""
+    truth = {"images": [{"id": 1, "height": 100, "width": 200}],
+             "annotations": [annotation(1, 0, [10, 50, 100, 50])], "categories": CATEGORIES}
+    evaluator = metric_lib.Evaluator(truth, ["cat", "dog"], postprocess.EVAL_NMS, input_size=64)
+    scale = 0.32
+    box = np.array([50, 10, 125, 110]) * scale  # (ymin, xmin, ymax, xmax) in input pixels
+    evaluator.update({"loss_sum": 0.0, "positives": 1.0, "image_id": np.array([1]),
+                      "scale": np.array([scale], np.float32),
+                      "boxes": np.array([[box]], np.float32),
+                      "scores": np.array([[0.9]], np.float32), "classes": np.array([[0]])})
+    metrics = evaluator.finish()
+    assert metrics["AP50"] == pytest.approx(1.0) and metrics["AP"] == pytest.approx(0.4)
