@@ -59,7 +59,7 @@ def test_small_objects_get_small_anchors_mild_jitter_and_a_short_run_s_averages(
     assert values["train.ema_decay"] == pytest.approx(1 - 1 / 45, abs=1e-5)
     assert values["model.bn_momentum"] == 0.956
     assert values["optimizer.warmup_epochs"] == 1.0
-    assert values["optimizer.lr_per_256"] == pytest.approx(1e-3 * 0.5 ** 0.5 * 256 / 8, rel=1e-4)
+    assert values["optimizer.lr_per_256"] == pytest.approx(3e-3 * 0.5 ** 0.5 * 256 / 8, rel=1e-4)
     assert base.open_keys(config, DetectionTask.ADAPTED_KEYS) == []
 
 
@@ -105,7 +105,7 @@ def test_fine_tuning_takes_a_tenth_of_the_rate_and_user_keys_stay():
     assert config.detection.scale_min == 0.5 and values["detection.scale_max"] == 2.0
     # At 256 px the 9-px objects are 18 px: anchor scale 2 (rounded to a half).
     assert values["detection.anchor_scale"] == 2.0
-    assert values["optimizer.lr_per_256"] == pytest.approx(1e-4 * 0.5 ** 0.5 * 256 / 8, rel=1e-3)
+    assert values["optimizer.lr_per_256"] == pytest.approx(3e-4 * 0.5 ** 0.5 * 256 / 8, rel=1e-3)
 
 
 def test_the_anchor_scale_reaches_the_run_s_anchors():
