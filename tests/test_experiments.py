@@ -208,7 +208,8 @@ def test_coco_det_as_the_readme_runs_it_on_a_coco_sample(route, tmp_path):
     """The README's two COCO routes on files in COCO's format (80 categories, ids 1..90): the
     converter's records with only their patterns given, or the JSON files themselves. Both
     train automl's 90 classes (class = category id - 1), the converter's labels.txt has the 90
-    names, and the evaluation scores the two categories present by their names."""
+    names, and the evaluation scores the two categories present by their names (the records'
+    against the original annotation file, detection.eval_annotations)."""
     import json
     import subprocess
     import sys
@@ -229,7 +230,8 @@ def test_coco_det_as_the_readme_runs_it_on_a_coco_sample(route, tmp_path):
         assert len(names) == 90 and (names[0], names[4], names[11], names[89]) == (
             "person", "airplane", "unused-12", "toothbrush")
         flags = [f"--config.data.train_pattern={tmp_path}/records/train-*",
-                 f"--config.data.eval_pattern={tmp_path}/records/eval-*"]
+                 f"--config.data.eval_pattern={tmp_path}/records/eval-*",
+                 f"--config.detection.eval_annotations={data['eval_annotations']}"]
     else:
         flags = ["--config.data.source=coco_json",
                  *(f"--config.data.{k}={v}" for k, v in data.items())]

@@ -159,6 +159,10 @@ def base_config():
         box_loss_weight=50.0, huber_delta=0.1,
         # evaluation: per-class Gaussian soft-NMS over the top 5000 candidates, 100 detections
         eval_nms="gaussian",
+        # the original COCO annotation file of the eval split (e.g. instances_val2017.json):
+        # scored against it as it is, as automl scores, instead of the ground truth rebuilt
+        # from the source; "" rebuilds it
+        eval_annotations="",
     ))
     # Fine-tune from: a workdir/checkpoint of ours, an official checkpoint by name
     # ('efficientnetv2-b0/imagenet21k-ft1k', 'efficientdet-d0/coco'; `efficientnet-tf info

@@ -195,7 +195,7 @@ class ClassificationTask(base.Task):
         "detection.*": "the detection section is for task 'detection'",
         **{f"data.{key}": "COCO JSON sources are detection's" for key in (
             "train_annotations", "train_images", "eval_annotations", "eval_images",
-            "invalid_boxes")}}
+            "invalid_boxes", "class_ids")}}
 
     def augmenter(self, stage):
         settings = self.settings.augment

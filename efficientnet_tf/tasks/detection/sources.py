@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from efficientnet_tf.data import image_header, labels
-from efficientnet_tf.tasks.detection import records
+from efficientnet_tf.tasks.detection import coco_json, records
 from efficientnet_tf.tasks.detection.coco_json import INVALID_BOXES, read_coco_split
 from efficientnet_tf.data.sources import (AUTOTUNE, EVAL, TRAIN, check_split, shard,
                                           import_tfds, record_files, sharded_records)
@@ -158,6 +158,34 @@ class CocoJsonSource:
             {"image_id": entry.image_id, "file_name": entry.file_name, "height": entry.height,
              "width": entry.width, "bboxes": entry.bboxes, "classes": entry.classes,
              "is_crowd": entry.is_crowd, "areas": entry.areas} for entry in self.entries(split)])
+
+
+def file_ground_truth(path, category_ids, class_names):
+    """The COCO-format ground truth of an original annotation file, scored as it is (boxes not
+    clipped, as automl scores against instances_val2017.json): its categories mapped to our
+    class indices by the source's `category_ids` (class index -> the category id it learns)."""
+    content = coco_json.read_json(path)
+    index_of = {category_id: index for index, category_id in enumerate(category_ids)}
+    listed = {category["id"] for category in content.get("categories") or []}
+    used = {annotation["category_id"] for annotation in content.get("annotations") or []}
+    unknown = sorted((listed | used) - set(index_of))
+    if unknown:
+        raise ValueError(f"{path!r} has category ids {unknown[:10]} that the model's classes do "
+                         f"not learn (its ids: {list(category_ids)[:10]}...); give the "
+                         "annotation file of the data the model was trained on")
+    truth = {"images": [{key: image[key] for key in ("id", "height", "width", "file_name")}
+                        for image in content.get("images") or []],
+             "annotations": [], "categories": [
+                 {"id": index_of[category_id], "name": class_names[index_of[category_id]]}
+                 for category_id in sorted(listed)]}
+    for number, annotation in enumerate(content.get("annotations") or [], 1):
+        x, y, width, height = (float(v) for v in annotation["bbox"])
+        truth["annotations"].append({
+            "id": number, "image_id": annotation["image_id"],
+            "category_id": index_of[annotation["category_id"]], "bbox": [x, y, width, height],
+            "area": float(annotation.get("area") or width * height),
+            "iscrowd": int(annotation.get("iscrowd", 0))})
+    return truth
 
 
 def _image_id(source_id, key):

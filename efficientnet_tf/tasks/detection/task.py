@@ -62,6 +62,7 @@ class DetectionTaskSettings:
     max_pixels: int = image_header.MAX_PIXELS
     bn_recalibration_images: int = 0  # 0 in runs recorded before it existed
     final_unjittered_share: float = 0.0
+    eval_annotations: str = ""  # an original annotation file to score against; "": rebuilt
 
     @property
     def eval_size(self):
@@ -165,7 +166,8 @@ class DetectionTask(base.Task):
             label_smoothing=config.train.label_smoothing or 0.0,
             box_loss_weight=detection.box_loss_weight, huber_delta=detection.huber_delta,
             eval_nms=detection.eval_nms, max_pixels=config.data.max_pixels,
-            bn_recalibration_images=recalibration, final_unjittered_share=unjittered)
+            bn_recalibration_images=recalibration, final_unjittered_share=unjittered,
+            eval_annotations=detection.eval_annotations or "")
 
     @classmethod
     def plan_stages(cls, stages, config):
@@ -324,8 +326,15 @@ class DetectionTask(base.Task):
         return postprocess.NmsSettings(method=self.settings.eval_nms)
 
     def ground_truth(self):
+        """The eval split's ground truth: the original annotation file as it is when
+        detection.eval_annotations names it (as automl scores COCO), else rebuilt from the
+        source (boxes within a pixel of their image clipped to it)."""
         if self._ground_truth is None:
-            self._ground_truth = self.source.ground_truth(EVAL)
+            path = self.settings.eval_annotations
+            self._ground_truth = (
+                detection_sources.file_ground_truth(path, self.source.category_ids,
+                                                    self.run.class_names)
+                if path else self.source.ground_truth(EVAL))
         return self._ground_truth
 
     def evaluator(self):

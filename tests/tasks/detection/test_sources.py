@@ -244,6 +244,23 @@ def test_category_id_classes_as_automl_numbers_them(tmp_path, coco):
         CocoJsonSource({EVAL: zero[0]}, {EVAL: zero[1]}, class_ids="category_id")
 
 
+def test_the_original_annotation_file_as_ground_truth(coco):
+    """detection.eval_annotations: the file as it is (annotation 4 sticks half a pixel out of its
+    image: kept, where the rebuilt ground truth clips it), ids mapped to our classes."""
+    source = CocoJsonSource({EVAL: coco[0]}, {EVAL: coco[1]})
+    truth = detection_sources.file_ground_truth(coco[0], source.category_ids,
+                                                source.class_names)
+    rebuilt = source.ground_truth(EVAL)
+    assert truth["categories"] == rebuilt["categories"] == [{"id": 0, "name": "cat"},
+                                                            {"id": 1, "name": "dog"}]
+    assert [image["id"] for image in truth["images"]] == [11, 12, 13]
+    assert truth["annotations"][3]["bbox"] == [30.0, 20.0, 10.5, 10.0]
+    assert rebuilt["annotations"][3]["bbox"] == [30.0, 20.0, 10.0, 10.0]
+    assert [a["category_id"] for a in truth["annotations"]] == [0, 1, 1, 0]
+    with pytest.raises(ValueError, match=r"category ids \[7\] that the model's classes do not"):
+        detection_sources.file_ground_truth(coco[0], (3,), ("cat",))
+
+
 def test_tfrecord_shards_records_of_one_file_disjointly(tmp_path, coco):
     convert.coco_json_to_tfrecords(coco[0], coco[1], str(tmp_path / "out"), EVAL, shards=1,
                                    class_ids="index")
