@@ -18,8 +18,8 @@ import numpy as np
 import tensorflow as tf
 
 from efficientnet_tf.data import image_header, labels
-from efficientnet_tf.tasks.detection import coco_json, records
-from efficientnet_tf.tasks.detection.coco_json import INVALID_BOXES, read_coco_split
+from efficientnet_tf.tasks.detection import records
+from efficientnet_tf.tasks.detection.coco_json import INVALID_BOXES, read_coco_split, read_json
 from efficientnet_tf.data.sources import (AUTOTUNE, EVAL, TRAIN, check_split, shard,
                                           import_tfds, record_files, sharded_records)
 
@@ -164,7 +164,7 @@ def file_ground_truth(path, category_ids, class_names):
     """The COCO-format ground truth of an original annotation file, scored as it is (boxes not
     clipped, as automl scores against instances_val2017.json): its categories mapped to our
     class indices by the source's `category_ids` (class index -> the category id it learns)."""
-    content = coco_json.read_json(path)
+    content = read_json(path)
     index_of = {category_id: index for index, category_id in enumerate(category_ids)}
     listed = {category["id"] for category in content.get("categories") or []}
     used = {annotation["category_id"] for annotation in content.get("annotations") or []}
