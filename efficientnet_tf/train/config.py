@@ -110,7 +110,7 @@ def base_config():
         # variables whose names hold one of these are not decayed (automl V2: biases and BN;
         # the V1 recipe: BN only, as tensorflow/tpu)
         weight_decay_exclude="bias,gamma,beta",
-        grad_clip_norm=0.0,  # 0: off; the norm and the share of steps clipped are logged
+        grad_clip_norm=0.0,  # 0: off; the norm compared and how often it clipped are logged
         # on several replicas: global (the whole batch's gradient, as one device) or automl
         # (each replica's share, as google/automl's TF1 TPU path: train/loop.py CLIP_MODES)
         grad_clip_mode="global",

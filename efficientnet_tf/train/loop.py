@@ -105,9 +105,13 @@ class Steps:
             gradients, norm = tf.clip_by_global_norm(gradients, limit)
             if replicas > 1:
                 gradients = [gradient / replicas for gradient in gradients]
-        share = 1.0 / replicas
-        return gradients, {"grad_norm": norm / scale * share, "clip_checks": tf.constant(share),
-                           "clipped": tf.cast(norm > limit, tf.float32) * share}
+        # A step whose loss-scaled gradient overflowed (skipped by the loss scale optimizer)
+        # is left out of the figures.
+        finite = tf.math.is_finite(norm)
+        share = tf.where(finite, 1.0 / replicas, 0.0)
+        return gradients, {"grad_norm": tf.where(finite, norm / scale, 0.0) * share,
+                           "clip_checks": share,
+                           "clipped": tf.cast(finite & (norm > limit), tf.float32) * share}
 
     def _reduce(self, per_replica, reductions=None):
         reduced = {}

@@ -244,6 +244,15 @@ def test_the_progress_line_and_summaries_show_the_norm_clipping_compared(tmp_pat
     assert "grad norm" not in progress.emit(4, 0.1) and "grad_norm" not in progress.last
 
 
+def test_an_overflowing_step_is_left_out_of_the_clipping_figures():
+    """Under loss scaling a float16 overflow makes the norm inf; the optimizer skips that step,
+    and the logged norm and clipped share leave it out instead of turning inf."""
+    _, steps = _tiny_steps(grad_clip_norm=0.01)
+    _, figures = steps._clip([tf.constant([np.inf, 1.0]), tf.constant([2.0])])
+    assert {k: float(v) for k, v in figures.items()} == {"grad_norm": 0.0, "clip_checks": 0.0,
+                                                          "clipped": 0.0}
+
+
 def test_clipping_acts_on_the_unscaled_gradient_under_loss_scaling():
     """With a loss scale of 2^15 the gradient is 2^15 times larger until the optimizer divides
     it; clipping that at 0.01 would shrink the step to 0.01 / 2^15."""

@@ -91,8 +91,13 @@ def _classes(path, categories, class_ids):
     if not all(isinstance(i, int) and 1 <= i <= MAX_CATEGORY_ID for i in ids):
         raise ValueError(f"{path!r} has category ids {ids}: class_ids='category_id' makes "
                          f"class id - 1 of each, which needs integer ids 1..{MAX_CATEGORY_ID} "
-                         "(COCO's are 1..90); use class_ids='index' for other ids")
+                         "(COCO's are 1..90); number them by position instead "
+                         "(data.class_ids=index; the converter's --class_ids=index)")
     names = dict(categories)
+    if max(ids) > 2 * len(ids):
+        logging.warning("%s: category ids up to %d for %d categories make %d classes, most of "
+                        "them unused (class_ids='category_id'; 'index' numbers them 0..%d)",
+                        path, max(ids), len(ids), max(ids), len(ids) - 1)
     return ([(i, names.get(i, labels.UNUSED.format(i))) for i in range(1, max(ids) + 1)],
             {category_id: category_id - 1 for category_id in ids})
 

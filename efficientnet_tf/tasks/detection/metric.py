@@ -17,7 +17,6 @@ from absl import logging
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from efficientnet_tf.data import labels
 from efficientnet_tf.tasks.detection import postprocess
 
 # COCOeval.stats, in its order (COCOeval.summarize).
@@ -65,10 +64,10 @@ class CocoEvaluator:
             self._ground_truth = _index(dataset)
         self._image_ids = set(self._ground_truth.getImgIds())
         self._class_ids = sorted(self._ground_truth.getCatIds())
-        # Classes named as unused ids (labels.is_unused: COCO's 10 of 90) have no ground
-        # truth; their detections are dropped, as scoring against COCO's own file ignores them.
-        self._unused = {index for index, name in enumerate(class_names or ())
-                        if labels.is_unused(name)}
+        # Classes of the model that the ground truth does not list (COCO's 10 unused ids of
+        # 90, named or not) are not scored: their detections are dropped, as COCO's own file
+        # and evaluation ignore them. A class beyond the model's is an error (below).
+        self._unlisted = set(range(len(class_names or ()))) - set(self._class_ids)
         if class_names is not None:
             names = {class_id: class_names[class_id] for class_id in self._class_ids}
         else:
@@ -91,9 +90,9 @@ class CocoEvaluator:
         if unknown_images:
             raise ValueError(f"detections for image id {unknown_images[0]}, which is not in "
                              f"the ground truth ({len(unknown_images)} unknown image ids)")
-        if self._unused:
+        if self._unlisted:
             detections = detections[~np.isin(detections[:, 6].astype(np.int64),
-                                             list(self._unused))]
+                                             list(self._unlisted))]
         unknown_classes = sorted(set(detections[:, 6].astype(np.int64)) - set(self._class_ids))
         if unknown_classes:
             raise ValueError(f"detections of class {unknown_classes[0]}, which is not a "

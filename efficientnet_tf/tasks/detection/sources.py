@@ -170,9 +170,12 @@ def file_ground_truth(path, category_ids, class_names):
     used = {annotation["category_id"] for annotation in content.get("annotations") or []}
     unknown = sorted((listed | used) - set(index_of))
     if unknown:
-        raise ValueError(f"{path!r} has category ids {unknown[:10]} that the model's classes do "
-                         f"not learn (its ids: {list(category_ids)[:10]}...); give the "
-                         "annotation file of the data the model was trained on")
+        raise ValueError(
+            f"{path!r} has category ids {unknown[:10]} that the model's classes do not learn "
+            f"(the source's ids: {list(category_ids)[:10]}...): give the annotation file of the "
+            "data the model was trained on, with a source whose classes are its category ids "
+            "(COCO JSON, or records written with the converter's default --class_ids="
+            "category_id; TFDS and --class_ids=index number classes by position)")
     truth = {"images": [{key: image[key] for key in ("id", "height", "width", "file_name")}
                         for image in content.get("images") or []],
              "annotations": [], "categories": [
@@ -406,6 +409,12 @@ def from_config(data):
                               examples={TRAIN: data.get("num_train_examples") or 0,
                                         EVAL: data.get("num_eval_examples") or 0})
     _needs(data, ["tfds_name"])
+    if data.get("class_ids") == "category_id":
+        raise ValueError(
+            "data.class_ids=category_id (coco_det's: automl's 90 COCO classes) needs the COCO "
+            "JSON files (data.source=coco_json) or records (scripts/make_detection_tfrecords.py): "
+            "TFDS numbers coco/2017's 80 classes 0..79 and keeps no category ids; set "
+            "data.class_ids=index for TFDS's 80")
     return TFDSSource(data.tfds_name, data_dir=data.get("tfds_data_dir") or None,
                       splits={TRAIN: data.get("tfds_train_split") or "train",
                               EVAL: data.get("tfds_eval_split") or "validation"})

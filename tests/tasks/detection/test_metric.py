@@ -63,13 +63,14 @@ def test_hand_computed_average_precision():
     assert metrics["AP/dog"] == -1.0  # no dogs anywhere: undefined, as COCO's -1
 
 
-def test_detections_of_unused_ids_are_not_scored():
-    """Class 1 named as an unused id (a COCO id no category has, class_ids="category_id"): no
-    ground-truth category, and its detections are dropped, not an error or a false positive."""
+def test_detections_of_classes_the_ground_truth_does_not_list_are_not_scored():
+    """Class 1 of the model is no ground-truth category (a COCO id no category has): its
+    detections are dropped, not an error or a false positive; a class beyond the model's
+    classes stays an error."""
     truth = [annotation(1, 0, [10, 10, 40, 40])]
     evaluator = metric_lib.CocoEvaluator(
         {**ground_truth(truth, image_ids=(1,)), "categories": CATEGORIES[:1]},
-        class_names=["cat", "unused-2"])
+        class_names=["cat", "2"])
     evaluator.update(np.array([row(1, [10, 10, 40, 40], 0.9, 0),
                                row(1, [200, 150, 30, 30], 0.95, 1)]))
     metrics = evaluator.finish()

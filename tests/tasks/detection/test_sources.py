@@ -240,7 +240,7 @@ def test_category_id_classes_as_automl_numbers_them(tmp_path, coco):
     zero = write_coco(tmp_path / "zero", categories=[{"id": 0, "name": "cat"}],
                       annotations=with_annotation(0, category_id=0)[:1])
     with pytest.raises(ValueError, match=r"category ids \[0\]: class_ids='category_id'.*"
-                                         "use class_ids='index'"):
+                                         r"\(data.class_ids=index; the converter's --class_ids"):
         CocoJsonSource({EVAL: zero[0]}, {EVAL: zero[1]}, class_ids="category_id")
 
 
@@ -279,6 +279,9 @@ def test_from_config(coco):
     data.train_images = ""
     with pytest.raises(ValueError, match="needs data.train_images"):
         detection_sources.from_config(data)
+    with pytest.raises(ValueError, match="TFDS numbers coco/2017's 80 classes 0..79"):
+        detection_sources.from_config(ml_collections.ConfigDict(dict(
+            source="tfds", tfds_name="coco/2017", class_ids="category_id")))
     with pytest.raises(ValueError, match="coco_json, detection_tfrecord, tfds"):
         detection_sources.from_config(ml_collections.ConfigDict(dict(source="folder")))
 
@@ -293,7 +296,8 @@ def test_make_detection_tfrecords_script(tmp_path, coco):
     assert counts == {"num_classes": 7, "label_offset": 1,
                       "eval": {"written": 3, "skipped_images": 0, "skipped_annotations": 0,
                                "shards": 1}}
-    assert (tmp_path / "out/labels.txt").read_text().splitlines()[2::4] == ["cat", "dog"]
+    assert (tmp_path / "out/labels.txt").read_text().splitlines() == [
+        "unused-1", "unused-2", "cat", "unused-4", "unused-5", "unused-6", "dog"]
 
 
 def tfds_examples(builder, decoders, read_config):
