@@ -112,7 +112,7 @@ def base_config():
         weight_decay_exclude="bias,gamma,beta",
         grad_clip_norm=0.0,  # 0: off; the norm compared and how often it clipped are logged
         # on several replicas: global (the whole batch's gradient, as one device) or automl
-        # (each replica's share, as google/automl's TF1 TPU path: train/loop.py CLIP_MODES)
+        # (each replica's share, as google/automl's TF1 TPU path: train/loop.py, Steps._clip)
         grad_clip_mode="global",
         # None: bfloat16 on TPU, float16 with loss scaling on GPU, else float32
         precision=placeholder(str),
