@@ -1,38 +1,91 @@
 #!/usr/bin/env bash
-# Runs on each TPU VM host (scripts/tpu/install.sh copies it there): installs this package under
-# the image's own TensorFlow, which is the TPU build (tensorflow or tensorflow-tpu with libtpu);
-# a PyPI tensorflow wheel cannot drive TPUs and must never shadow it.
+# Runs on each TPU VM host (scripts/tpu/install.sh copies it there) and installs this package.
 #   bash scripts/tpu/host_install.sh [MULTI_HOST=0|1]
+# Two routes (common.sh):
+#   a TensorFlow runtime image: the image's TensorFlow is the TPU build (tensorflow or
+#     tensorflow-tpu, with libtpu). Everything the image has stays as it is, Keras aside (raised
+#     to our floor); a PyPI tensorflow wheel cannot drive TPUs and must never shadow it.
+#   TF_TPU=X.Y.Z on a base image: installs tensorflow-tpu==X.Y.Z and the libtpu it depends on
+#     (2.19.1: libtpu 0.0.10 and 2.20.0: libtpu 0.0.14+ are on PyPI; 2.17 and 2.18 want a libtpu
+#     from Google's libtpu release index: set PIP_FIND_LINKS to it, README "Training on Cloud
+#     TPU").
+# Running it again changes nothing. PYTHON picks the interpreter (python3); in a virtualenv
+# packages go into it, otherwise into ~/.local, beside the image's.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 multi_host="${1:-0}"
+python="${PYTHON:-python3}"
+tf_tpu="${TF_TPU:-}"
 keras_floor="3.8.0"  # the oldest Keras the tests pass with (TF 2.16.1): setup.py, .ci/run
 
-# Everything the image has stays as it is, Keras aside.
-python3 -m pip freeze --all | grep -viE '^(pip|setuptools|wheel|keras)==' > tpu-constraints.txt
-keras_now="$(python3 -c 'import importlib.metadata as m; print(m.version("keras"))' 2>/dev/null \
-  || echo 0)"
-if python3 -c "import sys; v = lambda s: tuple(int(p) for p in s.split('.')[:3] if p.isdigit()); \
-sys.exit(0 if v('$keras_now') >= v('$keras_floor') else 1)"; then
-  keras="keras==$keras_now"
-else
-  # Keras is pure Python and not part of the TPU build; older Keras 3 releases cannot average
-  # batch-norm statistics across replicas (README, "Training on Cloud TPU").
-  echo "the image's Keras $keras_now is older than $keras_floor: installing keras==$keras_floor"
-  keras="keras==$keras_floor"
+install=("$python" -m pip install --quiet)
+if "$python" -c 'import sys; sys.exit(sys.prefix != sys.base_prefix)'; then
+  install+=(--user)
 fi
-extras=()
-if (( multi_host )); then
-  extras=(cloud-tpu-client)  # TPUClusterResolver(tpu=NAME) asks the Cloud TPU API
-fi
-python3 -m pip install --user --quiet -c tpu-constraints.txt -r requirements.txt "$keras" \
-  "${extras[@]}"
-python3 -m pip install --user --quiet --no-deps -e .
 
-if python3 -m pip list --user 2>/dev/null | grep -qiE '^tensorflow(-cpu|-intel)? '; then
-  echo "error: a PyPI tensorflow is now in ~/.local and shadows the image's TPU build;" \
-    "remove it: python3 -m pip uninstall tensorflow" >&2
+tensorflow_build() {  # which TensorFlow distribution provides `import tensorflow`, and where
+  "$python" -c 'import importlib.metadata as m
+for name in ("tensorflow-tpu", "tensorflow", "tensorflow-cpu"):
+    try:
+        print(name, m.version(name), m.distribution(name).locate_file(""))
+        break
+    except m.PackageNotFoundError:
+        pass
+else:
+    print("none")'
+}
+
+constraints="$(mktemp)"
+trap 'rm -f "$constraints"' EXIT
+requirements=()
+if [[ -n "$tf_tpu" ]]; then
+  # A base image has no TensorFlow: the TPU build and our requirements resolve together.
+  requirements=("tensorflow-tpu==$tf_tpu" "keras>=$keras_floor")
+else
+  # Pins for everything the image has, so that installing our requirements changes none of
+  # it. Only "name==version" lines are valid constraints: an editable install (this package,
+  # from an earlier run) or a "name @ URL" line is left out, as are pip's tools and Keras.
+  "$python" -m pip freeze --all | grep -E '^[A-Za-z0-9][A-Za-z0-9._-]*==[^ ;@]+$' \
+    | grep -viE '^(pip|setuptools|wheel|keras|efficientnet[-_.]tf)==' > "$constraints" || true
+  keras_now="$("$python" -c 'import importlib.metadata as m; print(m.version("keras"))' \
+    2>/dev/null || echo 0)"
+  if "$python" -c "import sys; v = lambda s: tuple(int(p) for p in s.split('.')[:3] if p.isdigit()); \
+sys.exit(0 if v('$keras_now') >= v('$keras_floor') else 1)"; then
+    requirements=("keras==$keras_now")
+  else
+    # Keras is pure Python and not part of the TPU build; older Keras 3 releases cannot average
+    # batch-norm statistics across replicas (README, "Training on Cloud TPU").
+    echo "the image's Keras $keras_now is older than $keras_floor: installing keras==$keras_floor"
+    requirements=("keras==$keras_floor")
+  fi
+fi
+if (( multi_host )) && ! "$python" -c 'import googleapiclient, oauth2client' 2>/dev/null; then
+  # TPUClusterResolver(tpu=NAME) asks the Cloud TPU API through TensorFlow's own client, which
+  # needs these two (unpinned: cloud-tpu-client's pins do not resolve on current images).
+  requirements+=(google-api-python-client oauth2client)
+fi
+
+before="$(tensorflow_build)"
+"${install[@]}" -c "$constraints" -r requirements.txt "${requirements[@]}"
+"${install[@]}" --no-deps -e .
+after="$(tensorflow_build)"
+
+if [[ -n "$tf_tpu" ]]; then
+  if [[ "$after" != "tensorflow-tpu $tf_tpu "* ]] \
+      || "$python" -m pip show --quiet tensorflow > /dev/null 2>&1; then
+    echo "error: expected tensorflow-tpu $tf_tpu alone, found: $after" \
+      "$("$python" -m pip list 2>/dev/null | grep -iE '^tensorflow(-cpu)? ' || true)" >&2
+    exit 1
+  fi
+elif [[ "$before" != "$after" ]]; then
+  echo "error: installing changed the image's TensorFlow ($before -> $after); a PyPI" \
+    "tensorflow cannot drive TPUs: python3 -m pip uninstall tensorflow" >&2
   exit 1
 fi
-python3 -c 'import tensorflow as tf, keras; print("TensorFlow", tf.__version__, "from",
-tf.__file__.rsplit("/", 2)[0], "| Keras", keras.__version__)'
+# Without importing TensorFlow (the TPU build loads libtpu when imported, which takes the
+# chips): what is installed and the libtpu a run will load (the CLI's `tpu` command checks
+# the chips).
+TENSORFLOW="$after" "$python" -c 'import importlib.metadata as m, os
+from efficientnet_tf.train import tpu_runtime
+print("TensorFlow:", *os.environ["TENSORFLOW"].split()[:2], "| Keras", m.version("keras"),
+      "| libtpu", tpu_runtime.libtpu_path() or "none found")'

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Copies this checkout to every host of the slice, installs it there under the image's own
-# TensorFlow (scripts/tpu/host_install.sh), then checks from host 0 that the program reaches the
-# TPU: it fails here, in one line, rather than at the first training step.
+# Copies this checkout to every host of the slice, installs it there (scripts/tpu/host_install.sh:
+# under the image's own TensorFlow, or with TF_TPU=X.Y.Z tensorflow-tpu on a base image), then
+# checks from host 0 that the program reaches the TPU: it fails here rather than at the first
+# training step. Safe to run again (after a preemption, or to update the code).
 #   bash scripts/tpu/install.sh
 set -euo pipefail
 # shellcheck source=scripts/tpu/common.sh
@@ -15,11 +16,11 @@ gcloud compute tpus tpu-vm scp "$archive" "$TPU_NAME:~/efficientnet_tf.tar.gz" -
   "${PROJECT_FLAG[@]}" --worker=all
 tpu_ssh all "set -euo pipefail; mkdir -p ~/efficientnet_tf \
   && tar -C ~/efficientnet_tf -xzf ~/efficientnet_tf.tar.gz \
-  && bash ~/efficientnet_tf/scripts/tpu/host_install.sh $MULTI_HOST"
+  && TF_TPU=$TF_TPU bash ~/efficientnet_tf/scripts/tpu/host_install.sh $MULTI_HOST"
 
 tpu_flag=local
 if (( MULTI_HOST )); then
   tpu_flag="$TPU_NAME"
 fi
 tpu_ssh 0 "cd ~/efficientnet_tf && TPU_RUNTIME_VERSION=$RUNTIME_VERSION \
-  ~/.local/bin/efficientnet-tf tpu --tpu=$tpu_flag"
+  ~/.local/bin/efficientnet-tf tpu --tpu=$tpu_flag --verbose"
