@@ -24,12 +24,14 @@
            `demo scaling --workdir=DIR`: the compound-scaling search on the digits, two seeds
   tpu      --tpu=local|NAME: the TPU software, topology and devices reached (fails without one)
 
-TensorFlow's start-up messages (CUDA probing, oneDNN notices) are hidden unless --verbose.
+TensorFlow's start-up messages (CUDA probing, oneDNN notices) are hidden unless --verbose;
+with --tpu its warnings and errors stay (libtpu reports its start-up failures there).
 `efficientnet-tf COMMAND --help`: that command's flags (train: the experiments and config keys).
 """
 
 import ast
 import contextlib
+import faulthandler
 import glob
 import os
 import sys
@@ -65,8 +67,14 @@ FLAGS = flags.FLAGS
 
 def _quiet_tensorflow():
     """Before TensorFlow loads: its C++ logging off (CUDA probing on a machine without GPUs,
-    oneDNN notices) unless --verbose or the user set TF_CPP_MIN_LOG_LEVEL."""
-    if not FLAGS.verbose:
+    oneDNN notices) unless --verbose or the user set TF_CPP_MIN_LOG_LEVEL. With --tpu only its
+    info lines go: libtpu's start-up failures (chips held by another process, a libtpu that
+    does not fit the TensorFlow build) are warnings and errors, and must reach the log; a
+    native crash prints the Python stack too (faulthandler)."""
+    if FLAGS.tpu:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+        faulthandler.enable()
+    elif not FLAGS.verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 

@@ -7,8 +7,10 @@
 # gs://, which every host can read (the TPU's service account needs access to the bucket).
 #   WORKDIR=gs://BUCKET/runs/v2-s DATA=gs://BUCKET/imagenet bash scripts/tpu/train.sh
 #   EXPERIMENT=experiments/imagenet_v2.py:efficientnetv2-m EXTRA="--config.train.batch_size=1024" ...
-# Progress: bash scripts/tpu/train.sh logs (tails host 0's log). A preempted or crashed run resumes
-# from its last checkpoint when launched again with the same WORKDIR.
+# Progress: bash scripts/tpu/train.sh logs (tails host 0's log, which keeps TensorFlow's and
+# libtpu's start-up messages: --verbose). A crashed run resumes from its last checkpoint when
+# launched again with the same WORKDIR; a preempted spot TPU must first be deleted, created and
+# installed again (README, "When a spot TPU is preempted").
 set -euo pipefail
 # shellcheck source=scripts/tpu/common.sh
 source "$(dirname "$0")/common.sh"
@@ -21,7 +23,9 @@ fi
 : "${WORKDIR:?set WORKDIR=gs://BUCKET/runs/NAME}"
 : "${DATA:?set DATA=gs://BUCKET/imagenet (ImageNet TFRecords: train-*, validation-*)}"
 EXPERIMENT="${EXPERIMENT:-experiments/imagenet_v2.py:efficientnetv2-s}"
-# v3-8 / v4-8: 1024 images per step (128 per core, the V2 recipe's per-core batch); pods: 4096.
+# One host: 1024 images per step, 128 per replica where TensorFlow sees 8 (v2-8, v3-8: one per
+# core; v5litepod-8, v6e-8: one per chip) and 256 where it sees 4 (v4-8, v5p-8: one per chip,
+# its two cores act as one); slices of 32 or more: 4096.
 BATCH="${BATCH:-$(( size >= 32 ? 4096 : 1024 ))}"
 EXTRA="${EXTRA:-}"
 
@@ -39,6 +43,6 @@ fi
 tpu_ssh 0 "cd ~/efficientnet_tf && env $RUNTIME_ENV TPU_RUNTIME_VERSION=$RUNTIME_VERSION \
   nohup ~/.local/bin/efficientnet-tf train --tpu=$TPU_FLAG --config=$EXPERIMENT --workdir=$WORKDIR \
   --config.data.train_pattern='$DATA/train-*' --config.data.eval_pattern='$DATA/validation-*' \
-  --config.train.batch_size=$BATCH $EXTRA > train.log 2>&1 &"
+  --config.train.batch_size=$BATCH --verbose $EXTRA > train.log 2>&1 &"
 echo "training launched on host 0 of $TPU_NAME; follow it: bash scripts/tpu/train.sh logs"
 echo "TensorBoard: tensorboard --logdir $WORKDIR"
