@@ -10,15 +10,19 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["efficientnet_tf", "efficientnet_tf.*"]),
-    # TensorFlow 2.16.1 with Keras 3.8 is the oldest pair the tests pass on (.ci/run's TPU tier:
-    # the TPU VM runtimes go from TF 2.16 to 2.18); requirements.txt lists the rest.
+    # TensorFlow 2.16.1 with Keras 3.8 is the oldest pair the tests pass on (.ci/run's floor
+    # tier); the TPU build tensorflow-tpu 2.19.1 is tested too, but is a distribution of its own
+    # that this requirement does not see: on a TPU VM install with scripts/tpu/install.sh
+    # (--no-deps). requirements.txt lists the rest.
     install_requires=["tensorflow>=2.16.1", "keras>=3.8"] + [
         line.strip() for line in open("requirements.txt", encoding="utf-8")  # local: build
         if line.strip() and not line.startswith("#")],
     extras_require={
         # Resolving a pod slice by name (TPUClusterResolver(tpu=NAME)) asks the Cloud TPU API
-        # through cloud-tpu-client (google-api-python-client, oauth2client).
-        "tpu": ["cloud-tpu-client"],
+        # through TensorFlow's own client, which needs these two. On a TPU build of TensorFlow
+        # install them by name, not as this extra: with dependencies, pip would put the PyPI
+        # `tensorflow` over `tensorflow-tpu` (scripts/tpu/host_install.sh does it right).
+        "tpu": ["google-api-python-client", "oauth2client"],
         # TFDS datasets as a data source (the fine-tuning recipes); heavy, so optional.
         "tfds": ["tensorflow-datasets"],
         "dev": ["pytest", "pytest-xdist", "scikit-image", "tensorflow-serving-api", "ruff",

@@ -43,7 +43,8 @@ def _unreachable(resolver, timeout):
 
 def _tpu_strategy(tpu, connect_timeout=20.0):
     """TPUStrategy on the TPU VM's own chips ('local') or a pod slice by name (host 0 reaches
-    every host's TensorFlow server; resolving a name needs the [tpu] extra's cloud-tpu-client).
+    every host's TensorFlow server; resolving a name asks the Cloud TPU API through TensorFlow's
+    own client, which needs google-api-python-client and oauth2client).
     TPU Nodes (end of life April 2025) are not supported."""
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
@@ -59,8 +60,9 @@ def _tpu_strategy(tpu, connect_timeout=20.0):
         raise NoTPUError(
             f"no TPU found for --tpu={tpu!r} (tried TPUClusterResolver(tpu={tpu!r}) and "
             f"initialize_tpu_system): {first_line}. On a single-host TPU VM use --tpu=local; "
-            "on a pod slice run on host 0 with the TPU's name (pip install "
-            "'efficientnet_tf[tpu]' to resolve names); without a TPU leave --tpu unset") from None
+            "on a pod slice run on host 0 with the TPU's name (resolving it needs "
+            "`pip install google-api-python-client oauth2client`, and roles/tpu.viewer for "
+            "the VM's service account); without a TPU leave --tpu unset") from None
     strategy = tf.distribute.TPUStrategy(resolver)
     # Printed at start, beside the stage table: what the run really runs on.
     logging.info("TPU software: %s", tpu_runtime.describe_software())

@@ -17,21 +17,29 @@ import importlib.metadata
 import importlib.util
 import os
 
-# Where TPU VM images keep libtpu; a pip-installed libtpu package holds its own copy.
+# Where TPU VM images keep libtpu. The pip package `libtpu` (what tensorflow-tpu depends on)
+# comes first: it is the one built for the installed TensorFlow, and what Google's TensorFlow
+# TPU tests and keras.io load (libtpu.get_library_path(), the package's own libtpu.so).
 LIBTPU_PATHS = ("/lib/libtpu.so", "/usr/lib/libtpu.so")
+
+
+def _pip_libtpu():
+    spec = importlib.util.find_spec("libtpu")  # found without importing it
+    for directory in (spec.submodule_search_locations or []) if spec else []:
+        candidate = os.path.join(directory, "libtpu.so")
+        if os.path.exists(candidate):  # local: the installed package
+            return candidate
+    return None
 
 
 def libtpu_path():
     """The libtpu.so TensorFlow should load, or None when this machine has none."""
+    found = _pip_libtpu()
+    if found:
+        return found
     for path in LIBTPU_PATHS:
         if os.path.exists(path):  # local: a file of this machine's image
             return path
-    spec = importlib.util.find_spec("libtpu")
-    if spec and spec.submodule_search_locations:
-        for directory in spec.submodule_search_locations:
-            candidate = os.path.join(directory, "libtpu.so")  # local: the installed package
-            if os.path.exists(candidate):  # local: the installed package
-                return candidate
     return None
 
 
@@ -55,6 +63,11 @@ def configure(tpu, environ=None):
 
     Must run before TensorFlow is imported."""
     environ = os.environ if environ is None else environ
+    if tpu == "local" and environ.get("TPU_LOAD_LIBRARY") == "0":
+        # TensorFlow's plugin loader aborts the process (a native check failure) on this.
+        raise ValueError("--tpu=local loads libtpu as TensorFlow's PJRT plugin, which "
+                         "TPU_LOAD_LIBRARY=0 (set in this environment) forbids: TensorFlow "
+                         "would abort. Unset it; it is for host 0 of a pod slice (--tpu=NAME)")
     applied = {}
     for name, value in environment(tpu).items():
         if name not in environ:
@@ -82,10 +95,15 @@ def software():
     report["tensorflow package"] = next(
         (f"{name} {version}" for name, version in packages.items()
          if name.startswith("tensorflow") and version), "unknown")
-    libtpu = next((f"{name} {version}" for name, version in packages.items()
-                   if name.startswith("libtpu") and version), None)
-    report["libtpu"] = libtpu or os.environ.get("TF_PLUGGABLE_DEVICE_LIBRARY_PATH") or (
-        libtpu_path() or "not found")
+    # The library this run loads (the variable the CLI set, or the one it would set), and the
+    # pip package's version when that is where it lives.
+    path = os.environ.get("TF_PLUGGABLE_DEVICE_LIBRARY_PATH") or libtpu_path()
+    version = next((f"{name} {version}" for name, version in packages.items()
+                    if name.startswith("libtpu") and version), None)
+    if path and version and path == _pip_libtpu():
+        report["libtpu"] = f"{path} ({version})"
+    else:
+        report["libtpu"] = path or "not found"
     report["runtime"] = os.environ.get("TPU_RUNTIME_VERSION", "unknown (scripts/tpu/train.sh "
                                                               "sets TPU_RUNTIME_VERSION)")
     return report
