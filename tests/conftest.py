@@ -31,6 +31,21 @@ def pytest_configure(config):
     config.addinivalue_line("filterwarnings", "ignore:__array__ implementation:DeprecationWarning")
 
 
+# The files whose tests take longest in the slow tier (.ci/run's durations), longest first.
+# pytest-xdist's --dist loadfile hands whole files to its workers in collection order, so a
+# long file collected last leaves the other worker idle while it runs: these go first.
+LONGEST_FIRST = ("test_scripts.py", "scaling/test_search.py", "detection/test_adapt.py",
+                 "classification/test_adapt.py", "test_chaos.py", "test_experiments.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        path = item.path.as_posix()
+        return next((i for i, name in enumerate(LONGEST_FIRST) if path.endswith("/" + name)),
+                    len(LONGEST_FIRST))
+    items.sort(key=rank)  # stable: every other test keeps its order
+
+
 @pytest.fixture(autouse=True)
 def _fresh_keras_state():
     keras.mixed_precision.set_global_policy("float32")
