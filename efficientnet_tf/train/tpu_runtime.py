@@ -13,6 +13,7 @@ parsing its flags, before any command runs). What Google's TPU tests and Vertex 
 A variable the user already set is kept. This module imports no TensorFlow at load time.
 """
 
+import fcntl
 import importlib.metadata
 import importlib.util
 import os
@@ -43,6 +44,45 @@ def libtpu_path():
     return None
 
 
+# libtpu lets one process at a time use the chips: it holds a POSIX lock on this file. A second
+# process that loads it as TensorFlow's PJRT plugin dies in a native check failure ("Internal
+# error when accessing libtpu multi-process lockfile"), so the CLI looks first.
+LIBTPU_LOCKFILE = "/tmp/libtpu_lockfile"
+
+
+class TPUInUseError(ValueError):
+    EXIT_CODE = 1  # the machine's state, not a usage error
+
+
+def tpu_holder(lockfile=LIBTPU_LOCKFILE):
+    """The process holding libtpu's lock ("pid N (command)"), or None when it is free. Only
+    before this process loads libtpu: closing the file drops this process's own POSIX locks."""
+    try:
+        descriptor = os.open(lockfile, os.O_RDWR)  # local: libtpu's lock file on this machine
+    except OSError:
+        return None  # none yet, or another user's: libtpu reports that case itself
+    try:
+        fcntl.lockf(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return None  # free (closing the file below releases the lock at once)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+    inode = os.stat(lockfile).st_ino  # local: as above
+    try:
+        with open("/proc/locks", encoding="ascii") as locks:  # local: the kernel's lock table
+            for line in locks:
+                fields = line.split()
+                if len(fields) > 5 and fields[5].endswith(f":{inode}"):
+                    pid = fields[4]
+                    with open(f"/proc/{pid}/cmdline", "rb") as cmdline:  # local: as above
+                        command = cmdline.read().replace(b"\0", b" ").decode(errors="replace")
+                    return f"pid {pid} ({command.strip()[:120]})"
+    except OSError:
+        pass
+    return "another process"
+
+
 def environment(tpu, libtpu=None):
     """{variable: value} that a run with --tpu=`tpu` needs ({} without a TPU)."""
     if not tpu:
@@ -68,6 +108,12 @@ def configure(tpu, environ=None):
         raise ValueError("--tpu=local loads libtpu as TensorFlow's PJRT plugin, which "
                          "TPU_LOAD_LIBRARY=0 (set in this environment) forbids: TensorFlow "
                          "would abort. Unset it; it is for host 0 of a pod slice (--tpu=NAME)")
+    if tpu == "local" and environ.get("ALLOW_MULTIPLE_LIBTPU_LOAD") != "1":
+        holder = tpu_holder()
+        if holder:
+            raise TPUInUseError(
+                f"the TPU is in use: {holder} holds libtpu's lock {LIBTPU_LOCKFILE} (one "
+                f"process at a time may use the chips): wait for it to end, or stop it")
     applied = {}
     for name, value in environment(tpu).items():
         if name not in environ:
