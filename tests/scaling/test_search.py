@@ -363,8 +363,9 @@ def test_a_diverged_run_is_recorded_and_skipped(plan, recipe, monkeypatch, tmp_p
 
 @pytest.mark.slow
 def test_the_command_line_searches_and_info_reads_scaled_py(tmp_path):
-    """`efficientnet-tf scale-search` with the digits recipe (a fraction of an epoch per run),
-    then `info --config=WORKDIR/scaled.py:3`: the chosen row at phi 3."""
+    """`efficientnet-tf scale-search` with the digits recipe (a fraction of an epoch per run,
+    the 4 grid points of step 0.3), then `info --config=WORKDIR/scaled.py:3`: the chosen row at
+    phi 3."""
     from efficientnet_tf.data import digits
 
     def command_line(*args):
@@ -375,13 +376,13 @@ def test_the_command_line_searches_and_info_reads_scaled_py(tmp_path):
     digits.write_digits(root)
     workdir = str(tmp_path / "search")
     search = command_line("scale-search", f"--config=experiments/scale_digits.py:{root}",
-                          f"--workdir={workdir}", "--grid_step=0.2", "--tolerance=0.15",
+                          f"--workdir={workdir}", "--grid_step=0.3", "--tolerance=0.15",
                           "--search_epochs=0.2", "--seeds=0", "--shard=0/1")
     assert search.returncode == 0, search.stderr[-3000:]
     assert f"files: {workdir}/report.md" in search.stdout
     summary = json.loads(tf.io.gfile.GFile(f"{workdir}/report.json").read())
     assert summary["settings"] == {"base": "efficientnetv2-test", "factor": 2.0,
-                                   "grid_step": 0.2, "tolerance": 0.15, "epochs": 0.2}
+                                   "grid_step": 0.3, "tolerance": 0.15, "epochs": 0.2}
     with tf.io.gfile.GFile(f"{workdir}/runs/a1_b1_g1/seed0/results.json") as stream:
         assert json.load(stream)["steps"] == 5  # 0.2 epochs of 1,363 images in batches of 64
     phi3 = next(row["name"] for row in summary["phi_rows"] if row["phi"] == 3)
