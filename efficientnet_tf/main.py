@@ -72,10 +72,10 @@ def _quiet_tensorflow():
     does not fit the TensorFlow build) are warnings and errors, and must reach the log; a
     native crash prints the Python stack too (faulthandler)."""
     if FLAGS.tpu:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
         faulthandler.enable()
-    elif not FLAGS.verbose:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if FLAGS.verbose:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if FLAGS.tpu else "3")
 
 
 @contextlib.contextmanager

@@ -18,9 +18,10 @@ import importlib.metadata
 import importlib.util
 import os
 
-# Where TPU VM images keep libtpu. The pip package `libtpu` (what tensorflow-tpu depends on)
-# comes first: it is the one built for the installed TensorFlow, and what Google's TensorFlow
-# TPU tests and keras.io load (libtpu.get_library_path(), the package's own libtpu.so).
+# Where TPU VM images keep libtpu. Where TensorFlow is the `tensorflow-tpu` distribution, the pip
+# package `libtpu` it depends on comes first: it is the one built for that TensorFlow, and what
+# Google's TensorFlow TPU tests and keras.io load (libtpu.get_library_path(), the package's own
+# libtpu.so). Otherwise the image's copy comes first (a pip libtpu may be JAX's).
 LIBTPU_PATHS = ("/lib/libtpu.so", "/usr/lib/libtpu.so")
 
 
@@ -35,12 +36,23 @@ def _pip_libtpu():
 
 def libtpu_path():
     """The libtpu.so TensorFlow should load, or None when this machine has none."""
-    found = _pip_libtpu()
-    if found:
-        return found
-    for path in LIBTPU_PATHS:
-        if os.path.exists(path):  # local: a file of this machine's image
-            return path
+    image = next((path for path in LIBTPU_PATHS if os.path.exists(path)), None)  # local: the image
+    pip = _pip_libtpu()
+    if pip and (_version("tensorflow-tpu") or not image):
+        return pip
+    return image
+
+
+def loaded_libtpu():
+    """The libtpu this process has loaded (from /proc/self/maps), or None."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:  # local
+            for line in maps:
+                path = line.split(maxsplit=5)[-1].strip()
+                if os.path.basename(path).startswith("libtpu") and path.endswith(".so"):
+                    return path
+    except OSError:
+        pass
     return None
 
 
@@ -141,15 +153,15 @@ def software():
     report["tensorflow package"] = next(
         (f"{name} {version}" for name, version in packages.items()
          if name.startswith("tensorflow") and version), "unknown")
-    # The library this run loads (the variable the CLI set, or the one it would set), and the
-    # pip package's version when that is where it lives.
-    path = os.environ.get("TF_PLUGGABLE_DEVICE_LIBRARY_PATH") or libtpu_path()
+    # The library this process loaded, else the one the CLI set or would set, with the pip
+    # package's version when that is where it lives.
+    loaded = loaded_libtpu()
+    path = loaded or os.environ.get("TF_PLUGGABLE_DEVICE_LIBRARY_PATH") or libtpu_path()
     version = next((f"{name} {version}" for name, version in packages.items()
                     if name.startswith("libtpu") and version), None)
     if path and version and path == _pip_libtpu():
-        report["libtpu"] = f"{path} ({version})"
-    else:
-        report["libtpu"] = path or "not found"
+        path = f"{path} ({version})"
+    report["libtpu"] = (path + ("" if loaded else ", not loaded")) if path else "not found"
     report["runtime"] = os.environ.get("TPU_RUNTIME_VERSION", "unknown (scripts/tpu/train.sh "
                                                               "sets TPU_RUNTIME_VERSION)")
     return report

@@ -60,6 +60,16 @@ if [[ -z "${RUNTIME_VERSION:-}" ]]; then
   fi
 fi
 
+tf_tpu_single_host() {  # create.sh and install.sh: TF_TPU only where it can work
+  # A multi-host slice runs through a TensorFlow server on every host, which the -pod runtime
+  # images start; a base image has none.
+  if [[ -n "$TF_TPU" ]] && (( MULTI_HOST )); then
+    echo "error: TF_TPU=$TF_TPU (a base image) is for single-host slices; $ACCELERATOR has" \
+      "several hosts: leave TF_TPU unset for a tpu-vm-tf-X.Y.Z-pod-pjrt image" >&2
+    exit 1
+  fi
+}
+
 tpu_ssh() {  # tpu_ssh WORKER COMMAND: runs COMMAND on host WORKER (0, 1, ... or all)
   gcloud compute tpus tpu-vm ssh "$TPU_NAME" --zone "$ZONE" "${PROJECT_FLAG[@]}" \
     --worker="$1" --command "$2"

@@ -8,12 +8,17 @@
 set -euo pipefail
 # shellcheck source=scripts/tpu/common.sh
 source "$(dirname "$0")/common.sh"
+tf_tpu_single_host
 
 available="$(gcloud compute tpus tpu-vm versions list --zone "$ZONE" "${PROJECT_FLAG[@]}" \
   --format 'value(version)')"
 if ! grep -qx "$RUNTIME_VERSION" <<< "$available"; then
-  echo "runtime $RUNTIME_VERSION is not offered in $ZONE; its TensorFlow runtimes are:" >&2
-  grep '^tpu-vm-tf-' <<< "$available" | sort -V >&2 || echo "  (none)" >&2
+  echo "runtime $RUNTIME_VERSION is not offered in $ZONE; what it offers:" >&2
+  if [[ -n "$TF_TPU" ]]; then
+    grep -E '^(tpu-ubuntu|v2-alpha-)' <<< "$available" | sort -V >&2 || echo "  (none)" >&2
+  else
+    grep '^tpu-vm-tf-' <<< "$available" | sort -V >&2 || echo "  (none)" >&2
+  fi
   echo "set TF_VERSION=X.Y.Z or RUNTIME_VERSION=NAME (v5e, v5p and v6e need a -pjrt one)," \
     "or TF_TPU=X.Y.Z for a base image with tensorflow-tpu" >&2
   exit 1
@@ -36,7 +41,7 @@ if (( QUEUED )); then
     --runtime-version "$RUNTIME_VERSION" "${options[@]}"
   while true; do
     state="$(gcloud compute tpus queued-resources describe "$TPU_NAME" --zone "$ZONE" \
-      "${PROJECT_FLAG[@]}" --format 'value(state.state)')"
+      "${PROJECT_FLAG[@]}" --format 'value(state.state)')" || state="unknown: gcloud failed"
     case "$state" in
       ACTIVE) break ;;
       FAILED | SUSPENDING | SUSPENDED)

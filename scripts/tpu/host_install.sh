@@ -23,16 +23,13 @@ if "$python" -c 'import sys; sys.exit(sys.prefix != sys.base_prefix)'; then
   install+=(--user)
 fi
 
-tensorflow_build() {  # which TensorFlow distribution provides `import tensorflow`, and where
+tensorflow_builds() {  # every TensorFlow distribution installed, and where (one per line)
   "$python" -c 'import importlib.metadata as m
-for name in ("tensorflow-tpu", "tensorflow", "tensorflow-cpu"):
+for name in ("tensorflow-tpu", "tensorflow", "tensorflow-cpu", "tensorflow-intel"):
     try:
         print(name, m.version(name), m.distribution(name).locate_file(""))
-        break
     except m.PackageNotFoundError:
-        pass
-else:
-    print("none")'
+        pass'
 }
 
 constraints="$(mktemp)"
@@ -43,9 +40,11 @@ if [[ -n "$tf_tpu" ]]; then
   requirements=("tensorflow-tpu==$tf_tpu" "keras>=$keras_floor")
 else
   # Pins for everything the image has, so that installing our requirements changes none of
-  # it. Only "name==version" lines are valid constraints: an editable install (this package,
-  # from an earlier run) or a "name @ URL" line is left out, as are pip's tools and Keras.
-  "$python" -m pip freeze --all | grep -E '^[A-Za-z0-9][A-Za-z0-9._-]*==[^ ;@]+$' \
+  # it: "name==version" for every distribution, those installed from local wheels included
+  # (pip freeze would write "name @ file://..." for them, which a constraints file refuses);
+  # editable installs (this package, from an earlier run) left out, as are pip's tools and Keras.
+  "$python" -m pip list --format=freeze --exclude-editable \
+    | grep -E '^[A-Za-z0-9][A-Za-z0-9._-]*==[^ ;@]+$' \
     | grep -viE '^(pip|setuptools|wheel|keras|efficientnet[-_.]tf)==' > "$constraints" || true
   keras_now="$("$python" -c 'import importlib.metadata as m; print(m.version("keras"))' \
     2>/dev/null || echo 0)"
@@ -65,27 +64,26 @@ if (( multi_host )) && ! "$python" -c 'import googleapiclient, oauth2client' 2>/
   requirements+=(google-api-python-client oauth2client)
 fi
 
-before="$(tensorflow_build)"
+before="$(tensorflow_builds)"
 "${install[@]}" -c "$constraints" -r requirements.txt "${requirements[@]}"
 "${install[@]}" --no-deps -e .
-after="$(tensorflow_build)"
+after="$(tensorflow_builds)"
 
 if [[ -n "$tf_tpu" ]]; then
-  if [[ "$after" != "tensorflow-tpu $tf_tpu "* ]] \
-      || "$python" -m pip show --quiet tensorflow > /dev/null 2>&1; then
-    echo "error: expected tensorflow-tpu $tf_tpu alone, found: $after" \
-      "$("$python" -m pip list 2>/dev/null | grep -iE '^tensorflow(-cpu)? ' || true)" >&2
+  if [[ "$after" != "tensorflow-tpu $tf_tpu "* ]] || (( $(wc -l <<< "$after") > 1 )); then
+    echo "error: expected tensorflow-tpu $tf_tpu alone, found: ${after//$'\n'/; }" >&2
     exit 1
   fi
 elif [[ "$before" != "$after" ]]; then
-  echo "error: installing changed the image's TensorFlow ($before -> $after); a PyPI" \
-    "tensorflow cannot drive TPUs: python3 -m pip uninstall tensorflow" >&2
+  echo "error: installing changed the image's TensorFlow (${before//$'\n'/; } ->" \
+    "${after//$'\n'/; }); a PyPI tensorflow cannot drive TPUs: $python -m pip uninstall" \
+    "the one that was not there before" >&2
   exit 1
 fi
 # Without importing TensorFlow (the TPU build loads libtpu when imported, which takes the
 # chips): what is installed and the libtpu a run will load (the CLI's `tpu` command checks
 # the chips).
-TENSORFLOW="$after" "$python" -c 'import importlib.metadata as m, os
+TENSORFLOW="${after%%$'\n'*}" "$python" -c 'import importlib.metadata as m, os
 from efficientnet_tf.train import tpu_runtime
 print("TensorFlow:", *os.environ["TENSORFLOW"].split()[:2], "| Keras", m.version("keras"),
       "| libtpu", tpu_runtime.libtpu_path() or "none found")'

@@ -7,6 +7,7 @@
 set -euo pipefail
 # shellcheck source=scripts/tpu/common.sh
 source "$(dirname "$0")/common.sh"
+tf_tpu_single_host
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 
 archive="$(mktemp -d)/efficientnet_tf.tar.gz"
@@ -23,4 +24,4 @@ if (( MULTI_HOST )); then
   tpu_flag="$TPU_NAME"
 fi
 tpu_ssh 0 "cd ~/efficientnet_tf && TPU_RUNTIME_VERSION=$RUNTIME_VERSION \
-  ~/.local/bin/efficientnet-tf tpu --tpu=$tpu_flag --verbose"
+  ~/.local/bin/efficientnet-tf tpu --tpu=$tpu_flag"

@@ -8,9 +8,10 @@
 #   WORKDIR=gs://BUCKET/runs/v2-s DATA=gs://BUCKET/imagenet bash scripts/tpu/train.sh
 #   EXPERIMENT=experiments/imagenet_v2.py:efficientnetv2-m EXTRA="--config.train.batch_size=1024" ...
 # Progress: bash scripts/tpu/train.sh logs (tails host 0's log, which keeps TensorFlow's and
-# libtpu's start-up messages: --verbose). A crashed run resumes from its last checkpoint when
-# launched again with the same WORKDIR; a preempted spot TPU must first be deleted, created and
-# installed again (README, "When a spot TPU is preempted").
+# libtpu's start-up warnings and errors: the CLI does with --tpu; libtpu's full log is in
+# /tmp/tpu_logs on the host). A crashed run resumes from its last checkpoint when launched again
+# with the same WORKDIR; a preempted spot TPU must first be deleted, created and installed again
+# (README, "When a spot TPU is preempted").
 set -euo pipefail
 # shellcheck source=scripts/tpu/common.sh
 source "$(dirname "$0")/common.sh"
@@ -43,6 +44,6 @@ fi
 tpu_ssh 0 "cd ~/efficientnet_tf && env $RUNTIME_ENV TPU_RUNTIME_VERSION=$RUNTIME_VERSION \
   nohup ~/.local/bin/efficientnet-tf train --tpu=$TPU_FLAG --config=$EXPERIMENT --workdir=$WORKDIR \
   --config.data.train_pattern='$DATA/train-*' --config.data.eval_pattern='$DATA/validation-*' \
-  --config.train.batch_size=$BATCH --verbose $EXTRA > train.log 2>&1 &"
+  --config.train.batch_size=$BATCH $EXTRA > train.log 2>&1 &"
 echo "training launched on host 0 of $TPU_NAME; follow it: bash scripts/tpu/train.sh logs"
 echo "TensorBoard: tensorboard --logdir $WORKDIR"

@@ -24,7 +24,7 @@ def test_a_pod_slice_reaches_its_hosts_by_name_without_loading_libtpu():
     assert tpu_runtime.environment(None) == {}
 
 
-def test_the_pip_libtpu_comes_before_the_images_copy(tmp_path, monkeypatch):
+def test_the_pip_libtpu_comes_first_where_tensorflow_is_tensorflow_tpu(tmp_path, monkeypatch):
     package = tmp_path / "site" / "libtpu"
     package.mkdir(parents=True)
     (package / "__init__.py").write_text("raise ImportError('must not be imported')\n")
@@ -34,11 +34,17 @@ def test_the_pip_libtpu_comes_before_the_images_copy(tmp_path, monkeypatch):
     monkeypatch.setattr(tpu_runtime, "LIBTPU_PATHS", (str(image_copy),))
     monkeypatch.setattr(sys, "path", [str(tmp_path / "site")] + sys.path)
     monkeypatch.delitem(sys.modules, "libtpu", raising=False)
+    tensorflow_tpu = {"tensorflow-tpu": "2.19.1"}
+    monkeypatch.setattr(tpu_runtime, "_version", tensorflow_tpu.get)
     assert tpu_runtime.libtpu_path() == str(image_copy)  # the package holds no libtpu.so yet
     (package / "libtpu.so").write_bytes(b"")
     assert tpu_runtime.libtpu_path() == str(package / "libtpu.so")
     assert tpu_runtime.environment("local")["TF_PLUGGABLE_DEVICE_LIBRARY_PATH"] == str(
         package / "libtpu.so")
+    tensorflow_tpu.clear()  # an image's own TensorFlow build: its libtpu (a pip one may be JAX's)
+    assert tpu_runtime.libtpu_path() == str(image_copy)
+    image_copy.unlink()
+    assert tpu_runtime.libtpu_path() == str(package / "libtpu.so")
 
 
 def test_configure_keeps_what_the_user_set():
@@ -64,22 +70,28 @@ def test_the_software_report_names_tensorflow_keras_libtpu_and_runtime(monkeypat
     report = tpu_runtime.software()
     assert report["tensorflow"] == tf.__version__ and report["keras"] == keras.__version__
     assert report["runtime"] == "tpu-vm-tf-2.16.1-pjrt"
-    # The TPU build's tier has the pip libtpu that tensorflow-tpu depends on; the CPU wheel none.
-    found = tpu_runtime.libtpu_path()
-    assert report["libtpu"] == "not found" if found is None else report["libtpu"].startswith(
-        found + " (libtpu ")
+    # The TPU build's tier has the pip libtpu that tensorflow-tpu depends on, loaded when
+    # TensorFlow was imported; the CPU wheels have none.
+    loaded = tpu_runtime.loaded_libtpu()
+    found = loaded or tpu_runtime.libtpu_path()
+    if found is None:
+        assert report["libtpu"] == "not found"
+    else:
+        assert report["libtpu"].startswith(found)
+        assert report["libtpu"].endswith(", not loaded") == (loaded is None)
     assert report["tensorflow package"].startswith("tensorflow")
 
 
-def _this_process_holds_libtpu():
-    """The TPU build loads libtpu when TensorFlow is imported, and libtpu takes its lock."""
+def _libtpu_lock_holder():
+    """The pid holding libtpu's lock, or None. The TPU build loads libtpu when TensorFlow is
+    imported, and the first process of the tier to do so (a pytest worker) takes the lock."""
     try:
         inode = os.stat(tpu_runtime.LIBTPU_LOCKFILE).st_ino
     except OSError:
-        return False
+        return None
     with open("/proc/locks", encoding="ascii") as locks:
-        return any(fields[4] == str(os.getpid()) and fields[5].endswith(f":{inode}")
-                   for fields in (line.split() for line in locks) if len(fields) > 5)
+        return next((fields[4] for fields in (line.split() for line in locks)
+                     if len(fields) > 5 and fields[5].endswith(f":{inode}")), None)
 
 
 def test_the_tpu_command_without_a_tpu_is_one_line_and_sets_the_runtime_first():
@@ -92,11 +104,12 @@ def test_the_tpu_command_without_a_tpu_is_one_line_and_sets_the_runtime_first():
     assert result.returncode == 1, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
     assert "Traceback" not in result.stderr
-    if not _this_process_holds_libtpu():
+    holder = _libtpu_lock_holder()
+    if holder is None:
         assert len(errors) == 1 and "no TPU found for --tpu='local'" in errors[0]
         assert "TPU runtime: NEXT_PLUGGABLE_DEVICE_USE_C_API=true" in result.stderr
-    else:  # the TPU build: this test's own process loaded libtpu when it imported TensorFlow
-        assert len(errors) == 1 and f"the TPU is in use: pid {os.getpid()} (" in errors[0]
+    else:  # the TPU build: a process of this test run loaded libtpu when it imported TensorFlow
+        assert len(errors) == 1 and f"the TPU is in use: pid {holder} (" in errors[0]
 
 
 def test_a_tpu_held_by_another_process_is_named_before_libtpu_aborts(tmp_path):
