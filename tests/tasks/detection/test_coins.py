@@ -52,8 +52,11 @@ def test_the_copies_move_the_boxes_with_the_pixels():
 
 
 @pytest.mark.slow
-@pytest.mark.release  # 3 minutes; the slow tier's learnability guard (test_adapt.py) fits coins
-def test_a_detector_trained_on_copies_of_the_coins_photo_finds_its_coins(tmp_path):
+@pytest.mark.release  # 3 minutes each; the slow tier's learnability guard (test_adapt.py) fits
+# coins. The precisions: automl's float32; our defaults on TPU (bfloat16) and GPU (float16 with
+# loss scaling). Measured, seed 0: AP 62.0, 62.8 and 61.6%, AP50 100% each.
+@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16", "mixed_float16"])
+def test_a_detector_trained_on_copies_of_the_coins_photo_finds_its_coins(tmp_path, precision):
     photo = np.stack([skimage.data.coins()] * 3, axis=-1)
     root = f"{tmp_path}/data"
     for split, pictures in (("train", turned_copies(photo, COINS)), ("eval", [(photo, COINS)])):
@@ -70,8 +73,10 @@ def test_a_detector_trained_on_copies_of_the_coins_photo_finds_its_coins(tmp_pat
     config.optimizer.lr_per_256 = 1e-3 * 256 / 8
     config.optimizer.warmup_epochs = 0.0
     config.eval.batch_size = 1
+    config.train.precision = precision
     workdir = str(tmp_path / "run")
     results = trainer.train_and_evaluate(config, workdir)
+    print(f"{precision}: AP {results['eval_AP']:.4f} AP50 {results['eval_AP50']:.4f}")
     assert results["eval_AP50"] >= 0.9, results["eval_summary"]
     _, (found,) = predict.predict_files(workdir, [f"{root}/eval/images/0.png"], min_score=0.0)
     detections = found.result["detections"]
