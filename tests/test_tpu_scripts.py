@@ -122,12 +122,14 @@ def test_tf_tpu_is_refused_for_a_multi_host_slice(tmp_path):
 
 
 def test_install_passes_tf_tpu_to_every_host_and_checks_from_host_0(tmp_path):
-    result, calls = run_script("install.sh", tmp_path, TF_TPU="2.19.1", ACCELERATOR="v5p-8")
+    index = "https://example.invalid/libtpu/index.html"
+    result, calls = run_script("install.sh", tmp_path, TF_TPU="2.19.1", ACCELERATOR="v5p-8",
+                               PIP_FIND_LINKS=index)
     assert result.returncode == 0, result.stderr
     scp, install, check = calls
     assert scp[2:4] == ["tpu-vm", "scp"] and "--worker=all" in install
-    assert "TF_TPU=2.19.1 bash ~/efficientnet_tf/scripts/tpu/host_install.sh 0" in (
-        install[install.index("--command") + 1])
+    assert f"PIP_FIND_LINKS={index} TF_TPU=2.19.1 bash ~/efficientnet_tf/scripts/tpu/" \
+        "host_install.sh 0" in install[install.index("--command") + 1]
     assert "efficientnet-tf tpu --tpu=local" in check[check.index("--command") + 1]
 
 

@@ -15,9 +15,15 @@ tar -C "$root" -czf "$archive" setup.py README.md requirements.txt MANIFEST.in e
   experiments scripts
 gcloud compute tpus tpu-vm scp "$archive" "$TPU_NAME:~/efficientnet_tf.tar.gz" --zone "$ZONE" \
   "${PROJECT_FLAG[@]}" --worker=all
+# What host_install.sh reads: TF_TPU, and PIP_FIND_LINKS where set (tensorflow-tpu 2.17 and
+# 2.18 find their libtpu on Google's libtpu index only).
+host_env="TF_TPU=$TF_TPU"
+if [[ -n "${PIP_FIND_LINKS:-}" ]]; then
+  host_env="PIP_FIND_LINKS=$PIP_FIND_LINKS $host_env"
+fi
 tpu_ssh all "set -euo pipefail; mkdir -p ~/efficientnet_tf \
   && tar -C ~/efficientnet_tf -xzf ~/efficientnet_tf.tar.gz \
-  && TF_TPU=$TF_TPU bash ~/efficientnet_tf/scripts/tpu/host_install.sh $MULTI_HOST"
+  && $host_env bash ~/efficientnet_tf/scripts/tpu/host_install.sh $MULTI_HOST"
 
 tpu_flag=local
 if (( MULTI_HOST )); then
