@@ -28,7 +28,7 @@ LIBTPU_PATHS = ("/lib/libtpu.so", "/usr/lib/libtpu.so")
 def _pip_libtpu():
     spec = importlib.util.find_spec("libtpu")  # found without importing it
     for directory in (spec.submodule_search_locations or []) if spec else []:
-        candidate = os.path.join(directory, "libtpu.so")
+        candidate = os.path.join(directory, "libtpu.so")  # local: the installed package
         if os.path.exists(candidate):  # local: the installed package
             return candidate
     return None
@@ -46,10 +46,11 @@ def libtpu_path():
 def loaded_libtpu():
     """The libtpu this process has loaded (from /proc/self/maps), or None."""
     try:
-        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:  # local
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:  # local: proc
             for line in maps:
                 path = line.split(maxsplit=5)[-1].strip()
-                if os.path.basename(path).startswith("libtpu") and path.endswith(".so"):
+                name = path.rsplit("/", 1)[-1]
+                if name.startswith("libtpu") and name.endswith(".so"):
                     return path
     except OSError:
         pass
