@@ -11,9 +11,10 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["efficientnet_tf", "efficientnet_tf.*"]),
     # TensorFlow 2.16.1 with Keras 3.8 is the oldest pair the tests pass on (.ci/run's floor
-    # tier); the TPU build tensorflow-tpu 2.19.1 is tested too, but is a distribution of its own
-    # that this requirement does not see: on a TPU VM install with scripts/tpu/install.sh
-    # (--no-deps). requirements.txt lists the rest.
+    # tier: the replicated step loop and the TPU readiness tests); the TPU build tensorflow-tpu
+    # 2.19.1 is tested too, but is a distribution of its own that this requirement does not
+    # see: on a TPU VM install with scripts/tpu/install.sh (--no-deps). requirements.txt lists
+    # the rest.
     install_requires=["tensorflow>=2.16.1", "keras>=3.8"] + [
         line.strip() for line in open("requirements.txt", encoding="utf-8")  # local: build
         if line.strip() and not line.startswith("#")],
