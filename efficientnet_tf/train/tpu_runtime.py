@@ -81,19 +81,30 @@ def tpu_holder(lockfile=LIBTPU_LOCKFILE):
         pass
     finally:
         os.close(descriptor)
-    inode = os.stat(lockfile).st_ino  # local: as above
+    pid = lock_owner(lockfile)
+    if pid is None:
+        return "another process"
     try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:  # local: the kernel's process table
+            command = cmdline.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return f"pid {pid}"
+    return f"pid {pid} ({command.strip()[:120]})"
+
+
+def lock_owner(lockfile=LIBTPU_LOCKFILE):
+    """The pid (text) of the process holding a POSIX lock on `lockfile`, from the kernel's lock
+    table, or None (no lock, no file, or no /proc)."""
+    try:
+        inode = os.stat(lockfile).st_ino  # local: libtpu's lock file on this machine
         with open("/proc/locks", encoding="ascii") as locks:  # local: the kernel's lock table
             for line in locks:
                 fields = line.split()
                 if len(fields) > 5 and fields[5].endswith(f":{inode}"):
-                    pid = fields[4]
-                    with open(f"/proc/{pid}/cmdline", "rb") as cmdline:  # local: as above
-                        command = cmdline.read().replace(b"\0", b" ").decode(errors="replace")
-                    return f"pid {pid} ({command.strip()[:120]})"
+                    return fields[4]
     except OSError:
         pass
-    return "another process"
+    return None
 
 
 def environment(tpu, libtpu=None):

@@ -82,18 +82,6 @@ def test_the_software_report_names_tensorflow_keras_libtpu_and_runtime(monkeypat
     assert report["tensorflow package"].startswith("tensorflow")
 
 
-def _libtpu_lock_holder():
-    """The pid holding libtpu's lock, or None. The TPU build loads libtpu when TensorFlow is
-    imported, and the first process of the tier to do so (a pytest worker) takes the lock."""
-    try:
-        inode = os.stat(tpu_runtime.LIBTPU_LOCKFILE).st_ino
-    except OSError:
-        return None
-    with open("/proc/locks", encoding="ascii") as locks:
-        return next((fields[4] for fields in (line.split() for line in locks)
-                     if len(fields) > 5 and fields[5].endswith(f":{inode}")), None)
-
-
 def test_the_tpu_command_without_a_tpu_is_one_line_and_sets_the_runtime_first():
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     env.pop("NEXT_PLUGGABLE_DEVICE_USE_C_API", None)
@@ -104,7 +92,9 @@ def test_the_tpu_command_without_a_tpu_is_one_line_and_sets_the_runtime_first():
     assert result.returncode == 1, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
     assert "Traceback" not in result.stderr
-    holder = _libtpu_lock_holder()
+    # The TPU build loads libtpu when TensorFlow is imported, and the first process of the tier to
+    # do so (a pytest worker) holds libtpu's lock.
+    holder = tpu_runtime.lock_owner()
     if holder is None:
         assert len(errors) == 1 and "no TPU found for --tpu='local'" in errors[0]
         assert "TPU runtime: NEXT_PLUGGABLE_DEVICE_USE_C_API=true" in result.stderr
