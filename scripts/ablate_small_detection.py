@@ -1,6 +1,6 @@
 """Why does a detector learn badly on a user's few boxes? One setting changed at a time.
 
-    python scripts/ablate_small_detection.py --out=detection_ablation.jsonl [--variants=A,B]
+    python scripts/ablate_small_detection.py [--variants=A,B] [--out=JSONL]
 
 Three small sets of real pixels, each with validation from regions training never sees
 (tasks/detection/photo_sets.py, digit_scenes.py): `sky` (Hubble deep-field sources, 2 classes,
@@ -8,9 +8,10 @@ median 7 px), `coins` (coins pasted on real backgrounds, 16-48 px), `digits` (di
 10 classes, 24-128 px); 72 training and 24 validation pictures of 128 px each. Each variant is
 the detect_folder recipe (experiments/detect_folder.py) as a user runs it -- the folders and
 the epochs -- with a few keys changed; every (variant, set, seed) is one training run through
-the trainer, whose COCO AP / AP50 and wall time are appended to --out as a JSON line, so a
-killed ablation resumes where it stopped. The markdown table (variant x set) comes last, then
-one JSON line of all the figures.
+the trainer, whose COCO AP / AP50 and wall time are appended to --out as a JSON line (by
+default docs/results/small_detection_ablation.jsonl, the runs the README reports, each with the
+commit that measured it), so a killed ablation resumes where it stopped. The markdown table
+(variant x set) comes last, then one JSON line of all the figures.
 """
 
 import json
@@ -54,8 +55,9 @@ VARIANTS = {
     "batch_16": ["train.batch_size=16"],
 }
 
-flags.DEFINE_string("out", "detection_ablation.jsonl", "JSON lines of finished runs (appended, "
-                    "resumed).")
+flags.DEFINE_string("out", smalldetection.results("small_detection_ablation.jsonl"),
+                    "JSON lines of finished runs (appended, resumed; the default is the "
+                    "repository's record, which the README's table reads).")
 flags.DEFINE_list("variants", list(VARIANTS), "Which variants to run.")
 flags.DEFINE_list("sets", list(SETS), "Which sets to run.")
 flags.DEFINE_list("seeds", ["0"], "Seeds: each pair runs once per seed.")

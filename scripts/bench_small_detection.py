@@ -20,7 +20,9 @@ For each small set of scripts/smalldetection.py (72 training and 24 validation p
 Both train at our recipe's input size (the pictures' own 128 px) for the same epochs and batch
 (8), and are scored by the same pycocotools evaluation (tasks/detection/metric.py) of the
 detections in the pictures' own pixels. Wall time covers building, training and predicting.
-Each (set, seed, side) is one JSON line in --out, so a killed run resumes. The last line printed
+Each (set, seed, side) is one JSON line in --out, so a killed run resumes; by default --out is
+docs/results/small_detection_bench.jsonl, the runs the README's table reports (delete a line to
+run it again). The last line printed
 is one JSON object: per-set means, `min_ap_gain` (ours - peer on the worst set, a fraction),
 `mean_ap_gain` and `time_ratio` (our total time / the peer's).
 """
@@ -52,8 +54,9 @@ flags.DEFINE_integer("eval_images", 24, "Validation pictures per set.")
 flags.DEFINE_integer("batch", 8, "The peer's batch (our recipe decides 8 for 72 pictures).")
 flags.DEFINE_enum("peer_depth", "50", ["18", "50"], "The peer's ResNet (the guide's is 50; 18 "
                   "for smoke runs).")
-flags.DEFINE_string("out", "small_detection_bench.jsonl", "JSON lines of finished runs "
-                    "(appended, resumed).")
+flags.DEFINE_string("out", smalldetection.results("small_detection_bench.jsonl"),
+                    "JSON lines of finished runs (appended, resumed; the default is the "
+                    "repository's record, which the README's table reads).")
 flags.DEFINE_multi_string("extra", [], "KEY=VALUE overrides of our recipe (smoke runs).")
 FLAGS = flags.FLAGS
 

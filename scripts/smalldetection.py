@@ -11,6 +11,7 @@ pictures.
 import importlib.util
 import json
 import os
+import subprocess
 import tempfile
 import time
 
@@ -68,6 +69,12 @@ def ours(paths, epochs, seed, overrides=(), random_flip=True):
                 "image_size": results["eval_image_size"]}
 
 
+def results(name):
+    """docs/results/`name`: where the scripts keep the runs the README reports, so a later
+    session (or a reader) resumes or checks them from the repository."""
+    return os.path.join(ROOT, "docs", "results", name)
+
+
 def finished(path, key):
     """{key(row): row} of the JSON lines at `path` (none if it does not exist)."""
     done = {}
@@ -79,6 +86,22 @@ def finished(path, key):
     return done
 
 
+def commit():
+    """The checkout's commit, with "+changes" when files differ from it (None outside git): the
+    recipe a recorded run measured."""
+    try:
+        head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        changed = subprocess.run(["git", "-C", ROOT, "status", "--porcelain",
+                                  "--untracked-files=no"],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+changes" if changed else "")
+
+
 def append(path, row):
+    """Appends `row`, with the commit that measured it, as one JSON line."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "a") as stream:
-        stream.write(json.dumps(row) + "\n")
+        stream.write(json.dumps({**row, "commit": commit()}) + "\n")
