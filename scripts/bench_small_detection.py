@@ -17,14 +17,14 @@ For each small set of scripts/smalldetection.py (72 training and 24 validation p
          small folder would; keras-hub's NMS keeps detections above 0.05 (not 0.5), up to 100
          per image, since COCO AP ranks them all.
 
-Both train at our recipe's input size (the pictures' own 128 px) for the same epochs and batch
-(8), and are scored by the same pycocotools evaluation (tasks/detection/metric.py) of the
-detections in the pictures' own pixels. Wall time covers building, training and predicting.
-Each (set, seed, side) is one JSON line in --out, so a killed run resumes; by default --out is
-docs/results/small_detection_bench.jsonl, the runs the README's table reports (delete a line to
-run it again). The last line printed
-is one JSON object: per-set means, `min_ap_gain` (ours - peer on the worst set, a fraction),
-`mean_ap_gain` and `time_ratio` (our total time / the peer's).
+Both train at our recipe's input size (128 px, the pictures' own; 256 for sky's tiny objects)
+for the same epochs and batch (8), and are scored by the same pycocotools evaluation
+(tasks/detection/metric.py) of the detections in the pictures' own pixels. Wall time covers
+building, training and predicting. Each (set, seed, side) is one JSON line in --out, so a killed
+run resumes; by default --out is docs/results/small_detection_bench.jsonl, the runs the README's
+table reports (delete a line to run it again). The last line printed is one JSON object:
+per-set means, `min_ap_gain` (ours - peer on the worst set, a fraction), `mean_ap_gain` and
+`time_ratio` (our total time / the peer's).
 """
 
 import json
