@@ -88,12 +88,13 @@ def finished(path, key):
 
 def commit():
     """The checkout's commit, with "+changes" when files differ from it (None outside git): the
-    recipe a recorded run measured."""
+    recipe a recorded run measured. The records under docs/results/ do not count: a run that
+    appends to them changes no recipe."""
     try:
         head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
                               capture_output=True, text=True, check=True).stdout.strip()
         changed = subprocess.run(["git", "-C", ROOT, "status", "--porcelain",
-                                  "--untracked-files=no"],
+                                  "--untracked-files=no", "--", ".", ":!docs/results"],
                                  capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
