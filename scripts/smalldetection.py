@@ -22,6 +22,7 @@ from efficientnet_tf.train import config as config_lib
 from efficientnet_tf.train import trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = "docs/results"  # the records, relative to ROOT
 SETS = ("sky", "coins", "digits")
 
 
@@ -72,7 +73,7 @@ def ours(paths, epochs, seed, overrides=(), random_flip=True):
 def results(name):
     """docs/results/`name`: where the scripts keep the runs the README reports, so a later
     session (or a reader) resumes or checks them from the repository."""
-    return os.path.join(ROOT, "docs", "results", name)
+    return os.path.join(ROOT, RESULTS, name)
 
 
 def finished(path, key):
@@ -94,7 +95,7 @@ def commit():
         head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
                               capture_output=True, text=True, check=True).stdout.strip()
         changed = subprocess.run(["git", "-C", ROOT, "status", "--porcelain",
-                                  "--untracked-files=no", "--", ".", ":!docs/results"],
+                                  "--untracked-files=no", "--", ".", f":!{RESULTS}"],
                                  capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
